@@ -1,0 +1,3 @@
+from evalguard.cli import main
+
+main()

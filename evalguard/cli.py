@@ -1,0 +1,148 @@
+"""Command line: parsing and validation only. The checks live in evalguard.checks.
+
+Nothing here imports torch at module level, so `evalguard --help`, `evalguard rules` and
+`evalguard explain` stay fast.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from evalguard import __version__
+from evalguard.errors import EvalguardError, UsageError
+from evalguard.findings import Severity
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+TEXT_FORMATS = ("text", "json", "sarif", "junit", "html")
+
+
+def _split_ids(values) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="evalguard")
+def cli() -> None:
+    """Audit PyTorch models for bugs that make inference silently wrong."""
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("--model", "model_factory", metavar="MODULE:CALLABLE",
+              help="Factory returning an nn.Module: the architecture for a state_dict, or the model to audit.")
+@click.option("--trust-module", multiple=True, metavar="NAME",
+              help="Package whose classes may be rebuilt from a full-module pickle (repeatable).")
+@click.option("--input-shape", multiple=True, metavar="4x3x224x224", help="Shape of one positional input (repeatable).")
+@click.option("--input-dtype", metavar="DTYPE", help="dtype of generated inputs (float32, int64, bool, ...).")
+@click.option("--example-inputs", type=click.Path(), metavar="FILE",
+              help="Tensor, tuple/list (positional) or dict (keyword) saved with torch.save.")
+@click.option("--onnx", "onnx_file", type=click.Path(), metavar="FILE", help="Compare this ONNX file with the model.")
+@click.option("--no-onnx", is_flag=True, help="Skip the ONNX export and parity checks.")
+@click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
+@click.option("--format", "fmt", type=click.Choice(TEXT_FORMATS), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
+              help="Lowest severity that makes the exit code 1 (default error).")
+@click.option("--select", multiple=True, metavar="IDS", help="Rule ids or prefixes to run (comma-separated).")
+@click.option("--ignore", multiple=True, metavar="IDS", help="Rule ids or prefixes to skip (comma-separated).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="cpu (default) or cuda.")
+@click.option("--seed", type=int, default=None, help="Seed for generated inputs and forward passes (default 0).")
+@click.option("--allow-stochastic", multiple=True, metavar="GLOB",
+              help="Module-name glob whose randomness is intended (MC dropout): reported as info.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files when walking folders.")
+@click.option("--baseline", type=click.Path(), metavar="FILE",
+              help="Report only findings not in FILE; the file is written when it does not exist.")
+@click.option("--config", "config_file", type=click.Path(), metavar="FILE",
+              help="Read settings from FILE instead of the nearest pyproject.toml.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
+          keep_onnx, fmt, output, fail_on, select, ignore, device, seed, allow_stochastic, exclude, baseline,
+          config_file, debug) -> int:
+    """Audit model files, checkpoints, ONNX files and Python sources."""
+    from evalguard.run_check import CheckRequest, execute
+
+    request = CheckRequest(
+        targets=list(targets), model_factory=model_factory, trust_modules=list(trust_module),
+        input_shapes=list(input_shape), input_dtype=input_dtype, example_inputs=example_inputs,
+        onnx_file=onnx_file, no_onnx=no_onnx, keep_onnx=keep_onnx, fmt=fmt, output=output, fail_on=fail_on,
+        select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
+        allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
+        config_file=config_file, debug=debug, argv=list(sys.argv[1:]),
+    )
+    return execute(request)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules(fmt) -> int:
+    """List every rule: id, name, severity, status."""
+    import json
+
+    from evalguard.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    if fmt == "json":
+        click.echo(json.dumps([{"id": r.id, "name": r.name, "severity": str(r.severity), "status": r.status,
+                                "summary": r.summary} for r in catalogue.values()], indent=2))
+        return EXIT_OK
+    width = max(len(r.name) for r in catalogue.values())
+    click.echo(f"{'ID':<6} {'NAME':<{width}} {'SEVERITY':<8} {'STATUS':<11} SUMMARY")
+    for rule in catalogue.values():
+        summary = rule.summary if len(rule.summary) <= 90 else rule.summary[:87] + "..."
+        click.echo(f"{rule.id:<6} {rule.name:<{width}} {str(rule.severity):<8} {rule.status:<11} {summary}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("rule_id")
+def explain(rule_id) -> int:
+    """Show one rule's full documentation."""
+    from evalguard.catalogue import load_catalogue
+    from evalguard.explain import render_rule
+
+    catalogue = load_catalogue()
+    rule = catalogue.get(rule_id.strip().upper())
+    if rule is None:
+        by_name = {r.name: r for r in catalogue.values()}
+        rule = by_name.get(rule_id.strip())
+    if rule is None:
+        raise UsageError(f"unknown rule {rule_id!r} (see `evalguard rules`)")
+    click.echo(render_rule(rule))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors with exit code 2, tracebacks only with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("EVALGUARD_DEBUG") == "1"
+    try:
+        code = cli.main(args=args, prog_name="evalguard", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        code = EXIT_ERROR
+    except click.ClickException as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = EXIT_ERROR
+    except EvalguardError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - the contract is one line and exit 2, never a traceback
+        if debug:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"error: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
+                   err=True)
+        code = EXIT_ERROR
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

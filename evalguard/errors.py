@@ -1,0 +1,22 @@
+"""Exceptions that end an audit of one target (or the whole run) with exit code 2."""
+
+
+class EvalguardError(Exception):
+    """A usage error or a target that cannot be audited; its message is the one-line reason."""
+
+
+class UsageError(EvalguardError):
+    """Bad flags, bad configuration, bad rule ids."""
+
+
+class TargetError(EvalguardError):
+    """A target that is missing, empty, corrupt or of an unsupported kind."""
+
+
+class RefusedTarget(EvalguardError):
+    """A target that was deliberately not loaded (unsafe pickle); ``findings`` say why."""
+
+    def __init__(self, message: str, findings, kind: str = "unknown"):
+        super().__init__(message)
+        self.findings = list(findings)
+        self.kind = kind

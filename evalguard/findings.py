@@ -1,0 +1,126 @@
+"""The data model every other part speaks: severities, locations, findings, reports.
+
+Everything here is a frozen dataclass so a finding can be hashed, sorted and compared;
+nothing here imports torch.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that ``Severity.WARNING >= Severity.INFO`` reads naturally."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (expected info, warning or error)") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a finding points: a file, optionally a line/column (source) or a module path (model)."""
+
+    path: str
+    line: int | None = None
+    column: int | None = None
+    module: str | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line or 0, self.column or 0, self.module or "")
+
+    def display(self) -> str:
+        text = self.path
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.column is not None:
+                text += f":{self.column}"
+        if self.module:
+            text += f"::{self.module}"
+        return text
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found by one rule.
+
+    Checks create findings with ``severity=None`` and ``name=""``; the engine fills both in
+    from the catalogue and the configuration, so a check never decides policy.
+    """
+
+    rule: str
+    message: str
+    location: Location
+    evidence: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    severity: Severity | None = None
+    name: str = ""
+
+    def sort_key(self) -> tuple:
+        return (*self.location.sort_key(), self.rule, self.message)
+
+    def with_policy(self, severity: Severity, name: str) -> "Finding":
+        return replace(self, severity=severity, name=name)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """What happened to one target: its detected kind and whether it could be audited.
+
+    status is ``audited``, ``refused`` (unsafe pickle: findings explain why) or ``error``
+    (could not be read at all; ``detail`` holds the one-line reason).
+    """
+
+    path: str
+    kind: str
+    status: str
+    detail: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Report:
+    targets: tuple[TargetResult, ...]
+    findings: tuple[Finding, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"error": 0, "warning": 0, "info": 0}
+        for finding in self.findings:
+            counts[str(finding.severity)] += 1
+        return counts
+
+    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is not None and f.severity >= threshold)
+
+    def ok(self, fail_on: str | Severity = "error") -> bool:
+        """True when every target was audited and nothing is at or above ``fail_on``."""
+        threshold = fail_on if isinstance(fail_on, Severity) else Severity.parse(fail_on)
+        return all(t.status == "audited" for t in self.targets) and not self.at_or_above(threshold)
+
+    def to_json(self) -> str:
+        from evalguard.reporters import render
+
+        return render(self, "json")
+
+    def to_html(self, path: str | None = None) -> str:
+        """The HTML audit report; written to ``path`` when given."""
+        from pathlib import Path
+
+        from evalguard.reporters import render
+
+        html = render(self, "html")
+        if path is not None:
+            Path(path).write_text(html, encoding="utf-8")
+        return html

@@ -1,0 +1,64 @@
+"""Turn a target path (or a ``--model`` factory) into an ``AuditSubject``.
+
+Contract used by the engine: ``load_target(path, options) -> AuditSubject``. It raises
+``TargetError`` for a file that cannot be audited and ``RefusedTarget`` (carrying
+EG901/EG902 findings) for a file that was refused without being loaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalguard.errors import TargetError
+from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
+
+
+def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str = ""):
+    """Inputs from the command line, else inferred from the model, else a clear error."""
+
+    def resolve() -> ExampleInputs:
+        from evalguard.loading import inputs as inputs_mod
+
+        if options.example_inputs_file:
+            return inputs_mod.load_example_inputs(options.example_inputs_file)
+        if options.input_shapes:
+            return inputs_mod.inputs_from_shapes(options.input_shapes, options.input_dtype, seed=options.seed)
+        if model is not None:
+            from evalguard.loading.infer_inputs import infer_inputs
+
+            inferred = infer_inputs(model, options)
+            if inferred is not None:
+                return inferred
+        raise TargetError(f"cannot infer inputs for {extra_hint or 'the model'}; "
+                          "pass --input-shape or --example-inputs")
+
+    return resolve
+
+
+def load_factory_subject(options: AuditOptions) -> AuditSubject:
+    from evalguard.loading.factory import build_model
+
+    model = build_model(options.model_factory)
+    return AuditSubject(path=options.model_factory, kind="factory", model=model,
+                        info={"format": "factory", "saved_training": model.training},
+                        inputs_resolver=default_inputs_resolver(options, model, options.model_factory))
+
+
+def load_source_subject(path: Path) -> AuditSubject:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TargetError(f"{path}: not a UTF-8 Python source file") from None
+    return AuditSubject(path=str(path), kind="python-source", source_text=text)
+
+
+def load_target(path: str, options: AuditOptions) -> AuditSubject:
+    target = Path(path)
+    if not target.exists():
+        raise TargetError(f"{path}: no such file or directory")
+    if target.is_dir():
+        raise TargetError(f"{path}: is a directory with no model files or Python sources")
+    if target.suffix == ".py":
+        return load_source_subject(target)
+    from evalguard.loading.formats import load_model_file
+
+    return load_model_file(target, options)

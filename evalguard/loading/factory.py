@@ -1,0 +1,77 @@
+"""Build a model from ``--model MODULE:CALLABLE`` or ``path/to/file.py:CALLABLE``.
+
+This runs the user's own code on purpose (it is their factory, named on the command line),
+unlike checkpoint files, which are never allowed to run code.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalguard.errors import TargetError, UsageError
+
+
+def parse_factory_spec(spec: str) -> tuple[str, str]:
+    """Split ``left:callable``; the left part is a dotted module or a .py path."""
+    left, sep, func = spec.rpartition(":")
+    # Windows drive letters aside, a spec needs exactly one meaningful colon.
+    if not sep or not left or not func or not func.replace("_", "a").replace(".", "a").isalnum():
+        raise UsageError(f"--model expects MODULE:CALLABLE or path/to/file.py:CALLABLE, got {spec!r}")
+    return left, func
+
+
+def import_factory_module(left: str):
+    if left.endswith(".py") or "/" in left or "\\" in left:
+        path = Path(left)
+        if not path.is_file():
+            raise TargetError(f"--model: no such file {left}")
+        module_name = f"_evalguard_factory_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        # Let the factory import its siblings, as `python path/to/file.py` would.
+        sys.path.insert(0, str(path.resolve().parent))
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise TargetError(f"--model: importing {left} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+        return module
+    try:
+        return importlib.import_module(left)
+    except Exception as exc:
+        raise TargetError(f"--model: cannot import {left}: {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_factory(spec: str):
+    left, func = parse_factory_spec(spec)
+    obj: Any = import_factory_module(left)
+    for part in func.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(f"--model: {left} has no attribute {func!r}") from None
+    if not callable(obj):
+        raise TargetError(f"--model: {spec} is not callable")
+    return obj
+
+
+def build_model(spec: str):
+    """Call the factory and check it returned an ``nn.Module``."""
+    import torch.nn as nn
+
+    factory = resolve_factory(spec)
+    if isinstance(factory, type) and issubclass(factory, nn.Module):
+        pass  # a class is a factory too
+    try:
+        model = factory()
+    except Exception as exc:
+        raise TargetError(f"--model: {spec} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise TargetError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model

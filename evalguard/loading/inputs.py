@@ -1,0 +1,72 @@
+"""Example inputs: parse ``--input-shape``, load ``--example-inputs``, make tensors."""
+from __future__ import annotations
+
+import re
+
+from evalguard.errors import TargetError, UsageError
+from evalguard.subject import ExampleInputs
+
+_SHAPE = re.compile(r"^\d+(x\d+)*$")
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "bool")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``4x3x224x224`` -> (4, 3, 224, 224); every dimension must be positive."""
+    cleaned = text.strip().lower().replace(",", "x")
+    if not _SHAPE.match(cleaned):
+        raise UsageError(f"malformed --input-shape {text!r}: expected sizes joined by 'x', e.g. 4x3x224x224")
+    dims = tuple(int(d) for d in cleaned.split("x"))
+    if any(d <= 0 for d in dims):
+        raise UsageError(f"malformed --input-shape {text!r}: every dimension must be positive")
+    return dims
+
+
+def parse_dtype(text: str | None) -> str | None:
+    if text is None:
+        return None
+    name = text.strip().lower().removeprefix("torch.")
+    aliases = {"float": "float32", "half": "float16", "long": "int64", "int": "int32", "double": "float64"}
+    name = aliases.get(name, name)
+    if name not in DTYPES:
+        raise UsageError(f"unknown --input-dtype {text!r} (expected one of {', '.join(DTYPES)})")
+    return name
+
+
+def make_tensor(shape: tuple[int, ...], dtype: str | None, *, high: int = 2, seed: int = 0):
+    """A reproducible random tensor; integer inputs stay in ``[0, high)`` (token ids, labels)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    torch_dtype = getattr(torch, dtype or "float32")
+    if torch_dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=generator).bool()
+    if not torch_dtype.is_floating_point:
+        return torch.randint(0, max(high, 1), shape, generator=generator, dtype=torch_dtype)
+    return torch.randn(shape, generator=generator).to(torch_dtype)
+
+
+def inputs_from_shapes(shapes, dtype: str | None, *, seed: int = 0, int_high: int = 2) -> ExampleInputs:
+    args = tuple(make_tensor(shape, dtype, high=int_high, seed=seed + i) for i, shape in enumerate(shapes))
+    label = ", ".join("x".join(map(str, s)) for s in shapes)
+    return ExampleInputs(args=args, kwargs={}, source=f"--input-shape {label}" + (f" ({dtype})" if dtype else ""))
+
+
+def load_example_inputs(path: str) -> ExampleInputs:
+    """A tensor, tuple/list of tensors (positional) or dict (keyword), loaded weights-only."""
+    import torch
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TargetError(f"--example-inputs: no such file {path}") from None
+    except Exception as exc:
+        raise TargetError(f"--example-inputs: cannot read {path} as a weights-only torch file: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if isinstance(value, torch.Tensor):
+        return ExampleInputs(args=(value,), source=f"--example-inputs {path}")
+    if isinstance(value, (tuple, list)):
+        return ExampleInputs(args=tuple(value), source=f"--example-inputs {path}")
+    if isinstance(value, dict):
+        return ExampleInputs(kwargs=dict(value), source=f"--example-inputs {path}")
+    raise TargetError(f"--example-inputs: {path} holds a {type(value).__name__}; "
+                      "expected a tensor, a tuple/list of tensors or a dict")

@@ -1,0 +1,95 @@
+"""What a check receives: the loaded target (``AuditSubject``) and the run's options.
+
+Checks read these and return findings; they never mutate ``subject.model`` (dynamic checks
+work on a deep copy) and never decide severities (the engine does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from evalguard.errors import TargetError
+
+#: Subject kinds that carry an ``nn.Module`` (or something that runs like one).
+MODEL_KINDS = frozenset({
+    "full-module-pickle", "checkpoint", "state-dict", "lightning-checkpoint", "hf-folder",
+    "safetensors", "torchscript", "exported-program", "factory", "live-module",
+})
+SOURCE_KINDS = frozenset({"python-source"})
+ONNX_KINDS = frozenset({"onnx"})
+
+
+@dataclass
+class ExampleInputs:
+    """Positional and keyword inputs for one forward pass, and where they came from."""
+
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def describe(self) -> list[str]:
+        """Human-readable ``name: dtype[shape]`` lines for reports."""
+        lines = []
+        items = [(f"arg{i}", v) for i, v in enumerate(self.args)] + list(self.kwargs.items())
+        for name, value in items:
+            shape = getattr(value, "shape", None)
+            dtype = str(getattr(value, "dtype", type(value).__name__)).replace("torch.", "")
+            lines.append(f"{name}: {dtype}{list(shape) if shape is not None else ''}")
+        return lines
+
+
+@dataclass
+class AuditOptions:
+    """Everything the command line and ``[tool.evalguard]`` decided, already validated."""
+
+    selected: frozenset[str] = frozenset()       # rule ids that will be reported
+    seed: int = 0
+    device: str = "cpu"
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    input_dtype: str | None = None
+    example_inputs_file: str | None = None
+    model_factory: str | None = None             # "pkg.mod:fn" or "path/file.py:fn"
+    trust_modules: tuple[str, ...] = ()
+    onnx_file: str | None = None                 # --onnx FILE
+    onnx_enabled: bool = True                    # --no-onnx turns ONNX checks off
+    keep_onnx: str | None = None                 # --keep-onnx DIR
+    allow_stochastic: tuple[str, ...] = ()       # module-name globs (MC dropout)
+    tolerances: Mapping[str, Any] = field(default_factory=dict)   # {"atol":..., "rtol":..., "outputs": {name: {...}}}
+    exclude: tuple[str, ...] = ()                # glob patterns skipped when walking directories
+    debug: bool = False                          # print tracebacks of target errors and crashed checks
+
+    def wants(self, *rules: str) -> bool:
+        """True when at least one of ``rules`` will be reported: lets checks skip work."""
+        return any(rule in self.selected for rule in rules)
+
+
+@dataclass
+class AuditSubject:
+    """One loaded target.
+
+    ``model`` is private to the audit when it came from a file; a factory's model is the
+    object the user's code built, so checks that run it must work on ``copy.deepcopy``.
+    ``inputs`` are resolved lazily: only checks that run the model need them, and a run of
+    static checks must not fail because no input shape could be inferred.
+    """
+
+    path: str
+    kind: str
+    model: Any = None
+    optimizer_state: Mapping[str, Any] | None = None
+    onnx_path: str | None = None
+    source_text: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    inputs_resolver: Callable[[], ExampleInputs] | None = None
+    _inputs: ExampleInputs | None = None
+
+    @property
+    def inputs(self) -> ExampleInputs:
+        if self._inputs is None:
+            if self.inputs_resolver is None:
+                raise TargetError(
+                    f"cannot infer inputs for {self.path}; pass --input-shape or --example-inputs")
+            self._inputs = self.inputs_resolver()
+            self.info["inputs"] = self._inputs.describe()
+            self.info["inputs_source"] = self._inputs.source
+        return self._inputs

@@ -1,0 +1,94 @@
+"""Flatten model outputs of any structure into named tensors and compare them.
+
+Shared by the paired-forward checks and the ONNX parity check, so both report differences
+the same way. Imports torch: only import this from code that runs a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+def flatten_outputs(value: Any, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) leaves of tensors, tuples, lists, dicts, dataclasses and ModelOutput."""
+    if isinstance(value, torch.Tensor):
+        return [(prefix, value)]
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return []
+    if isinstance(value, dict) or hasattr(value, "to_tuple") and hasattr(value, "keys"):
+        leaves = []
+        for key in value.keys():
+            leaves.extend(flatten_outputs(value[key], f"{prefix}.{key}"))
+        return leaves
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        leaves = []
+        for f in dataclasses.fields(value):
+            leaves.extend(flatten_outputs(getattr(value, f.name), f"{prefix}.{f.name}"))
+        return leaves
+    if isinstance(value, (list, tuple)):
+        leaves = []
+        for index, item in enumerate(value):
+            leaves.extend(flatten_outputs(item, f"{prefix}[{index}]"))
+        return leaves
+    return []
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Element-wise comparison of two tensors (Polygraphy's rule: an element fails only
+    when it exceeds both atol and rtol * |expected|)."""
+
+    name: str
+    max_abs_diff: float
+    max_rel_diff: float
+    mean_abs_diff: float
+    median_abs_diff: float
+    mismatched_fraction: float
+    shape_mismatch: bool = False
+
+    @property
+    def matches(self) -> bool:
+        return not self.shape_mismatch and self.mismatched_fraction == 0.0
+
+    def as_evidence(self) -> dict:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def compare(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> Difference:
+    if tuple(actual.shape) != tuple(expected.shape):
+        inf = float("inf")
+        return Difference(name, inf, inf, inf, inf, 1.0, shape_mismatch=True)
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    if a.numel() == 0:
+        return Difference(name, 0.0, 0.0, 0.0, 0.0, 0.0)
+    both_nan = torch.isnan(a) & torch.isnan(e)
+    abs_diff = torch.where(both_nan, torch.zeros_like(a), (a - e).abs())
+    abs_diff = torch.nan_to_num(abs_diff, nan=float("inf"))
+    rel_diff = abs_diff / e.abs().clamp_min(1e-12)
+    failing = (abs_diff > atol) & (abs_diff > rtol * e.abs())
+    return Difference(
+        name=name,
+        max_abs_diff=float(abs_diff.max()),
+        max_rel_diff=float(torch.where(abs_diff > 0, rel_diff, torch.zeros_like(rel_diff)).max()),
+        mean_abs_diff=float(abs_diff.mean()),
+        median_abs_diff=float(abs_diff.median()),
+        mismatched_fraction=float(failing.double().mean()),
+    )
+
+
+def compare_outputs(actual: Any, expected: Any, atol: float, rtol: float) -> list[Difference]:
+    """Compare two output structures leaf by leaf; a missing leaf counts as a shape mismatch."""
+    a_leaves = dict(flatten_outputs(actual))
+    e_leaves = dict(flatten_outputs(expected))
+    diffs = []
+    for name, expected_tensor in e_leaves.items():
+        if name not in a_leaves:
+            inf = float("inf")
+            diffs.append(Difference(name, inf, inf, inf, inf, 1.0, shape_mismatch=True))
+            continue
+        diffs.append(compare(name, a_leaves[name], expected_tensor, atol, rtol))
+    return diffs

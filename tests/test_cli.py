@@ -1,0 +1,154 @@
+"""The command line: exit codes, one-line errors, formats, output files, lazy imports."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalguard.catalogue import load_catalogue
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_rules_lists_every_rule_with_status(run_cli):
+    code, out, err = run_cli("rules")
+    assert code == 0
+    for rule in load_catalogue().values():
+        line = next(line for line in out.splitlines() if line.startswith(rule.id))
+        assert rule.name in line and str(rule.severity) in line and rule.status in line
+
+
+def test_rules_json(run_cli):
+    code, out, _ = run_cli("rules", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 25 and {"id", "name", "severity", "status"} <= set(rows[0])
+
+
+def test_explain_renders_sections(run_cli):
+    code, out, _ = run_cli("explain", "eg201")
+    assert code == 0
+    assert out.startswith("# EG201 dropout-before-batchnorm")
+    assert "## Why is this bad?" in out and "## How to fix it" in out
+    assert "variance" in out.lower()
+
+
+def test_explain_by_name(run_cli):
+    code, out, _ = run_cli("explain", "adam-coupled-weight-decay")
+    assert code == 0 and out.startswith("# EG301")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["explain", "EG999"], "unknown rule"),
+    (["check"], "nothing to check"),
+    (["check", "--bogus"], "No such option"),
+    (["check", "--select", "EG999", "x.py"], "EG999"),
+    (["check", "--input-shape", "4xx3", "--model", "m:f"], "malformed --input-shape"),
+    (["check", "--input-shape", "4x0", "--model", "m:f"], "must be positive"),
+    (["check", "--input-dtype", "complex7", "--model", "m:f"], "unknown --input-dtype"),
+    (["check", "--onnx", "a.onnx", "--no-onnx", "--model", "m:f"], "cannot be used together"),
+    (["check", "--format", "pdf", "x.py"], "pdf"),
+    (["check", "--model", "no_colon_here"], "--model expects"),
+    (["check", "--model", "evalguard_no_such_pkg:build"], "cannot import"),
+])
+def test_usage_errors_are_one_line_exit_2(run_cli, args, needle):
+    code, out, err = run_cli(*args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert needle in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_missing_target_exit_2(run_cli, tmp_path):
+    code, out, err = run_cli("check", tmp_path / "missing.pt")
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'missing.pt'}: no such file or directory"]
+
+
+def test_empty_directory_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli("check", tmp_path)
+    assert code == 2 and "nothing to audit" in err or "no model files" in err
+
+
+def test_factory_that_raises_is_a_clean_error(run_cli, tmp_path):
+    factory = tmp_path / "f.py"
+    factory.write_text("def build():\n    raise ValueError('bad config')\n")
+    code, _, err = run_cli("check", "--model", f"{factory}:build")
+    assert code == 2 and "raised ValueError: bad config" in err and "Traceback" not in err
+
+
+def test_factory_returning_non_module(run_cli, tmp_path):
+    factory = tmp_path / "f.py"
+    factory.write_text("def build():\n    return 42\n")
+    code, _, err = run_cli("check", "--model", f"{factory}:build")
+    assert code == 2 and "not a torch.nn.Module" in err
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "evalguard", "check", "--debug", "--model", "nope_pkg_x:f"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_python_m_evalguard_works():
+    proc = subprocess.run([sys.executable, "-m", "evalguard", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "evalguard" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["rules"], ["explain", "EG301"], ["check", "--help"]])
+def test_cheap_commands_do_not_import_torch(argv):
+    code = ("import sys\nfrom evalguard.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_json_output_file_and_exit_code_for_findings(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    out_file = tmp_path / "report.json"
+    code, out, err = run_cli("check", source, "--format", "json", "--output", out_file, "--select", "EG903")
+    report = json.loads(out_file.read_text())
+    assert out == ""
+    assert report["schema_version"] == 1 and report["tool"]["name"] == "evalguard"
+    assert report["targets"] == [{"path": str(source), "kind": "python-source", "status": "audited"}]
+    [finding] = report["findings"]
+    assert finding["rule"] == "EG903" and finding["severity"] == "error"
+    assert finding["location"]["path"] == str(source) and finding["location"]["line"] == 2
+    assert report["summary"] == {"error": 1, "warning": 0, "info": 0}
+    assert code == 1
+
+
+def test_fail_on_and_ignore_change_exit_code(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    assert run_cli("check", source, "--select", "EG903")[0] == 1
+    assert run_cli("check", source, "--ignore", "EG903")[0] == 0
+    clean = tmp_path / "clean.py"
+    clean.write_text("x = 1\n")
+    code, out, _ = run_cli("check", clean, "--fail-on", "info")
+    assert code == 0 and "all checks passed" in out
+
+
+def test_text_output_line_format(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    code, out, _ = run_cli("check", source, "--select", "EG903")
+    first = out.splitlines()[0]
+    assert first.startswith(f"{source}:2:") and " EG903 error unsafe-torch-load: " in first
+    assert "\033[" not in out  # no colour when not a terminal
+    assert out.splitlines()[-1].startswith("1 target (1 audited): 1 error")
+
+
+def test_directory_walk_respects_exclude(run_cli, tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("import torch\ntorch.load('x', weights_only=False)\n")
+    (tmp_path / "pkg" / "gen").mkdir()
+    (tmp_path / "pkg" / "gen" / "b.py").write_text("import torch\ntorch.load('x', weights_only=False)\n")
+    code, out, _ = run_cli("check", tmp_path / "pkg", "--select", "EG903", "--format", "json")
+    assert {Path(f["location"]["path"]).name for f in json.loads(out)["findings"]} == {"a.py", "b.py"}
+    code, out, _ = run_cli("check", tmp_path / "pkg", "--select", "EG903", "--format", "json", "--exclude", "gen")
+    assert {Path(f["location"]["path"]).name for f in json.loads(out)["findings"]} == {"a.py"}

@@ -1,0 +1,88 @@
+"""pylint-style rule examples: every rule's bad.py must raise exactly its marked rules,
+and its good.py nothing at all.
+
+Model examples declare AUDIT = "model", INPUT_SHAPES, EXPECTED_RULES (and optionally
+INPUT_DTYPE, ONNX); source examples declare AUDIT = "source" and mark lines with `# [EG301]`.
+The module-level constants are read with ast, so examples are only executed through the
+real CLI path (`--model file.py:build_model`).
+"""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from evalguard.catalogue import load_catalogue
+from evalguard.checks import ENGINE_RULES
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "rules"
+MARKER = re.compile(r"#\s*\[(EG\d{3}(?:\s*,\s*EG\d{3})*)\]\s*$")
+# Rules raised by the loader or engine, exercised by the loading/engine tests instead.
+NO_EXAMPLE_NEEDED = set(ENGINE_RULES) | {"EG405"}  # EG405 needs a CUDA GPU: tests/test_onnx*.py
+
+
+def constants(path: Path) -> dict:
+    values = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return values
+
+
+def markers(path: Path) -> set[tuple[int, str]]:
+    expected = set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        match = MARKER.search(line)
+        if match:
+            expected |= {(number, rule.strip()) for rule in match.group(1).split(",")}
+    return expected
+
+
+def example_files():
+    return sorted(EXAMPLES.glob("EG*/*.py"))
+
+
+def audit(run_cli, path: Path, spec: dict) -> dict:
+    if spec["AUDIT"] == "source":
+        args = [path]
+    else:
+        args = ["--model", f"{path}:build_model"]
+        for shape in spec.get("INPUT_SHAPES", ()):
+            args += ["--input-shape", shape]
+        if "INPUT_DTYPE" in spec:
+            args += ["--input-dtype", spec["INPUT_DTYPE"]]
+        if not spec.get("ONNX", False):
+            args.append("--no-onnx")
+    code, out, err = run_cli("check", *args, "--format", "json")
+    assert code in (0, 1), err
+    return json.loads(out)
+
+
+def test_every_rule_with_a_check_has_bad_and_good_examples():
+    implemented = {r.id for r in load_catalogue().values() if r.status == "implemented"}
+    missing = [rule for rule in sorted(implemented - NO_EXAMPLE_NEEDED)
+               if not (EXAMPLES / rule / "bad.py").is_file() or not (EXAMPLES / rule / "good.py").is_file()]
+    assert not missing, f"rules without examples/rules/<id>/bad.py and good.py: {missing}"
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_example(run_cli, path):
+    spec = constants(path)
+    assert spec.get("AUDIT") in ("model", "source"), f"{path} must set AUDIT"
+    report = audit(run_cli, path, spec)
+    assert all(t["status"] == "audited" for t in report["targets"]), report["targets"]
+    if spec["AUDIT"] == "source":
+        found = {(f["location"]["line"], f["rule"]) for f in report["findings"]}
+        assert found == markers(path)
+    else:
+        found = {f["rule"] for f in report["findings"]}
+        assert found == set(spec["EXPECTED_RULES"]), [(f["rule"], f["message"]) for f in report["findings"]]
+    if path.name == "bad.py":
+        assert report["findings"], "a bad example must raise its rule"
+        assert path.parent.name in {f["rule"] for f in report["findings"]}
+    else:
+        assert report["findings"] == []
