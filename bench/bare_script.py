@@ -1,0 +1,50 @@
+"""The script a user writes instead of evalguard: load the weights, one eval forward pass,
+torch.onnx.export with its defaults, an ONNX Runtime session, compare. Timed as a baseline."""
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("--factory", required=True)   # path/to/models.py:fn
+    parser.add_argument("--shape", required=True)
+    parser.add_argument("--dtype", default="float32")
+    args = parser.parse_args()
+
+    path, fn = args.factory.rsplit(":", 1)
+    spec = importlib.util.spec_from_file_location("bench_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = getattr(module, fn)()
+    model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+    model.eval()
+
+    shape = tuple(int(d) for d in args.shape.split("x"))
+    torch.manual_seed(0)
+    x = torch.randint(0, 2, shape) if args.dtype == "int64" else torch.randn(shape)
+    with torch.no_grad():
+        expected = model(x)
+    if not isinstance(expected, torch.Tensor):
+        expected = expected[0] if isinstance(expected, (tuple, list)) else next(iter(expected.values()))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = str(Path(tmp) / "model.onnx")
+        torch.onnx.export(model, (x,), onnx_path, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})  # the defaults otherwise
+        session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    ok = np.allclose(got, expected.numpy(), atol=1e-4, rtol=1e-3)
+    print("match" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Benchmark models: ResNet-50 and BERT-base built from `transformers` configs (random weights,
+no download), and a tiny MLP. Each factory returns the model in eval mode, as served."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from torch import nn
+
+# name -> (factory name, input shapes, input dtype)
+MODELS = {
+    "mlp": ("mlp", ["32x64"], "float32"),
+    "resnet50": ("resnet50", ["2x3x224x224"], "float32"),
+    "bert": ("bert", ["2x128"], "int64"),
+}
+
+
+class BertLogits(nn.Module):
+    """BERT-base taking token ids only, as a classifier would be served (ids < 2 keep it simple)."""
+
+    def __init__(self):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.bert = BertModel(BertConfig())  # bert-base-uncased layout: 12 layers, hidden 768
+
+    def forward(self, input_ids):
+        return self.bert(input_ids=input_ids).last_hidden_state
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.1), nn.Linear(256, 256), nn.ReLU(),
+                         nn.Linear(256, 10)).eval()
+
+
+def resnet50():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(0)
+    return ResNetForImageClassification(ResNetConfig()).eval()  # default config is the ResNet-50 layout
+
+
+def bert():
+    torch.manual_seed(0)
+    return BertLogits().eval()

@@ -1,0 +1,315 @@
+"""The HTML audit report: one self-contained file an ML lead opens before approving a deploy.
+
+This module only turns a Report into plain view data (strings, numbers, lists); all markup,
+including the SVG pictures, lives in ``templates/report.html.j2`` (autoescaped, strict
+undefined). Nothing in the page loads anything: no fonts, no scripts, no external links, and a
+Content-Security-Policy meta tag makes the browser refuse any request that slips in.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from evalguard.catalogue import Rule, load_catalogue
+from evalguard.findings import Finding, Report, Severity, TargetResult
+from evalguard.reporters._common import SEVERITIES, plural, verdict
+from evalguard.reporters.json_report import jsonable
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+#: Mode tables up to this size are shown whole; larger ones show the relevant rows first.
+MODE_TABLE_FULL = 25
+EVIDENCE_VISIBLE = 8
+LONG_VALUE = 100
+#: Info keys drawn by their own sections; any other key lands in "Other facts".
+_KNOWN_INFO = {"format", "inputs", "inputs_source", "saved_training", "mode_table",
+               "onnx_exporter", "ort_providers", "onnx_parity"}
+_SEVERITY_LABELS = {Severity.ERROR: "Errors", Severity.WARNING: "Warnings", Severity.INFO: "Info"}
+_VERSION_ORDER = ("evalguard", "torch", "onnx", "onnxruntime", "python")
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+def num(value: Any) -> str:
+    """Short, precise numbers: 0.41, 3.2e-06, 1200; strings ("nan") pass through."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+
+def text_value(value: Any) -> str:
+    value = jsonable(value)
+    if isinstance(value, float):
+        return num(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(num(v) if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
+
+
+def segments(text: str) -> list[list[dict]]:
+    """Paragraphs of text with `code` spans marked, for the template to lay out."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        block = " ".join(block.split())
+        if not block:
+            continue
+        parts = block.split("`")
+        paragraphs.append([{"code": i % 2 == 1, "text": part} for i, part in enumerate(parts) if part])
+    return paragraphs
+
+
+# ---------------------------------------------------------------- pictures (geometry only)
+
+def histogram(buckets: list, atol: Any) -> dict | None:
+    """Bar geometry for an error histogram; log-scaled so a few large errors stay visible."""
+    bars = [(str(b[0]), int(b[1])) for b in buckets or [] if isinstance(b, (list, tuple)) and len(b) == 2]
+    if not bars:
+        return None
+    width, height, gap = 168, 44, 2
+    bar_w = (width - gap * (len(bars) - 1)) / len(bars)
+    top = math.log1p(max(count for _, count in bars)) or 1.0
+    shapes = []
+    for i, (label, count) in enumerate(bars):
+        h = 0.0 if count == 0 else max(2.0, (height - 2) * math.log1p(count) / top)
+        shapes.append({"x": round(i * (bar_w + gap), 2), "y": round(height - h, 2), "w": round(bar_w, 2),
+                       "h": round(h, 2), "label": label, "count": count,
+                       "over": _beyond(label, atol)})
+    return {"width": width, "height": height, "bars": shapes,
+            "first": bars[0][0], "last": bars[-1][0]}
+
+
+def _beyond(label: str, atol: Any) -> bool:
+    """True when every error in the bucket exceeds atol ("1e-3..1e-2" with atol 1e-5)."""
+    if not isinstance(atol, (int, float)) or label.lstrip().startswith(("<", "≤")):
+        return False
+    found = re.findall(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?", label)
+    return bool(found) and float(found[0]) >= atol
+
+
+def severity_bar(sensitive: int, training: int) -> dict:
+    width = 240
+    train_w = 0 if not sensitive else round(width * training / sensitive, 1)
+    return {"width": width, "height": 10, "train_w": train_w, "eval_w": round(width - train_w, 1)}
+
+
+# ---------------------------------------------------------------- view data
+
+def _mode_view(rows: list) -> dict | None:
+    clean = [r for r in rows or [] if isinstance(r, dict) and "module" in r]
+    if not clean:
+        return None
+    view_rows = []
+    for row in clean:
+        name = str(row.get("module") or "")
+        training = bool(row.get("training"))
+        differs = bool(row.get("behaviour_differs"))
+        view_rows.append({
+            "module": name or "(model)", "leaf": name.rsplit(".", 1)[-1] if name else "(model)",
+            "depth": name.count(".") + 1 if name else 0, "type": str(row.get("type", "")),
+            "training": training, "differs": differs, "flagged": training and differs,
+            "state": "train" if training else "eval",
+        })
+    sensitive = [r for r in view_rows if r["differs"]]
+    flagged = [r for r in view_rows if r["flagged"]]
+    if len(view_rows) <= MODE_TABLE_FULL:
+        shown, rest = view_rows, []
+    else:
+        # Keep the mode-sensitive modules and their ancestors, so the tree still reads as one.
+        wanted = {r["module"] for r in sensitive}
+        for name in list(wanted):
+            parts = name.split(".")
+            wanted.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        shown = [r for r in view_rows if r["module"] in wanted or r["depth"] == 0]
+        rest = view_rows
+    return {"rows": shown, "all_rows": rest, "total": len(view_rows), "sensitive": len(sensitive),
+            "flagged": len(flagged), "bar": severity_bar(len(sensitive), len(flagged))}
+
+
+def _parity_view(entries: list) -> list[dict]:
+    view = []
+    for entry in entries or []:
+        if not isinstance(entry, dict):
+            continue
+        mismatched = entry.get("mismatched_fraction")
+        view.append({
+            "output": str(entry.get("output", "?")),
+            "max_abs": num(entry.get("max_abs_diff")), "max_rel": num(entry.get("max_rel_diff")),
+            "mismatched": (f"{100 * mismatched:.2g}%" if isinstance(mismatched, (int, float))
+                           and not isinstance(mismatched, bool) else num(mismatched)),
+            "atol": num(entry.get("atol")), "rtol": num(entry.get("rtol")),
+            "passed": entry.get("passed"),
+            "histogram": histogram(entry.get("histogram"), entry.get("atol")),
+        })
+    return view
+
+
+def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
+    info = dict(target.info or {})
+    facts = [("Kind", target.kind)]
+    if info.get("format"):
+        facts.insert(0, ("Format", str(info["format"])))
+    if "saved_training" in info:
+        facts.append(("Saved in training mode", "yes" if info["saved_training"] else "no"))
+    providers = info.get("ort_providers")
+    onnx = []
+    if info.get("onnx_exporter"):
+        onnx.append(("ONNX exporter", str(info["onnx_exporter"])))
+    if providers:
+        onnx.append(("ORT providers", text_value(providers)))
+    counts = {str(s): 0 for s in SEVERITIES}
+    for finding in findings:
+        counts[str(finding.severity)] += 1
+    return {
+        "path": target.path, "kind": target.kind, "status": target.status, "detail": target.detail,
+        "facts": facts, "onnx": onnx,
+        "saved_training": info.get("saved_training"),
+        "inputs": [str(i) for i in info.get("inputs") or []],
+        "inputs_source": str(info.get("inputs_source") or ""),
+        "mode": _mode_view(info.get("mode_table")),
+        "parity": _parity_view(info.get("onnx_parity")),
+        "other": [(str(k), text_value(v)) for k, v in sorted(info.items()) if k not in _KNOWN_INFO],
+        "counts": counts,
+    }
+
+
+def _chain_view(evidence: dict, types: dict[str, str]) -> dict | None:
+    path = evidence.get("path")
+    if not isinstance(path, (list, tuple)) or len(path) < 2 or not all(isinstance(p, str) for p in path):
+        return None
+    nodes = []
+    for i, name in enumerate(path):
+        role = "start" if i == 0 else "end" if i == len(path) - 1 else "between"
+        nodes.append({"name": name, "type": types.get(name, ""), "role": role})
+    view = evidence.get("view")
+    caption = {"fx": "traced with torch.fx", "hooks": "observed with forward hooks"}.get(view, str(view or ""))
+    return {"nodes": nodes, "caption": caption}
+
+
+def _evidence_rows(evidence: dict, skip: set[str]) -> list[dict]:
+    rows = []
+    for key, value in evidence.items():
+        if key in skip:
+            continue
+        text = text_value(value)
+        rows.append({"key": str(key), "value": text, "long": len(text) > LONG_VALUE,
+                     "preview": text[:60].rstrip() + "…" if len(text) > LONG_VALUE else text})
+    return rows
+
+
+def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[str, str]) -> dict:
+    evidence = dict(finding.evidence or {})
+    chain = _chain_view(evidence, types)
+    rows = _evidence_rows(evidence, {"path", "view"} if chain else set())
+    loc = finding.location
+    where = loc.path
+    if loc.line is not None:
+        where += f":{loc.line}" + (f":{loc.column}" if loc.column is not None else "")
+    examples = None
+    if rule and isinstance(rule.examples, dict) and (rule.examples.get("bad") or rule.examples.get("good")):
+        examples = {"bad": str(rule.examples.get("bad", "")).strip("\n"),
+                    "good": str(rule.examples.get("good", "")).strip("\n")}
+    return {
+        "anchor": f"finding-{index}", "rule": finding.rule,
+        "name": finding.name or (rule.name if rule else ""),
+        "title": rule.title if rule else "", "severity": str(finding.severity),
+        "message": finding.message, "where": where, "module": loc.module or "",
+        "evidence": rows[:EVIDENCE_VISIBLE], "evidence_more": rows[EVIDENCE_VISIBLE:],
+        "chain": chain,
+        "why": segments(rule.why) if rule else [], "fix": segments(rule.fix) if rule else [],
+        "examples": examples,
+    }
+
+
+def _run_facts(metadata: dict) -> list[tuple[str, str]]:
+    facts = []
+    for key, label in (("seed", "Seed"), ("device", "Device"), ("fail_on", "Fail on")):
+        if metadata.get(key) is not None:
+            facts.append((label, text_value(metadata[key])))
+    selected = metadata.get("selected")
+    if selected:
+        facts.append(("Rules checked", plural(len(selected), "rule")))
+    return facts
+
+
+def _versions(metadata: dict) -> list[tuple[str, str]]:
+    versions = metadata.get("versions")
+    if not isinstance(versions, dict):
+        return []
+    ordered = [k for k in _VERSION_ORDER if k in versions] + sorted(set(versions) - set(_VERSION_ORDER))
+    return [(k, text_value(versions[k]) if versions[k] is not None else "not installed") for k in ordered]
+
+
+def view_model(report: Report) -> dict:
+    from evalguard import __version__
+
+    catalogue = load_catalogue()
+    metadata = dict(report.metadata)
+    decided = verdict(report)
+    findings_for: dict[str, list[Finding]] = {}
+    for finding in report.findings:
+        findings_for.setdefault(finding.location.path, []).append(finding)
+    types: dict[str, dict[str, str]] = {}
+    for target in report.targets:
+        table = (target.info or {}).get("mode_table") or []
+        types[target.path] = {str(r.get("module")): str(r.get("type", "")) for r in table if isinstance(r, dict)}
+
+    groups, index = [], 0
+    for severity in SEVERITIES:
+        items = []
+        for finding in report.findings:
+            if finding.severity == severity:
+                index += 1
+                items.append(_finding_view(index, finding, catalogue.get(finding.rule),
+                                           types.get(finding.location.path, {})))
+        if items:
+            groups.append({"severity": str(severity), "label": _SEVERITY_LABELS[severity],
+                           "blocking": severity >= decided.threshold, "findings": items})
+    counts = report.summary
+    command = metadata.get("command")
+    if isinstance(command, (list, tuple)):
+        command = " ".join(map(str, command))
+    baseline = metadata.get("baseline") if isinstance(metadata.get("baseline"), dict) else None
+    first = report.targets[0].path if report.targets else "no targets"
+    title = first if len(report.targets) <= 1 else f"{first} and {plural(len(report.targets) - 1, 'more target')}"
+    return {
+        "csp": CSP, "title": f"evalguard: {title}", "subject": title, "tool_version": __version__,
+        "verdict": {"blocked": decided.blocked, "headline": decided.headline, "detail": decided.detail,
+                    "threshold": str(decided.threshold)},
+        "counts": [{"severity": str(s), "label": _SEVERITY_LABELS[s], "count": counts[str(s)],
+                    "blocking": s >= decided.threshold} for s in SEVERITIES],
+        "run": _run_facts(metadata), "versions": _versions(metadata),
+        "selected": sorted(metadata.get("selected") or []), "command": str(command or ""),
+        "baseline": {"suppressed": int(baseline.get("suppressed", 0)), "fixed": int(baseline.get("fixed", 0)),
+                     "path": str(baseline.get("path", ""))} if baseline else None,
+        "targets": [_target_view(t, findings_for.get(t.path, [])) for t in report.targets],
+        "groups": groups, "total": len(report.findings),
+    }
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("evalguard.reporters", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    return env
+
+
+def render(report: Report, *, color: bool = False) -> str:
+    return _environment().get_template("report.html.j2").render(page=view_model(report))
