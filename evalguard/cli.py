@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from evalguard import __version__
 from evalguard.errors import EvalguardError, UsageError
-from evalguard.findings import Severity
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 TEXT_FORMATS = ("text", "json", "sarif", "junit", "html")

@@ -51,14 +51,19 @@ def checks_for(subject: AuditSubject, options: AuditOptions) -> list[CheckSpec]:
             and any(rule in options.selected for rule in spec.rules)]
 
 
-def run_checks(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
-    """Run every applicable check; a crashing check becomes one EG900 finding."""
+def run_checks(subject: AuditSubject, options: AuditOptions) -> tuple[list[Finding], list[str]]:
+    """Run every applicable check. A crashing check becomes one EG900 finding; a check that
+    finds the target cannot be audited (e.g. forward raises) records the reason, and the
+    other checks still run. Returns (findings, reasons the target could not be audited)."""
     findings: list[Finding] = []
+    failures: list[str] = []
     for spec in checks_for(subject, options):
         try:
             findings.extend(spec.load()(subject, options))
-        except TargetError:
-            raise
+        except TargetError as exc:
+            _debug_traceback(options)
+            if str(exc) not in failures:
+                failures.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
             _debug_traceback(options)
             frames = traceback.extract_tb(exc.__traceback__)
@@ -70,7 +75,7 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
                 evidence={"check": spec.name, "rules_not_checked": list(spec.rules),
                           "exception": type(exc).__name__, "raised_at": where},
             ))
-    return findings
+    return findings, failures
 
 
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
@@ -109,13 +114,10 @@ def _read_lines(path: str) -> list[str]:
 def audit_subject(subject: AuditSubject, options: AuditOptions,
                   severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
     """Audit one already-loaded subject (the Python API enters here)."""
-    try:
-        raw = run_checks(subject, options)
-    except TargetError as exc:
-        _debug_traceback(options)
-        return TargetResult(subject.path, subject.kind, "error", str(exc), dict(subject.info)), []
+    raw, failures = run_checks(subject, options)
     findings = apply_policy(raw, options, severity_overrides)
-    return TargetResult(subject.path, subject.kind, "audited", "", dict(subject.info)), findings
+    status, detail = ("error", "; ".join(failures)) if failures else ("audited", "")
+    return TargetResult(subject.path, subject.kind, status, detail, dict(subject.info)), findings
 
 
 def audit(targets: list[str], options: AuditOptions,

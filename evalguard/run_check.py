@@ -140,7 +140,10 @@ def apply_baseline(report: Report, path: str) -> Report:
     """First run writes the baseline; later runs report only findings not in it."""
     from evalguard.reporters import baseline
 
-    if not Path(path).exists():
-        baseline.write_baseline(report, path)
-        return report
-    return baseline.filter_new(report, path)
+    try:
+        if not Path(path).exists():
+            baseline.write_baseline(report, path)
+            return report
+        return baseline.filter_new(report, path)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--baseline: {exc}") from None

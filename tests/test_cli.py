@@ -152,3 +152,25 @@ def test_directory_walk_respects_exclude(run_cli, tmp_path):
     assert {Path(f["location"]["path"]).name for f in json.loads(out)["findings"]} == {"a.py", "b.py"}
     code, out, _ = run_cli("check", tmp_path / "pkg", "--select", "EG903", "--format", "json", "--exclude", "gen")
     assert {Path(f["location"]["path"]).name for f in json.loads(out)["findings"]} == {"a.py"}
+
+
+def test_baseline_written_then_only_new_findings_reported(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    baseline = tmp_path / "baseline.json"
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--baseline", baseline, "--format", "json")
+    assert baseline.is_file() and code == 1 and len(json.loads(out)["findings"]) == 1
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--baseline", baseline, "--format", "json")
+    assert code == 0 and json.loads(out)["findings"] == []
+    source.write_text(source.read_text() + "other = torch.load('n.pt', weights_only=False)\n")
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--baseline", baseline, "--format", "json")
+    assert code == 1 and [f["location"]["line"] for f in json.loads(out)["findings"]] == [3]
+
+
+def test_corrupt_baseline_is_a_usage_error(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("x = 1\n")
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("{not json")
+    code, _, err = run_cli("check", source, "--baseline", baseline)
+    assert code == 2 and err.startswith("error: --baseline:") and len(err.strip().splitlines()) == 1

@@ -120,3 +120,20 @@ def test_unknown_selector_is_rejected():
 
     with pytest.raises(ValueError, match="EG999"):
         resolve_rule_selectors(["EG999"], load_catalogue())
+
+
+def _cannot_run(subject, options):
+    from evalguard.errors import TargetError
+
+    raise TargetError("forward failed on the example inputs: shape mismatch")
+
+
+def test_target_error_in_one_check_keeps_the_other_checks_findings(monkeypatch):
+    kinds = frozenset({"factory"})
+    monkeypatch.setattr(engine, "CHECKS", (
+        CheckSpec("dynamic", ("EG101",), kinds, f"{__name__}:_cannot_run"),
+        CheckSpec("fine", ("EG207",), kinds, f"{__name__}:_fine"),
+    ))
+    result, findings = engine.audit_subject(AuditSubject(path="m.pt", kind="factory"), AuditOptions(selected=ALL))
+    assert result.status == "error" and "forward failed" in result.detail
+    assert [f.rule for f in findings] == ["EG207"]

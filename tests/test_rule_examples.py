@@ -2,13 +2,16 @@
 and its good.py nothing at all.
 
 Model examples declare AUDIT = "model", INPUT_SHAPES, EXPECTED_RULES (and optionally
-INPUT_DTYPE, ONNX); source examples declare AUDIT = "source" and mark lines with `# [EG301]`.
+INPUT_DTYPE, ONNX); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
+checkpoint examples (optimizer-state rules) declare AUDIT = "checkpoint", EXPECTED_RULES and a
+``build_checkpoint(path)`` that saves the checkpoint audited with ``--model file.py:build_model``.
 The module-level constants are read with ast, so examples are only executed through the
 real CLI path (`--model file.py:build_model`).
 """
 import ast
 import json
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -46,11 +49,15 @@ def example_files():
     return sorted(EXAMPLES.glob("EG*/*.py"))
 
 
-def audit(run_cli, path: Path, spec: dict) -> dict:
+def audit(run_cli, path: Path, spec: dict, tmp_path: Path) -> dict:
     if spec["AUDIT"] == "source":
         args = [path]
     else:
         args = ["--model", f"{path}:build_model"]
+        if spec["AUDIT"] == "checkpoint":
+            checkpoint = tmp_path / "checkpoint.pt"
+            runpy.run_path(str(path))["build_checkpoint"](checkpoint)
+            args.insert(0, checkpoint)
         for shape in spec.get("INPUT_SHAPES", ()):
             args += ["--input-shape", shape]
         if "INPUT_DTYPE" in spec:
@@ -70,10 +77,10 @@ def test_every_rule_with_a_check_has_bad_and_good_examples():
 
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_example(run_cli, path):
+def test_example(run_cli, path, tmp_path):
     spec = constants(path)
-    assert spec.get("AUDIT") in ("model", "source"), f"{path} must set AUDIT"
-    report = audit(run_cli, path, spec)
+    assert spec.get("AUDIT") in ("model", "source", "checkpoint"), f"{path} must set AUDIT"
+    report = audit(run_cli, path, spec, tmp_path)
     assert all(t["status"] == "audited" for t in report["targets"]), report["targets"]
     if spec["AUDIT"] == "source":
         found = {(f["location"]["line"], f["rule"]) for f in report["findings"]}

@@ -5,12 +5,13 @@ name), so the fx view and the forward-hook view classify the same operation the 
 """
 from __future__ import annotations
 
+import functools
 import operator
 
 import torch
 from torch import nn
 
-# Categories. A dropout's variance shift passes through PASS categories (see EG201's rule file).
+# Categories. Which of them carry a Dropout's variance shift: SHIFT_PASSES (reasoning in rules/EG201.toml).
 DROPOUT = "dropout"
 BATCHNORM = "batchnorm"
 NORM = "norm"            # LayerNorm, GroupNorm, InstanceNorm, RMSNorm, ...: re-normalises per sample
@@ -19,6 +20,7 @@ ACTIVATION = "activation"
 POOL = "pool"            # pooling and resampling
 WEIGHT = "weight"        # linear / conv with learned weights
 SHAPE = "shape"          # moves values around without changing them
+IDENTITY = "identity"    # returns the same values in the same layout (Identity, contiguous, clone, .to)
 JOIN = "join"            # cat / stack: several inputs side by side, values unchanged
 ARITH = "arith"          # element-wise arithmetic: a scale/shift with one data input, a mix with two
 MATMUL = "matmul"        # matmul/einsum: a weight layer with one data input, a mix (attention) with two
@@ -26,9 +28,11 @@ OTHER = "other"
 INPUT = "input"
 
 #: Categories the variance shift of a Dropout travels through unchanged or reduced, never reset.
-SHIFT_PASSES = frozenset({DROPOUT, ACTIVATION, POOL, WEIGHT, SHAPE, JOIN})
+SHIFT_PASSES = frozenset({DROPOUT, ACTIVATION, POOL, WEIGHT, SHAPE, IDENTITY, JOIN})
+#: Categories that leave a tensor's values as they are ("directly before" may look through them).
+LAYOUT = frozenset({SHAPE, IDENTITY})
 #: Categories whose outputs are the same feature map, element for element (EG204's backward walk).
-FEATURE_PASSES = frozenset({ACTIVATION, BATCHNORM, NORM, POOL, DROPOUT, JOIN, ARITH})
+FEATURE_PASSES = frozenset({ACTIVATION, BATCHNORM, NORM, POOL, DROPOUT, JOIN, ARITH, IDENTITY})
 
 _ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
@@ -46,49 +50,77 @@ _WEIGHTS = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 _POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
           nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
           nn.modules.pooling._LPPoolNd, nn.FractionalMaxPool2d, nn.FractionalMaxPool3d, nn.Upsample)
-_SHAPES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle,
+_SHAPES = (nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle,
            nn.ChannelShuffle, nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
            nn.modules.padding._ReplicationPadNd, nn.modules.padding._CircularPadNd)
 
+#: Modules that only hold other modules.
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Custom (non torch.nn) classes named like these are treated as normalisation layers.
 _NORM_NAME_SUFFIXES = ("LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm")
 
 
+def module_class(module: nn.Module) -> type:
+    """The class to classify by; a TorchScript module stands for the torch.nn class it was scripted from."""
+    cls = type(module)
+    if _is_script_class(cls):
+        original = getattr(nn, getattr(module, "original_name", ""), None)
+        if isinstance(original, type):
+            return original
+    return cls
+
+
 def module_category(module: nn.Module) -> str:
-    if isinstance(module, nn.modules.dropout._DropoutNd):
+    return class_category(module_class(module))
+
+
+@functools.lru_cache(maxsize=None)
+def _is_script_class(cls: type) -> bool:
+    return issubclass(cls, torch.jit.ScriptModule)
+
+
+@functools.lru_cache(maxsize=None)
+def class_category(cls: type) -> str:
+    """Cached per class: isinstance checks against torch.nn's base classes are slow at 10k modules."""
+    if issubclass(cls, nn.modules.dropout._DropoutNd):
         return DROPOUT
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if issubclass(cls, nn.modules.batchnorm._BatchNorm):
         return BATCHNORM
-    if isinstance(module, _NORMS) or is_custom_norm(module):
+    if issubclass(cls, _NORMS) or _is_custom_norm_class(cls):
         return NORM
-    if isinstance(module, _SOFTMAXES):
+    if issubclass(cls, _SOFTMAXES):
         return SOFTMAX
-    if isinstance(module, _ACTIVATIONS):
+    if issubclass(cls, _ACTIVATIONS):
         return ACTIVATION
-    if isinstance(module, _WEIGHTS):
+    if issubclass(cls, _WEIGHTS):
         return WEIGHT
-    if isinstance(module, _POOLS):
+    if issubclass(cls, _POOLS):
         return POOL
-    if isinstance(module, _SHAPES):
+    if issubclass(cls, _SHAPES):
         return SHAPE
+    if issubclass(cls, nn.Identity):
+        return IDENTITY
     return OTHER
 
 
-def is_custom_norm(module: nn.Module) -> bool:
-    return (not type(module).__module__.startswith("torch.")
-            and type(module).__name__.endswith(_NORM_NAME_SUFFIXES))
+def _is_custom_norm_class(cls: type) -> bool:
+    return not cls.__module__.startswith("torch.") and cls.__name__.endswith(_NORM_NAME_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=None)
+def _is_leaf_class(cls: type) -> bool:
+    builtin = cls.__module__.startswith(("torch.nn", "torch.ao.nn"))
+    return (builtin and not issubclass(cls, CONTAINERS)) or _is_custom_norm_class(cls)
 
 
 def is_leaf(module: nn.Module) -> bool:
     """The modules both views treat as one operation: torch.nn's own (as fx does) and custom norms."""
-    module_name = type(module).__module__
-    builtin = module_name.startswith(("torch.nn", "torch.ao.nn"))
-    return (builtin and not isinstance(module, nn.Sequential)) or is_custom_norm(module)
+    return _is_leaf_class(type(module))
 
 
 def conv_spatial_dims(module: nn.Module) -> int | None:
     """2 for Conv2d/ConvTranspose2d, 3 for Conv3d, ...; None for anything else."""
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if issubclass(module_class(module), nn.modules.conv._ConvNd):
         return len(module.kernel_size)
     return None
 
@@ -115,17 +147,20 @@ _FUNCTION_CATEGORIES = {
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
            "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d",
            "lp_pool2d", "lp_pool3d", "interpolate", "upsample", "mean", "sum", "amax", "max"),
-    SHAPE: ("view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "contiguous",
-            "squeeze", "unsqueeze", "expand", "expand_as", "clone", "detach", "to", "type", "float",
-            "half", "double", "bfloat16", "getitem", "narrow", "select", "split", "chunk", "unbind",
-            "movedim", "flip", "roll", "repeat", "pad", "pixel_shuffle", "pixel_unshuffle",
-            "view_as", "reshape_as", "identity", "cpu", "cuda"),
+    SHAPE: ("view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze",
+            "unsqueeze", "expand", "expand_as", "getitem", "narrow", "select", "split", "chunk",
+            "unbind", "movedim", "flip", "roll", "repeat", "pad", "pixel_shuffle", "pixel_unshuffle",
+            "view_as", "reshape_as"),
+    IDENTITY: ("identity", "contiguous", "clone", "detach", "to", "type", "float", "half", "double",
+               "bfloat16", "cpu", "cuda"),
     JOIN: ("cat", "concat", "concatenate", "stack", "hstack", "vstack"),
     ARITH: ("add", "sub", "mul", "div", "truediv", "floordiv", "pow", "neg", "rsub", "sqrt",
             "rsqrt", "exp", "abs", "clamp", "clip", "where", "masked_fill", "multiply", "true_divide",
             "subtract"),
     MATMUL: ("matmul", "mm", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"),
 }
+#: fx records size queries on proxies as ops; they yield Python numbers, not data.
+NON_TENSOR_OPS = frozenset({"getattr", "size", "dim", "numel", "len", "ndimension"})
 _BY_NAME = {name: category for category, names in _FUNCTION_CATEGORIES.items() for name in names}
 _OPERATOR_NAMES = {operator.add: "add", operator.sub: "sub", operator.mul: "mul",
                    operator.truediv: "div", operator.floordiv: "floordiv", operator.neg: "neg",
@@ -170,6 +205,3 @@ def conv_function_dims(name: str) -> int | None:
             return dims
     return None
 
-
-def is_tensor(value) -> bool:
-    return isinstance(value, torch.Tensor)

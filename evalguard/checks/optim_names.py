@@ -55,7 +55,7 @@ def _from_model_order(state, model) -> NameMap | None:
     shapes = {pid: state_shape(state, pid) for pid in ids}
     multi_group = sum(1 for g in state["param_groups"] if g.get("params")) > 1
     all_params = list(model.named_parameters())
-    candidates = (("all parameters", all_params),
+    candidates = (("parameters", all_params),
                   ("trainable parameters", [(n, p) for n, p in all_params if p.requires_grad]))
     for label, params in candidates:
         if len(params) != len(ids) or not ids:

@@ -20,7 +20,8 @@ NADAM_KEYS = _COMMON | {"betas", "eps", "momentum_decay", "decoupled_weight_deca
 RADAM_ADAMAX_KEYS = _COMMON | {"betas", "eps", "decoupled_weight_decay"}
 
 #: Where a checkpoint may name its optimizer class: string entries next to ``state`` and
-#: ``param_groups`` (some trainers add them), or ``subject.info`` keys set by the loader.
+#: ``param_groups`` (some trainers add them), or ``subject.info`` keys set by the loader (it stores
+#: a name found in the checkpoint as ``info["optimizer"]`` with ``optimizer_source`` saying so).
 STATE_HINT_KEYS = ("optimizer_class", "optimizer_name", "optimizer_type", "optimizer", "optim",
                    "_target_", "class", "name", "type")
 INFO_HINT_KEYS = ("optimizer_class", "optimizer_name")
@@ -73,6 +74,9 @@ def hint_from(state: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
             value = source.get(key)
             if isinstance(value, str) and value.strip():
                 return value.strip()
+    named = info.get("optimizer")
+    if info.get("optimizer_source") == "named in the checkpoint" and isinstance(named, str) and named.strip():
+        return named.strip()
     return None
 
 
@@ -91,7 +95,7 @@ def family_from_hint(hint: str) -> tuple[str | None, bool | None]:
     return None, None
 
 
-def _torch_family(group: Mapping[str, Any], keys: set[str], decoupled: bool) -> str:
+def _torch_family(group: Mapping[str, Any], decoupled: bool) -> str:
     if "momentum_decay" in group:
         return "NAdam"
     if "amsgrad" in group:
@@ -103,9 +107,9 @@ def classify_group(group: Mapping[str, Any], keys: set[str], hint: str | None) -
     names = set(group)
     if "decoupled_weight_decay" in group:
         decoupled = bool(group["decoupled_weight_decay"])
-        return GroupKind(_torch_family(group, keys, decoupled), decoupled,
+        return GroupKind(_torch_family(group, decoupled), decoupled,
                          f"param group records decoupled_weight_decay={decoupled}", "high")
-    if "correct_bias" in group:    # transformers.AdamW (removed in transformers 4.x): decoupled
+    if "correct_bias" in group:    # the deprecated transformers.AdamW: always decoupled
         return GroupKind("transformers.AdamW", True, "param group has correct_bias (transformers.AdamW)", "high")
     if "betas" not in group or "eps" not in group:
         return GroupKind(None, None, "not an Adam-family param group", "none")
@@ -113,9 +117,11 @@ def classify_group(group: Mapping[str, Any], keys: set[str], hint: str | None) -
         return GroupKind("NAdam", False, "NAdam state without decoupled_weight_decay: "
                          "written by a torch NAdam that only had coupled weight decay", "high")
     if names <= RADAM_ADAMAX_KEYS and "amsgrad" not in group:
+        # Adamax's exp_inf is unmistakable; the rest is recognised by the keys it lacks.
         family = "Adamax" if "exp_inf" in keys else "RAdam" if "exp_avg_sq" in keys else "RAdam or Adamax"
         return GroupKind(family, False, f"{family} state without decoupled_weight_decay: "
-                         "that optimizer only had coupled weight decay", "high")
+                         "that optimizer only had coupled weight decay",
+                         "high" if family == "Adamax" else "medium")
     if names <= ADAM_KEYS:
         if hint:
             family, decoupled = family_from_hint(hint)

@@ -26,22 +26,34 @@ def run(subject: AuditSubject, options: AuditOptions) -> Iterable[Finding]:
         return
     states = optimizer_states(subject.optimizer_state)
     if not states:
-        subject.info["optimizer"] = "optimizer state present but not a torch optimizer state_dict"
+        subject.info["optimizer_groups"] = "optimizer state present but not a torch optimizer state_dict"
         return
     summaries = []
     for index, state in enumerate(states):
         label = "optimizer" if len(states) == 1 else f"optimizer {index}"
-        summary = {"index": index, "groups": []}
+        summary = _summary(state, index, subject.info)
         summaries.append(summary)
         if options.wants("EG301"):
             yield from _coupled_decay(subject, state, label, summary)
         if options.wants("EG302"):
             yield from _decay_on_bias_and_norm(subject, state, label)
-    subject.info["optimizer"] = summaries
+    subject.info["optimizer_groups"] = summaries
 
 
 def _location(subject: AuditSubject) -> Location:
     return Location(path=subject.path)
+
+
+def _summary(state, index, info) -> dict:
+    """What the report shows about each optimizer, whether or not a rule fired."""
+    hint = hint_from(state, info)
+    groups = []
+    for gi, group in enumerate(state["param_groups"]):
+        kind = classify_group(group, state_keys(state, group), hint)
+        groups.append({"index": gi, "optimizer": kind.family, "weight_decay": weight_decay(group),
+                       "params": len(group.get("params", ())),
+                       "decoupled_weight_decay": kind.decoupled, "basis": kind.basis})
+    return {"index": index, "groups": groups, **({"class_hint": hint} if hint else {})}
 
 
 def _coupled_decay(subject, state, label, summary) -> Iterable[Finding]:
@@ -50,8 +62,6 @@ def _coupled_decay(subject, state, label, summary) -> Iterable[Finding]:
     for gi, group in enumerate(state["param_groups"]):
         kind = classify_group(group, state_keys(state, group), hint)
         wd = weight_decay(group)
-        summary["groups"].append({"index": gi, "optimizer": kind.family, "weight_decay": wd,
-                                  "decoupled_weight_decay": kind.decoupled, "basis": kind.basis})
         if wd > 0 and kind.decoupled is False:
             coupled.append((gi, group, kind, wd))
         elif wd > 0 and kind.family == "Adam or AdamW":

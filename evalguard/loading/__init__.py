@@ -56,7 +56,13 @@ def load_target(path: str, options: AuditOptions) -> AuditSubject:
     if not target.exists():
         raise TargetError(f"{path}: no such file or directory")
     if target.is_dir():
-        raise TargetError(f"{path}: is a directory with no model files or Python sources")
+        from evalguard.loading.discover import is_model_folder
+
+        if not is_model_folder(target):
+            raise TargetError(f"{path}: is a directory with no model files or Python sources")
+        from evalguard.loading.formats import load_model_file
+
+        return load_model_file(target, options)
     if target.suffix == ".py":
         return load_source_subject(target)
     from evalguard.loading.formats import load_model_file

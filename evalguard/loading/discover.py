@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 #: Files whose presence makes a directory one model (a Hugging Face save_pretrained folder).
-MODEL_FOLDER_MARKERS = ("pytorch_model.bin", "model.safetensors")
+MODEL_FOLDER_MARKERS = ("pytorch_model.bin", "model.safetensors",
+                        "pytorch_model.bin.index.json", "model.safetensors.index.json")
 SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache", ".pytest_cache"}
 
 

@@ -3,25 +3,71 @@ from __future__ import annotations
 
 from evalguard.subject import AuditOptions, ExampleInputs
 
+_CONV_DIMS = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3}
+
+
+def _layer_kind(module) -> str:
+    """The nn class name, also for TorchScript modules (which keep it as ``original_name``)."""
+    import torch.nn as nn
+
+    for cls in (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        if isinstance(module, cls):
+            return cls.__name__
+    name = getattr(module, "original_name", "")
+    return name if name in ("Linear", "Embedding", *_CONV_DIMS) else ""
+
+
+def _transformers_inputs(model, options: AuditOptions) -> ExampleInputs | None:
+    """transformers models say what they take: token ids in [0, vocab_size) or pixel values."""
+    from evalguard.loading.inputs import make_tensor
+
+    config = getattr(model, "config", None)
+    main = getattr(model, "main_input_name", None)
+    if config is None or not isinstance(main, str):
+        return None
+    vocab = getattr(config, "vocab_size", None)
+    if main == "input_ids" and isinstance(vocab, int) and vocab > 0:
+        tensor = make_tensor((2, 8), "int64", high=vocab, seed=options.seed)
+        return ExampleInputs(args=(tensor,), source=f"token ids in [0, {vocab}) from the model's config")
+    size, channels = getattr(config, "image_size", None), getattr(config, "num_channels", None)
+    if main == "pixel_values" and isinstance(size, int) and isinstance(channels, int):
+        tensor = make_tensor((2, channels, size, size), "float32", seed=options.seed)
+        return ExampleInputs(args=(tensor,), source="pixel values shaped from the model's config")
+    return None
+
+
+def _size(module, attribute: str, weight_dim: int) -> int:
+    """The layer attribute, or the matching weight dimension (traced modules keep only weights)."""
+    value = getattr(module, attribute, None)
+    if isinstance(value, int):
+        return value
+    if attribute == "in_channels" and getattr(module, "groups", 1) != 1:
+        raise AttributeError("grouped convolution without in_channels")
+    return int(module.weight.shape[weight_dim])
+
 
 def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
     """Batch of 2 shaped for the first Linear/Embedding/Conv found; None when unsure."""
-    import torch.nn as nn
-
     from evalguard.loading.inputs import make_tensor
 
+    from_config = _transformers_inputs(model, options)
+    if from_config is not None:
+        return from_config
     batch = 2
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            shape, dtype, high = (batch, module.in_features), "float32", 2
-        elif isinstance(module, nn.Embedding):
-            shape, dtype, high = (batch, 8), "int64", module.num_embeddings
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            spatial = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(module)]
-            shape, dtype, high = (batch, module.in_channels) + (32,) * spatial, "float32", 2
-        else:
-            continue
+        kind = _layer_kind(module)
+        try:
+            if kind == "Linear":
+                shape, dtype, high = (batch, _size(module, "in_features", 1)), "float32", 2
+            elif kind == "Embedding":
+                shape, dtype, high = (batch, 8), "int64", _size(module, "num_embeddings", 0)
+            elif kind in _CONV_DIMS:
+                shape = (batch, _size(module, "in_channels", 1)) + (32,) * _CONV_DIMS[kind]
+                dtype, high = "float32", 2
+            else:
+                continue
+        except (AttributeError, TypeError, RuntimeError, IndexError):
+            continue  # a compiled layer that kept neither the attribute nor its weight
         tensor = make_tensor(shape, dtype, high=high, seed=options.seed)
-        return ExampleInputs(args=(tensor,), source=f"inferred from first layer {name or 'model'} "
-                                                    f"({type(module).__name__})")
+        return ExampleInputs(args=(tensor,), source=f"inferred from first layer {name or 'model'} ({kind})")
     return None

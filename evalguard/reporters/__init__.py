@@ -7,6 +7,9 @@ import importlib
 FORMATS = {
     "text": "evalguard.reporters.text:render",
     "json": "evalguard.reporters.json_report:render",
+    "sarif": "evalguard.reporters.sarif:render",
+    "junit": "evalguard.reporters.junit:render",
+    "html": "evalguard.reporters.html:render",
 }
 
 

@@ -53,6 +53,7 @@ class Verdict:
     threshold: Severity
     blocking: dict         # severity name -> count at or above the threshold
     not_audited: int       # targets with status "error"
+    tone: str = ""         # "blocked", "safe" or "caution" (nothing blocks, but not all was checked)
 
 
 def verdict(report: Report) -> Verdict:
@@ -63,21 +64,27 @@ def verdict(report: Report) -> Verdict:
     not_audited = sum(1 for t in report.targets if t.status == "error")
     parts = [plural(n, name) for name, n in blocking.items() if n]
     if not_audited:
-        parts.append(f"{not_audited} target{'' if not_audited == 1 else 's'} not audited")
+        parts.append(plural(not_audited, "target") + " not audited")
     counts = report.summary
     below = [plural(counts[str(s)], str(s)) for s in SEVERITIES if s < threshold and counts[str(s)]]
     if parts:
         detail = f"Findings at or above --fail-on {threshold} stop this deployment."
         if not_audited and not any(blocking.values()):
             detail = "A target could not be read, so it was not checked at all."
-        return Verdict(True, "Blocked: " + ", ".join(parts), detail, threshold, blocking, not_audited)
+        return Verdict(True, "Blocked: " + ", ".join(parts), detail, threshold, blocking, not_audited, "blocked")
     if not report.targets:
-        return Verdict(False, "Nothing audited", "No targets were given.", threshold, blocking, 0)
+        return Verdict(False, "Nothing audited", "No targets were given.", threshold, blocking, 0, "caution")
+    refused = sum(1 for t in report.targets if t.status == "refused")
+    if refused:
+        # Not loaded means not checked: "safe" would claim more than the audit saw.
+        return Verdict(False, "No blocking findings",
+                       f"{plural(refused, 'target')} refused (unsafe pickle) and not checked.",
+                       threshold, blocking, 0, "caution")
     if below:
         detail = f"No findings at or above --fail-on {threshold}; {', '.join(below)} to review."
     else:
         detail = "Every selected check passed."
-    return Verdict(False, "Safe to deploy", detail, threshold, blocking, 0)
+    return Verdict(False, "Safe to deploy", detail, threshold, blocking, 0, "safe")
 
 
 def findings_by_target(report: Report) -> list[tuple[str, object, list[Finding]]]:

@@ -7,12 +7,14 @@ Content-Security-Policy meta tag makes the browser refuse any request that slips
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from typing import Any
 
-from evalguard.catalogue import Rule, load_catalogue
+from evalguard import catalogue as rule_catalogue
+from evalguard.catalogue import Rule
 from evalguard.findings import Finding, Report, Severity, TargetResult
 from evalguard.reporters._common import SEVERITIES, plural, verdict
 from evalguard.reporters.json_report import jsonable
@@ -24,8 +26,11 @@ MODE_TABLE_FULL = 25
 EVIDENCE_VISIBLE = 8
 LONG_VALUE = 100
 #: Info keys drawn by their own sections; any other key lands in "Other facts".
-_KNOWN_INFO = {"format", "inputs", "inputs_source", "saved_training", "mode_table",
-               "onnx_exporter", "ort_providers", "onnx_parity"}
+_KNOWN_INFO = {"format", "inputs", "inputs_source", "saved_training", "mode_table", "mode_table_omitted",
+               "mode_summary", "onnx_exporter", "onnx_opset", "ort_providers", "onnx_parity"}
+#: Scalar info keys worth a line in the target card, with their labels.
+_FRIENDLY_INFO = {"model_class": "Model class", "mode_source": "Mode taken from", "file_size": "File size",
+                  "dataflow": "Dataflow view"}
 _SEVERITY_LABELS = {Severity.ERROR: "Errors", Severity.WARNING: "Warnings", Severity.INFO: "Info"}
 _VERSION_ORDER = ("evalguard", "torch", "onnx", "onnxruntime", "python")
 
@@ -78,7 +83,12 @@ def segments(text: str) -> list[list[dict]]:
 
 def histogram(buckets: list, atol: Any) -> dict | None:
     """Bar geometry for an error histogram; log-scaled so a few large errors stay visible."""
-    bars = [(str(b[0]), int(b[1])) for b in buckets or [] if isinstance(b, (list, tuple)) and len(b) == 2]
+    bars = []
+    for bucket in buckets or []:
+        if isinstance(bucket, dict) and "label" in bucket:          # {"label": ..., "count": ...}
+            bars.append((str(bucket["label"]), int(bucket.get("count") or 0)))
+        elif isinstance(bucket, (list, tuple)) and len(bucket) == 2:  # [label, count]
+            bars.append((str(bucket[0]), int(bucket[1] or 0)))
     if not bars:
         return None
     width, height, gap = 168, 44, 2
@@ -89,13 +99,15 @@ def histogram(buckets: list, atol: Any) -> dict | None:
         h = 0.0 if count == 0 else max(2.0, (height - 2) * math.log1p(count) / top)
         shapes.append({"x": round(i * (bar_w + gap), 2), "y": round(height - h, 2), "w": round(bar_w, 2),
                        "h": round(h, 2), "label": label, "count": count,
-                       "over": _beyond(label, atol)})
+                       "over": count > 0 and _beyond(label, atol)})
     return {"width": width, "height": height, "bars": shapes,
             "first": bars[0][0], "last": bars[-1][0]}
 
 
 def _beyond(label: str, atol: Any) -> bool:
     """True when every error in the bucket exceeds atol ("1e-3..1e-2" with atol 1e-5)."""
+    if "nan" in label.lower() or "inf" in label.lower():
+        return True
     if not isinstance(atol, (int, float)) or label.lstrip().startswith(("<", "≤")):
         return False
     found = re.findall(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?", label)
@@ -110,35 +122,61 @@ def severity_bar(sensitive: int, training: int) -> dict:
 
 # ---------------------------------------------------------------- view data
 
-def _mode_view(rows: list) -> dict | None:
+def _tree_rows(rows: list[dict], present: set[str]) -> list[dict]:
+    """Mode-table rows placed under their nearest ancestor that is in ``present``."""
+    depths: dict[str, int] = {}
+    out = []
+    for row in rows:
+        name = str(row.get("module") or "")
+        if name not in present:
+            continue
+        parts = name.split(".") if name else []
+        parent = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                       if ".".join(parts[:i]) in present), "")
+        depth = 0 if not name else depths.get(parent, 0) + 1 if parent else 1
+        depths[name] = depth
+        training = bool(row["training"]) if "training" in row else row.get("mode") == "train"
+        differs, allowed = bool(row.get("behaviour_differs")), bool(row.get("allowed"))
+        out.append({"module": name or "(model)", "leaf": (name[len(parent) + 1:] if parent else name) or "(model)",
+                    "parent": parent, "depth": depth, "type": str(row.get("type", "")),
+                    "training": training, "differs": differs, "allowed": allowed,
+                    "flagged": training and differs and not allowed,
+                    "reason": str(row.get("reason") or ""), "last": True})
+    _mark_last_children(out)
+    return out
+
+
+def _mark_last_children(rows: list[dict]) -> None:
+    """Clear ``last`` on rows that have a later sibling, for the tree's corner glyph."""
+    seen: set[tuple[str, int]] = set()
+    for row in reversed(rows):
+        key = (row["parent"], row["depth"])
+        row["last"] = key not in seen
+        seen.add(key)
+
+
+def _mode_view(rows: list, omitted: Any = 0) -> dict | None:
     clean = [r for r in rows or [] if isinstance(r, dict) and "module" in r]
     if not clean:
         return None
-    view_rows = []
-    for row in clean:
-        name = str(row.get("module") or "")
-        training = bool(row.get("training"))
-        differs = bool(row.get("behaviour_differs"))
-        view_rows.append({
-            "module": name or "(model)", "leaf": name.rsplit(".", 1)[-1] if name else "(model)",
-            "depth": name.count(".") + 1 if name else 0, "type": str(row.get("type", "")),
-            "training": training, "differs": differs, "flagged": training and differs,
-            "state": "train" if training else "eval",
-        })
+    names = {str(r.get("module") or "") for r in clean}
+    view_rows = _tree_rows(clean, names)
     sensitive = [r for r in view_rows if r["differs"]]
     flagged = [r for r in view_rows if r["flagged"]]
     if len(view_rows) <= MODE_TABLE_FULL:
         shown, rest = view_rows, []
     else:
-        # Keep the mode-sensitive modules and their ancestors, so the tree still reads as one.
-        wanted = {r["module"] for r in sensitive}
+        # Too long to read: show the flagged modules under their ancestors, the rest on demand.
+        wanted = {r["module"] for r in flagged}
         for name in list(wanted):
             parts = name.split(".")
             wanted.update(".".join(parts[:i]) for i in range(1, len(parts)))
-        shown = [r for r in view_rows if r["module"] in wanted or r["depth"] == 0]
+        shown = _tree_rows(clean, (wanted | {""}) & names) if flagged else []
         rest = view_rows
-    return {"rows": shown, "all_rows": rest, "total": len(view_rows), "sensitive": len(sensitive),
-            "flagged": len(flagged), "bar": severity_bar(len(sensitive), len(flagged))}
+    omitted = omitted if isinstance(omitted, int) and not isinstance(omitted, bool) else 0
+    return {"rows": shown, "all_rows": rest, "total": len(view_rows) + omitted, "omitted": omitted,
+            "sensitive": len(sensitive), "flagged": len(flagged),
+            "bar": severity_bar(len(sensitive), len(flagged))}
 
 
 def _parity_view(entries: list) -> list[dict]:
@@ -147,8 +185,22 @@ def _parity_view(entries: list) -> list[dict]:
         if not isinstance(entry, dict):
             continue
         mismatched = entry.get("mismatched_fraction")
+        onnx_name = entry.get("onnx_output")
+        shape = entry.get("shape")
+        detail = []
+        if isinstance(shape, list):
+            detail.append(f"{entry.get('dtype', '')}[{', '.join(map(str, shape))}]")
+        if isinstance(entry.get("batch"), int):
+            detail.append(f"batch {entry['batch']}")
+        if entry.get("comparison"):
+            detail.append(str(entry["comparison"]))
+        if onnx_name and onnx_name != entry.get("output"):
+            detail.append(f"ONNX: {onnx_name}")
+        if entry.get("shape_mismatch"):
+            detail.append(f"shape mismatch, ONNX gives {entry.get('onnx_shape')}")
         view.append({
-            "output": str(entry.get("output", "?")),
+            "output": str(entry.get("output", "?")), "detail": " · ".join(detail),
+            "passing_atol": num(entry.get("min_passing_atol")) if entry.get("passed") is False else "",
             "max_abs": num(entry.get("max_abs_diff")), "max_rel": num(entry.get("max_rel_diff")),
             "mismatched": (f"{100 * mismatched:.2g}%" if isinstance(mismatched, (int, float))
                            and not isinstance(mismatched, bool) else num(mismatched)),
@@ -162,7 +214,7 @@ def _parity_view(entries: list) -> list[dict]:
 def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
     info = dict(target.info or {})
     facts = [("Kind", target.kind)]
-    if info.get("format"):
+    if info.get("format") and str(info["format"]) != target.kind:
         facts.insert(0, ("Format", str(info["format"])))
     if "saved_training" in info:
         facts.append(("Saved in training mode", "yes" if info["saved_training"] else "no"))
@@ -170,22 +222,41 @@ def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
     onnx = []
     if info.get("onnx_exporter"):
         onnx.append(("ONNX exporter", str(info["onnx_exporter"])))
+    opset = info.get("onnx_opset")
+    if isinstance(opset, dict) and opset:
+        onnx.append(("ONNX opset", ", ".join(f"{domain} {version}" for domain, version in opset.items())))
     if providers:
         onnx.append(("ORT providers", text_value(providers)))
+    shown = set(_KNOWN_INFO)
+    for key, label in _FRIENDLY_INFO.items():
+        value = info.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != "":
+            facts.append((label, _size(value) if key == "file_size" else str(value)))
+            shown.add(key)
     counts = {str(s): 0 for s in SEVERITIES}
     for finding in findings:
         counts[str(finding.severity)] += 1
+    more = [(str(k), text_value(v)) for k, v in sorted(info.items(), key=lambda kv: str(kv[0])) if k not in shown]
     return {
         "path": target.path, "kind": target.kind, "status": target.status, "detail": target.detail,
         "facts": facts, "onnx": onnx,
         "saved_training": info.get("saved_training"),
         "inputs": [str(i) for i in info.get("inputs") or []],
         "inputs_source": str(info.get("inputs_source") or ""),
-        "mode": _mode_view(info.get("mode_table")),
+        "mode": _mode_view(info.get("mode_table"), info.get("mode_table_omitted", 0)),
         "parity": _parity_view(info.get("onnx_parity")),
-        "other": [(str(k), text_value(v)) for k, v in sorted(info.items()) if k not in _KNOWN_INFO],
+        "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in more],
         "counts": counts,
     }
+
+
+def _size(value: Any) -> str:
+    size = float(value)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
 
 
 def _chain_view(evidence: dict, types: dict[str, str]) -> dict | None:
@@ -258,7 +329,7 @@ def _versions(metadata: dict) -> list[tuple[str, str]]:
 def view_model(report: Report) -> dict:
     from evalguard import __version__
 
-    catalogue = load_catalogue()
+    catalogue = rule_catalogue.load_catalogue()
     metadata = dict(report.metadata)
     decided = verdict(report)
     findings_for: dict[str, list[Finding]] = {}
@@ -289,7 +360,8 @@ def view_model(report: Report) -> dict:
     title = first if len(report.targets) <= 1 else f"{first} and {plural(len(report.targets) - 1, 'more target')}"
     return {
         "csp": CSP, "title": f"evalguard: {title}", "subject": title, "tool_version": __version__,
-        "verdict": {"blocked": decided.blocked, "headline": decided.headline, "detail": decided.detail,
+        "verdict": {"blocked": decided.blocked, "tone": decided.tone, "headline": decided.headline,
+                    "detail": decided.detail,
                     "threshold": str(decided.threshold)},
         "counts": [{"severity": str(s), "label": _SEVERITY_LABELS[s], "count": counts[str(s)],
                     "blocking": s >= decided.threshold} for s in SEVERITIES],
@@ -302,6 +374,7 @@ def view_model(report: Report) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def _environment():
     from jinja2 import Environment, PackageLoader, StrictUndefined
 

@@ -8,6 +8,7 @@ left out rather than shown as passing.
 """
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -25,17 +26,29 @@ def _clean(text: str) -> str:
 
 
 def rules_for_kind(kind: str) -> set[str] | None:
-    """Rule ids some check runs on ``kind``; None when no check knows the kind."""
+    """Rule ids that can fire on ``kind``; None when no check knows the kind.
+
+    The engine's crash rule applies everywhere; its pickle-loading rules only to model files.
+    """
     from evalguard.checks import CHECKS, ENGINE_RULES
+    from evalguard.subject import MODEL_KINDS
 
     rules = {rule for spec in CHECKS if kind in spec.kinds for rule in spec.rules}
-    return (rules | set(ENGINE_RULES)) if rules else None
+    if not rules:
+        return None
+    return rules | ({"EG900"} | (set(ENGINE_RULES) if kind in MODEL_KINDS else set()))
+
+
+def _engine_rules() -> set[str]:
+    from evalguard.checks import ENGINE_RULES
+
+    return set(ENGINE_RULES)
 
 
 def _describe(finding: Finding) -> str:
     lines = [f"{finding.location.display()} {finding.rule} {finding.severity} {finding.name}: {finding.message}"]
     for key, value in jsonable(dict(finding.evidence)).items():
-        lines.append(f"    {key}: {value}")
+        lines.append(f"    {key}: {value if isinstance(value, str) else json.dumps(value)}")
     return _clean("\n".join(lines))
 
 
@@ -64,6 +77,7 @@ def _suite(path: str, target, findings: list[Finding], selected, threshold, name
         if applicable is not None:
             checked &= applicable
         refused = target is not None and target.status == "refused"
+        scan_rules = _engine_rules()   # the pickle scan did run on a refused file
         for rule_id in sorted(checked | set(by_rule)):
             case = ET.SubElement(suite, "testcase", classname=path, name=_case_name(rule_id, names))
             counts["tests"] += 1
@@ -75,7 +89,7 @@ def _suite(path: str, target, findings: list[Finding], selected, threshold, name
                 message = first.message if len(failing) == 1 else f"{len(failing)} findings: {first.message}"
                 ET.SubElement(case, "failure", message=_clean(message), type=rule_id).text = \
                     "\n".join(_describe(f) for f in failing)
-            elif refused and not found:
+            elif refused and not found and rule_id not in scan_rules:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message="target was not loaded (unsafe pickle)")
             passing = [f for f in found if f not in failing]
@@ -88,9 +102,9 @@ def _suite(path: str, target, findings: list[Finding], selected, threshold, name
 
 
 def report_to_junit(report: Report) -> ET.Element:
-    from evalguard.catalogue import load_catalogue
+    from evalguard import catalogue
 
-    names = {rule_id: rule.name for rule_id, rule in load_catalogue().items()}
+    names = {rule_id: rule.name for rule_id, rule in catalogue.load_catalogue().items()}
     names.update({f.rule: f.name for f in report.findings if f.name})
     threshold = fail_on(report)
     selected = report.metadata.get("selected")

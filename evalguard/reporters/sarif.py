@@ -10,7 +10,8 @@ import json
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from evalguard.catalogue import Rule, load_catalogue
+from evalguard import catalogue as rule_catalogue
+from evalguard.catalogue import Rule
 from evalguard.findings import Finding, Report, Severity
 from evalguard.reporters._common import artifact_path
 from evalguard.reporters.baseline import FINGERPRINT_KEY, fingerprint
@@ -125,7 +126,7 @@ def _notifications(report: Report) -> list[dict]:
 def report_to_sarif(report: Report) -> dict:
     from evalguard import __version__
 
-    catalogue = load_catalogue()
+    catalogue = rule_catalogue.load_catalogue()
     rule_ids = _rule_ids(report, catalogue)
     first = {}
     for finding in report.findings:

@@ -1,0 +1,327 @@
+"""Paired forward passes: EG101, EG102, EG103, EG104, EG107.
+
+EG101 reads the module tree only. The other rules run the model on a private copy, seeded
+once, with as few passes as the selected rules allow:
+
+* served mode (only when some module is in training mode): pass S1, pass S2 -> EG102;
+* eval mode: the reference pass E1 (S1 itself when the model is served in eval), then a
+  probe pass on rows of the batch (a smaller batch, reordered) -> EG104; when every row
+  matches, the model is also deterministic (EG103) and nothing more runs. A mismatch needs
+  one more pass on the original batch to tell randomness (EG103) from batch dependence (EG104).
+* EG107 needs no pass of its own: every pass runs under ``torch.no_grad()``, and outputs that
+  still require grad prove the forward turns autograd back on.
+
+Hooks that name the responsible module only run after a difference was seen.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import torch
+
+from evalguard.checks import forward_batch as batching
+from evalguard.checks import forward_runner as runner
+from evalguard.checks.forward_compare import (
+    BATCH_TOLERANCE_FACTOR, Tolerance, compare_flat, compare_rows, worst,
+)
+from evalguard.checks.forward_trace import Trace, grad_source, locate, rows_mapper
+from evalguard.checks.mode_table import (
+    ModeRow, capped_table, is_allowed, mode_fixed, mode_rows, summary,
+)
+from evalguard.errors import TargetError
+from evalguard.findings import Finding, Location, Severity
+from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
+from evalguard.tensors import Difference, flatten_outputs
+
+DYNAMIC_RULES = ("EG102", "EG103", "EG104", "EG107")
+EVIDENCE_CAP = 50
+
+
+def run(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
+    if not options.wants("EG101", *DYNAMIC_RULES):
+        return []
+    model = _model_of(subject)
+    rows = mode_rows(model, options.allow_stochastic)
+    table, omitted = capped_table(rows)
+    subject.info["mode_table"] = table
+    if omitted:
+        subject.info["mode_table_omitted"] = omitted
+    subject.info["mode_summary"] = summary(rows, model)
+
+    findings = []
+    if options.wants("EG101"):
+        findings.extend(training_mode_findings(subject.path, rows, fixed=mode_fixed(model)))
+    if options.wants(*DYNAMIC_RULES):
+        fixed = mode_fixed(model)
+        served_train = any(r.offending for r in rows) if fixed else any(m.training for m in model.modules())
+        findings.extend(PairedPasses(subject, options, served_train, fixed).run(model))
+    return findings
+
+
+def _model_of(subject: AuditSubject):
+    model = subject.model
+    if isinstance(model, torch.export.ExportedProgram):
+        model = model.module()
+    if not isinstance(model, torch.nn.Module):
+        raise TargetError(f"{subject.path}: nothing to run: expected a torch.nn.Module, "
+                          f"got {type(model).__name__}")
+    return model
+
+
+def _number(value: float) -> float | str:
+    """Rounded for the report; JSON has no infinity (a shape mismatch), so that becomes text."""
+    return round(value, 8) if math.isfinite(value) else str(value)
+
+
+def _module_label(name: str, type_name: str) -> str:
+    return f"{name} ({type_name})" if name else f"the top-level forward ({type_name})"
+
+
+# --- EG101 ---------------------------------------------------------------------------------
+
+def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False) -> list[Finding]:
+    offenders = [r for r in rows if r.offending]
+    if not offenders:
+        return []
+    counts = Counter(r.type for r in offenders)
+    kinds = ", ".join(f"{t} x{n}" for t, n in counts.most_common())
+    allowed = [r.module for r in offenders if r.allowed]
+    only_allowed = len(allowed) == len(offenders)
+    if fixed:
+        message = (f"the exported graph holds {len(offenders)} training-mode op(s) ({kinds}), e.g. in "
+                   f"module '{offenders[0].module}'; call model.eval() before torch.export")
+    else:
+        message = (f"{len(offenders)} module(s) whose behaviour differs between train and eval are in "
+                   f"training mode ({kinds}), e.g. {_module_label(offenders[0].module, offenders[0].type)}; "
+                   f"call model.eval() before serving")
+    if only_allowed:
+        message += "; all of them are allowed stochastic modules (--allow-stochastic)"
+    evidence = {
+        "count": len(offenders),
+        "types": dict(counts),
+        "modules": [{"module": r.module, "type": r.type, "reason": r.reason} for r in offenders[:EVIDENCE_CAP]],
+        "root_training": next((r.mode == "train" for r in rows if r.module == ""), None),
+    }
+    if allowed:
+        evidence["allowed"] = allowed[:EVIDENCE_CAP]
+    return [Finding("EG101", message, Location(path), evidence,
+                    severity=Severity.INFO if only_allowed else None)]
+
+
+# --- EG102, EG103, EG104, EG107 --------------------------------------------------------------
+
+class PairedPasses:
+    def __init__(self, subject: AuditSubject, options: AuditOptions, served_train: bool, fixed: bool = False):
+        self.subject = subject
+        self.options = options
+        self.served_train = served_train
+        self.fixed = fixed  # torch.export graph: mode baked in, eval() impossible
+        self.tol = Tolerance.from_options(options.tolerances)
+        self.batch_tol = Tolerance.from_options(options.tolerances, BATCH_TOLERANCE_FACTOR)
+        self.passes = 0
+        self.notes: list[str] = []
+        self.info: dict[str, Any] = {}
+        self.last_requires_grad = False
+
+    def run(self, model) -> list[Finding]:
+        inputs = self.subject.inputs
+        private = runner.PrivateModel.of(model, self.options.device)
+        try:
+            with runner.seeded(self.options.seed):
+                return self._all(private.module, runner.to_device(inputs, self.options.device))
+        finally:
+            private.release()
+            self.subject.info["paired_forward"] = {
+                "copy": private.method, "passes": self.passes, "seed": self.options.seed,
+                "served_mode": "train" if self.served_train else "eval",
+                "tolerance": self.tol.as_evidence(), "batch_tolerance": self.batch_tol.as_evidence(),
+                **self.info, "notes": self.notes,
+            }
+
+    # one pass ------------------------------------------------------------------------------
+    def _run(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+        self.passes += 1
+        output = runner.call(work, inputs)
+        named = flatten_outputs(output)
+        if not named:
+            raise runner.ForwardFailed(f"forward returned {type(output).__name__} with no tensors")
+        self.last_requires_grad = any(t.requires_grad for _, t in named)
+        # Detached copies: a later pass (in-place ops, output caches) must not alter them.
+        return {name: t.detach().clone() for name, t in named}
+
+    def _pass(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+        try:
+            return self._run(work, inputs)
+        except runner.ForwardFailed as exc:
+            raise runner.first_pass_error(inputs, str(exc)) from exc
+
+    def _replay(self, work, inputs: ExampleInputs):
+        def replay():
+            self.passes += 1
+            return runner.call(work, inputs)
+        return replay
+
+    # the sequence ----------------------------------------------------------------------------
+    def _all(self, work, inputs: ExampleInputs) -> list[Finding]:
+        findings: list[Finding] = []
+        if not self.served_train:  # served in eval mode: the served pass is the eval reference
+            reference = self._served_pass(work, inputs, findings)
+            findings.extend(self._eval_checks(work, inputs, reference))
+            return findings
+        if self.options.wants("EG102", "EG107"):
+            # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
+            buffers = runner.Snapshot.take(work, parameters=False)
+            served = self._served_pass(work, inputs, findings)
+            if self.options.wants("EG102"):
+                findings.extend(self._served_pair(work, inputs, served))
+            buffers.restore(work, parameters=False)
+        if not self.options.wants("EG103", "EG104"):
+            return findings
+        if self.fixed:
+            self.notes.append("EG103/EG104 skipped: an exported graph keeps the mode it was exported "
+                              "in; re-export after model.eval()")
+            return findings
+        work.eval()
+        findings.extend(self._eval_checks(work, inputs, self._pass(work, inputs)))
+        return findings
+
+    def _served_pass(self, work, inputs: ExampleInputs, findings: list[Finding]) -> dict[str, torch.Tensor]:
+        """The first pass in the served mode; it also answers EG107 (it runs under no_grad)."""
+        outputs = self._pass(work, inputs)
+        if self.options.wants("EG107") and self.last_requires_grad:
+            findings.append(self._grad_finding(work, inputs))
+        return outputs
+
+    def _served_pair(self, work, inputs: ExampleInputs, first) -> list[Finding]:
+        diff = worst(compare_flat(self._pass(work, inputs), first, self.tol))
+        if diff is None:
+            return []
+        trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
+        return [self._random_finding("EG102", diff, trace)]
+
+    def _eval_checks(self, work, inputs: ExampleInputs, reference) -> list[Finding]:
+        served_eval = not self.served_train
+        random_rule = "EG103" if self.options.wants("EG103") else (
+            "EG102" if served_eval and self.options.wants("EG102") else None)
+        findings = []
+        deterministic = None
+        batch_diff, probe = None, None
+        if self.options.wants("EG104"):
+            probe, batch_diff, deterministic = self._batch_probe(work, inputs, reference)
+        if deterministic is None and (random_rule or batch_diff is not None):
+            diff = worst(compare_flat(self._pass(work, inputs), reference, self.tol))
+            deterministic = diff is None
+            if diff is not None and random_rule:
+                trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
+                findings.append(self._random_finding(random_rule, diff, trace))
+                if served_eval and random_rule == "EG103" and self.options.wants("EG102"):
+                    self.notes.append("served in eval mode: the served passes are the eval passes, so "
+                                      "the nondeterminism is reported once, as EG103")
+        if batch_diff is not None:
+            if deterministic:
+                findings.append(self._batch_finding(work, inputs, probe, batch_diff))
+            else:
+                self.notes.append("EG104 skipped: eval-mode outputs are random, so batch dependence "
+                                  "cannot be told apart from randomness")
+        return findings
+
+    def _batch_probe(self, work, inputs, reference):
+        """(probe, failing row difference or None, deterministic or None) for EG104."""
+        batch, why = batching.batch_size(inputs)
+        sequence_first = batching.sequence_first_module(work)
+        if sequence_first:
+            batch, why = None, f"the batch dimension is unknown: {sequence_first} takes sequence-first inputs"
+        if batch is None:
+            self.notes.append(f"EG104 skipped: {why}")
+            return None, None, None
+        rows, companions = batching.probe_rows(batch)
+        candidates = [batching.make_probe(inputs, batch, rows, companions)]
+        if len(rows) + companions == 1:  # e.g. BatchNorm1d refuses a batch of one: add a companion
+            candidates.append(batching.make_probe(inputs, batch, rows, 1))
+        for probe in candidates:
+            try:
+                out = self._run(work, probe.inputs)
+                break
+            except runner.ForwardFailed as exc:
+                failure = f"forward failed on {probe.inputs.source}: {exc}"
+        else:
+            self.notes.append(f"EG104 skipped: {failure}")
+            return None, None, None
+        self.info["batch_probe"] = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
+        diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
+        if not diffs:
+            self.notes.append("EG104 skipped: no output can be compared sample by sample "
+                              "(none keeps the batch dimension and its other dimensions)")
+            return None, None, None
+        diff = worst(diffs)
+        every_leaf_compared = len(diffs) == len(reference)
+        return probe, diff, (True if diff is None and every_leaf_compared else None)
+
+    # findings --------------------------------------------------------------------------------
+    def _random_finding(self, rule: str, diff: Difference, trace: Trace) -> Finding:
+        sources = trace.sources
+        allow = self.options.allow_stochastic
+        only_allowed = bool(sources) and all(is_allowed(s.module, allow) for s in sources)
+        where = (f"the difference starts in {_module_label(sources[0].module, sources[0].type)}"
+                 if sources else trace.note or "module not identified")
+        if sources and sources[0].random_calls:
+            where += f", which calls {', '.join(sources[0].random_calls[:3])}"
+        if len(sources) > 1:
+            where += f" and {len(sources) - 1} more module(s)"
+        numbers = f"max abs diff {diff.max_abs_diff:.3g} in {diff.name}"
+        if rule == "EG103":
+            message = f"outputs still differ between two passes on the same input after eval() ({numbers}); {where}"
+        else:
+            mode = "training" if self.served_train else "eval"
+            message = (f"two forward passes on the same input disagree in the served ({mode}) mode "
+                       f"({numbers}); {where}")
+        if only_allowed:
+            message += "; allowed stochastic module(s) (--allow-stochastic)"
+        return Finding(rule, message, self._location(sources), self._evidence(diff, trace, self.tol),
+                       severity=Severity.INFO if only_allowed else None)
+
+    def _batch_finding(self, work, inputs, probe, diff: Difference) -> Finding:
+        trace = locate(work, self._replay(work, inputs), self._replay(work, probe.inputs),
+                       self.batch_tol, rows_mapper(probe.rows, probe.batch, probe.size))
+        sources = trace.sources
+        where = (f"first module: {_module_label(sources[0].module, sources[0].type)}"
+                 if sources else trace.note or "module not identified")
+        message = (f"in eval mode a sample's output depends on the rest of its batch: {probe.inputs.source} "
+                   f"run as their own batch differ from the same rows in the batch of {probe.batch} "
+                   f"(max abs diff {diff.max_abs_diff:.3g} in {diff.name}); {where}")
+        evidence = self._evidence(diff, trace, self.batch_tol)
+        evidence.update(batch=probe.batch, rows=probe.rows, companions=probe.companions)
+        return Finding("EG104", message, self._location(sources), evidence)
+
+    def _grad_finding(self, work, inputs) -> Finding:
+        trace = grad_source(work, self._replay(work, inputs))
+        source = trace.sources[0] if trace.sources else None
+        who = f"{_module_label(source.module, source.type)} turns" if source else "the forward turns"
+        message = (f"outputs require grad even under torch.no_grad(): {who} autograd back on, so every "
+                   f"inference call builds an autograd graph; wrap serving in torch.inference_mode()")
+        evidence = {"module": (source.module or None) if source else None,
+                    "module_type": source.type if source else None}
+        if trace.note:
+            evidence["note"] = trace.note
+        return Finding("EG107", message, self._location(trace.sources), evidence)
+
+    def _location(self, sources) -> Location:
+        module = sources[0].module if sources else ""
+        return Location(self.subject.path, module=module or None)
+
+    def _evidence(self, diff: Difference, trace: Trace, tol: Tolerance) -> dict:
+        evidence = {
+            "max_abs_diff": _number(diff.max_abs_diff), "max_rel_diff": _number(diff.max_rel_diff),
+            "mismatched_fraction": _number(diff.mismatched_fraction), "output": diff.name,
+            "shape_mismatch": diff.shape_mismatch,
+            "module": (trace.sources[0].module or None) if trace.sources else None,
+            "module_type": trace.sources[0].type if trace.sources else None,
+            "sources": [{"module": s.module, "type": s.type, "max_abs_diff": _number(s.max_abs_diff),
+                         "random_calls": s.random_calls} for s in trace.sources[:EVIDENCE_CAP]],
+            "tolerance": tol.as_evidence(),
+        }
+        if trace.note:
+            evidence["note"] = trace.note
+        return evidence

@@ -1,0 +1,115 @@
+"""Tolerances and output comparisons for the paired-forward checks (EG102, EG103, EG104).
+
+Outputs arrive flattened, one ``{leaf name: tensor}`` per pass (names as
+``evalguard.tensors.flatten_outputs`` gives them), and are compared leaf by leaf with
+Polygraphy's rule (an element fails only when it exceeds both atol and rtol * |expected|).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from evalguard.tensors import Difference, compare
+
+DEFAULT_ATOL = 1e-6
+DEFAULT_RTOL = 1e-5
+#: EG104 compares runs at different batch sizes, where BLAS/oneDNN legitimately pick other
+#: kernels (float32 differences around 1e-6..1e-5); batch-statistics bugs differ by O(1).
+BATCH_TOLERANCE_FACTOR = 100.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    per_output: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, tolerances: Mapping[str, Any] | None, factor: float = 1.0) -> "Tolerance":
+        """``{"atol": .., "rtol": .., "outputs": {name: {"atol": .., "rtol": ..}}}``, scaled by ``factor``."""
+        tolerances = tolerances or {}
+        atol = float(tolerances.get("atol", DEFAULT_ATOL))
+        rtol = float(tolerances.get("rtol", DEFAULT_RTOL))
+        per_output = {}
+        for name, spec in (tolerances.get("outputs") or {}).items():
+            if isinstance(spec, Mapping):
+                per_output[str(name)] = (float(spec.get("atol", atol)) * factor,
+                                         float(spec.get("rtol", rtol)) * factor)
+        return cls(atol * factor, rtol * factor, per_output)
+
+    def for_output(self, name: str) -> tuple[float, float]:
+        """Per-output tolerance by full leaf name (``output.logits``) or without the ``output.`` prefix."""
+        short = name.removeprefix("output.")
+        return self.per_output.get(name) or self.per_output.get(short) or (self.atol, self.rtol)
+
+    def as_evidence(self) -> dict:
+        return {"atol": float(f"{self.atol:.3g}"), "rtol": float(f"{self.rtol:.3g}")}
+
+
+def compare_flat(actual: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
+                 tol: Tolerance) -> list[Difference]:
+    """Leaf-by-leaf differences; a leaf missing on one side is a shape mismatch."""
+    diffs = []
+    for name in dict.fromkeys([*expected, *actual]):
+        if name not in actual or name not in expected:
+            inf = float("inf")
+            diffs.append(Difference(name, inf, inf, inf, inf, 1.0, shape_mismatch=True))
+            continue
+        atol, rtol = tol.for_output(name)
+        diffs.append(compare(name, actual[name], expected[name], atol, rtol))
+    return diffs
+
+
+def batched(tensor: Any, batch: int) -> bool:
+    return isinstance(tensor, torch.Tensor) and tensor.dim() >= 1 and tensor.shape[0] == batch
+
+
+def compare_rows(probe: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor],
+                 rows: Sequence[int], batch: int, probe_batch: int, tol: Tolerance) -> list[Difference]:
+    """Compare the first ``len(rows)`` samples of ``probe`` with ``reference[rows]``, batched leaves only.
+
+    A leaf is batched when its first dimension is the batch size in both runs and its other
+    dimensions agree; other leaves (pooled across the batch, flattened, scalars, trimmed to the
+    batch's longest sample) cannot be matched sample by sample.
+    """
+    diffs = []
+    index = torch.tensor(list(rows), dtype=torch.long)
+    for name, expected in reference.items():
+        actual = probe.get(name)
+        if actual is None or not batched(expected, batch) or not batched(actual, probe_batch):
+            continue
+        if actual.shape[1:] != expected.shape[1:]:
+            continue  # e.g. trimmed to the longest sample of each batch: not comparable row by row
+        atol, rtol = tol.for_output(name)
+        diffs.append(compare(name, actual[:len(rows)], expected.index_select(0, index.to(expected.device)),
+                             atol, rtol))
+    return diffs
+
+
+def gap(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> float | None:
+    """Largest failing abs difference (same rule as ``compare``), None when nothing fails.
+
+    The cheap version for the per-module comparisons of the localisation passes, where most
+    tensors are bit-identical: ``torch.equal`` answers those without arithmetic.
+    """
+    if actual.shape != expected.shape:
+        return float("inf")
+    expected = expected.to(actual.dtype)
+    if torch.equal(actual, expected):
+        return None
+    a, e = actual.detach(), expected.detach()
+    if not (a.is_floating_point() or a.is_complex()):
+        a, e = a.double(), e.double()
+    both_nan = torch.isnan(a) & torch.isnan(e)
+    diff = torch.where(both_nan, torch.zeros_like(a.real if a.is_complex() else a), (a - e).abs())
+    diff = torch.nan_to_num(diff, nan=float("inf"))
+    failing = (diff > atol) & (diff > rtol * e.abs())
+    return float(diff[failing].max()) if bool(failing.any()) else None
+
+
+def worst(diffs: Sequence[Difference]) -> Difference | None:
+    """The failing leaf with the largest absolute difference, or None when every leaf matches."""
+    failing = [d for d in diffs if not d.matches]
+    return max(failing, key=lambda d: d.max_abs_diff) if failing else None

@@ -1,0 +1,428 @@
+"""EG401-EG405: the ONNX file must compute what the eval-mode PyTorch model computes.
+
+For a model target: export the model in eval mode once (a deep copy when the model is the
+user's own object) or take ``--onnx FILE``, read the graph for training-mode ops (EG403), run
+ONNX Runtime's CPU provider on the example inputs and compare with PyTorch output by output
+(EG401), run the same file at a second batch size (EG404) and, with ``--device cuda`` where a
+GPU and the CUDA provider exist, compare the CUDA provider (EG405). For a bare ``.onnx``
+target only the static reading runs.
+
+Facts for the report go to ``subject.info``: ``onnx_exporter``, ``onnx_exporters_tried``,
+``ort_providers``, ``onnx_parity`` (one row per output and comparison, also when all pass),
+``onnx_opset``, ``onnx_file`` (when the file outlives the audit), ``onnx_cuda_skipped``,
+``onnx_fixed_first_dims`` (bare files), ``onnx_notes`` (why something was not checked).
+"""
+from __future__ import annotations
+
+import copy
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+from evalguard.errors import TargetError
+from evalguard.findings import Finding, Location
+from evalguard.subject import MODEL_KINDS, AuditOptions, AuditSubject
+
+RULES = ("EG401", "EG402", "EG403", "EG404", "EG405")
+CPU_VS_TORCH = "onnxruntime-cpu vs torch-cpu"
+#: Models loaded from a file for this audit; a factory's or a live model is the user's object.
+PRIVATE_KINDS = MODEL_KINDS - {"factory"}
+#: Nodes listed in an EG403 finding's evidence; the count covers the rest.
+MAX_NODES = 20
+
+
+def run(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
+    if not options.onnx_enabled or not options.wants(*RULES):
+        return []
+    if subject.model is None:
+        return _static_only(subject, options) if subject.onnx_path else []
+    return _ModelAudit(subject, options).run()
+
+
+def _static_only(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
+    """A bare ONNX file: what the graph says, without a model to compare against.
+
+    A fixed first input dimension is recorded, not reported: static-batch files are often
+    deliberate (mobile, TensorRT engines), and without the model we cannot tell a batch axis
+    from a feature axis.
+    """
+    from evalguard.checks import onnx_static
+
+    proto = onnx_static.load(subject.onnx_path)
+    fixed = onnx_static.fixed_batch_inputs(proto)
+    if fixed:
+        subject.info["onnx_fixed_first_dims"] = fixed
+    if not options.wants("EG403"):
+        return []
+    ops = onnx_static.training_mode_ops(proto)
+    return _training_op_findings(ops, subject.path, subject.onnx_path, exported=False)
+
+
+def _training_op_findings(ops, target: str, onnx_file: str | None, exported: bool) -> list[Finding]:
+    """One EG403 finding per op type, pointing at the first module, listing the nodes."""
+    findings = []
+    for op_type in sorted({op.op_type for op in ops}):
+        group = [op for op in ops if op.op_type == op_type]
+        first = group[0]
+        where = f" (first: {first.module})" if first.module else f" (first: node {first.node})"
+        if exported:
+            cause = ("although the model was exported in eval mode: its forward hard-codes training "
+                     "behaviour (e.g. F.dropout(..., training=True) or F.batch_norm(..., training=True))")
+        else:
+            cause = ("the file was exported from a model in training mode (TrainingMode.TRAINING, "
+                     "or the dynamo exporter on a model without .eval())")
+        message = (f"{len(group)} {op_type} node(s) in the ONNX graph run in training mode{where}: "
+                   f"{first.detail}; {cause}")
+        if op_type == "Dropout":
+            message += ". ONNX Runtime's optimiser deletes such nodes, other runtimes may not"
+        evidence = {"onnx_file": onnx_file, "op_type": op_type, "count": len(group),
+                    "nodes": [{"node": op.node, "module": op.module, "detail": op.detail}
+                              for op in group[:MAX_NODES]]}
+        findings.append(Finding("EG403", message, Location(target, module=first.module), evidence))
+    return findings
+
+
+class _EvalModel:
+    """``with _EvalModel(model, restore) as m``: m is ``model`` in eval mode; with ``restore``,
+    every module's mode flag is put back on exit. Eval-mode passes change no buffers, so the
+    flags are all there is to restore (a loaded checkpoint is private to the audit, and copying
+    a 400 MB model costs more than this check's own forward passes)."""
+
+    def __init__(self, model, restore: bool):
+        self.model = model
+        self.modes = {name: m.training for name, m in model.named_modules()} if restore else None
+
+    def __enter__(self):
+        return self.model.eval()
+
+    def __exit__(self, *exc) -> None:
+        if self.modes is not None:
+            for name, module in self.model.named_modules():
+                if name in self.modes:
+                    module.training = self.modes[name]
+
+
+class _ModelAudit:
+    """One model target: export (or --onnx FILE) once, then every comparison on that file."""
+
+    def __init__(self, subject: AuditSubject, options: AuditOptions):
+        self.subject, self.options = subject, options
+        self.info = subject.info
+        self.findings: list[Finding] = []
+        self.location = Location(subject.path)
+        self.notes: list[str] = []
+        self.cuda_reason: str | None = None
+
+    def run(self) -> list[Finding]:
+        from evalguard.checks.onnx_export import CallSpec
+
+        if self.options.device == "cuda" and self.options.wants("EG405"):
+            from evalguard.checks.onnx_cuda import unavailable_reason
+
+            self.cuda_reason = unavailable_reason(self.options.device)
+            if self.cuda_reason:
+                self.info["onnx_cuda_skipped"] = f"cuda checks skipped: {self.cuda_reason}"
+        self.spec = CallSpec.of(self.subject.inputs)
+        if not self.spec.tensors:
+            self._note("ONNX checks skipped: the model's example inputs hold no tensors")
+            return self._done()
+        model = self._eval_model()
+        if model is None:
+            return self._done()
+        with model as self.model:
+            self.expected = self._reference()
+            if not self.expected:
+                self._note("ONNX checks skipped: the model returns no tensors")
+                return self._done()
+            with tempfile.TemporaryDirectory(prefix="evalguard-onnx-", ignore_cleanup_errors=True) as tmp:
+                self.session = None
+                path = self._onnx_file(tmp)
+                if path is not None:
+                    self._check_file(path)
+                self.session = None   # release the file before the directory goes
+        return self._done()
+
+    def _eval_model(self) -> "_EvalModel | None":
+        """The model in eval mode: a deep copy of a factory's or a live model (the user's own
+        object), the loaded model itself for file targets (private to the audit), modes put back."""
+        if self.subject.kind in PRIVATE_KINDS:
+            return _EvalModel(self.subject.model, restore=True)
+        try:
+            with warnings.catch_warnings():   # deep-copying torch internals can warn about deprecations
+                warnings.simplefilter("ignore")
+                return _EvalModel(copy.deepcopy(self.subject.model), restore=False)
+        except Exception as exc:  # noqa: BLE001 - exporting needs eval mode, and the original is not ours
+            self._note(f"ONNX checks skipped: the model cannot be deep-copied "
+                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+            return None
+
+    # -- steps ---------------------------------------------------------------------------
+    def _reference(self, tensors=None):
+        from evalguard.checks.onnx_export import reference
+
+        try:
+            return reference(self.model, self.spec, tensors)
+        except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
+            if tensors is not None:
+                raise
+            text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            raise TargetError(f"{self.subject.path}: forward failed on the example inputs: {text}") from exc
+
+    def _onnx_file(self, tmp: str) -> str | None:
+        """The user's file, or our export of the eval-mode copy; None after EG402/EG401."""
+        from evalguard.checks import onnx_export, onnx_runtime
+
+        if self.options.onnx_file:
+            path = self.options.onnx_file
+            if not Path(path).is_file():
+                raise TargetError(f"--onnx: no such file {path}")
+            self.exported = False
+            self.info.update(onnx_exporter="user file", onnx_file=path)
+            if self._needs_runtime():
+                try:
+                    self.session = onnx_runtime.session(path)
+                except Exception as exc:  # noqa: BLE001 - ORT rejects bad files in many ways
+                    self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}",
+                              {"onnx_file": path, "error": onnx_runtime.short(exc)})
+                    return None
+            return path
+
+        self.exported = True
+        path = self._export_path(tmp)
+        flat = onnx_export.FlatModel(self.model, self.spec)
+        names = [name for name, _ in self.expected]
+        outputs = [tensor for _, tensor in self.expected]
+
+        def validate(candidate: str) -> None:
+            if self._needs_runtime():
+                try:
+                    self.session = onnx_runtime.session(candidate)
+                except Exception as exc:
+                    raise RuntimeError(f"onnxruntime cannot load the exported file: "
+                                       f"{onnx_runtime.short(exc)}") from exc
+
+        result = onnx_export.export(flat, self.spec.names, outputs, names, path, self.subject.path, validate)
+        self.info["onnx_exporters_tried"] = result.attempts
+        if not result.ok:
+            tried = ", ".join(a["exporter"] for a in result.attempts)
+            self._add("EG402", f"the eval-mode model could not be exported to ONNX (tried {tried}): "
+                               f"{result.summary()}",
+                      {"exporters_tried": [a["exporter"] for a in result.attempts],
+                       "errors": {a["exporter"]: a["error"] for a in result.attempts}})
+            return None
+        self.info["onnx_exporter"] = result.exporter
+        if self.options.keep_onnx:
+            self.info["onnx_file"] = path
+        return path
+
+    def _export_path(self, tmp: str) -> str:
+        if not self.options.keep_onnx:
+            return str(Path(tmp) / "model.onnx")
+        folder = Path(self.options.keep_onnx)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.subject.path).name).strip("._") or "model"
+        return str(folder / f"{stem.removesuffix('.onnx')}.onnx")
+
+    def _needs_runtime(self) -> bool:
+        return self.options.wants("EG401", "EG404", "EG405")
+
+    def _check_file(self, path: str) -> None:
+        from evalguard.checks import onnx_static
+
+        proto = onnx_static.load(path)
+        self.info["onnx_opset"] = onnx_static.opsets(proto)
+        if self.options.wants("EG403"):
+            strip = "model" if self.exported else None
+            ops = onnx_static.training_mode_ops(proto, strip_prefix=strip)
+            self.findings += _training_op_findings(ops, self.subject.path,
+                                                   None if self.exported else path, self.exported)
+        del proto
+        if self.session is None:
+            return
+        self.path = path
+        self.info["ort_providers"] = list(self.session.get_providers())
+        parity_ok = self._parity()
+        if parity_ok is None:
+            return
+        if self.options.wants("EG404"):
+            self._second_batch(parity_ok)
+        if self.options.device == "cuda" and self.options.wants("EG405") and not self.cuda_reason:
+            self._cuda(parity_ok)
+
+    def _run_ort(self, tensors, session=None):
+        from evalguard.checks import onnx_runtime
+
+        session = session or self.session
+        return onnx_runtime.run(session, onnx_runtime.feeds(session, self.spec.names, tensors))
+
+    def _rows(self, outputs, expected, comparison: str, batch, histogram: bool):
+        """Parity rows for the ONNX outputs against PyTorch leaves, paired by ``align``."""
+        from evalguard.checks import onnx_compare
+
+        onnx_names = [o.name for o in self.session.get_outputs()]
+        names = [n for n, _ in expected]
+        pairs, torch_only, onnx_only = onnx_compare.align(
+            names, [tuple(t.shape) for _, t in expected], onnx_names, [tuple(o.shape) for o in outputs])
+        if torch_only:
+            self.info["onnx_outputs_not_in_file"] = [names[i] for i in torch_only]
+        if onnx_only:
+            self.info["onnx_outputs_not_in_model"] = [onnx_names[j] for j in onnx_only]
+        rows = [onnx_compare.row(names[i], onnx_names[j], outputs[j], expected[i][1], self.options.tolerances,
+                                 comparison=comparison, batch=batch, histogram=histogram) for i, j in pairs]
+        return rows, {names[i]: outputs[j] for i, j in pairs}
+
+    def _parity(self) -> bool | None:
+        """EG401 at the example batch. True/False: parity; None: the file could not run."""
+        from evalguard.checks import onnx_compare, onnx_runtime
+
+        batch = self.spec.batch()
+        try:
+            outputs = self._run_ort(self.spec.tensors)
+        except Exception as exc:  # noqa: BLE001 - FeedError or any ORT failure
+            self._add("EG401", f"ONNX Runtime could not run the ONNX file on the model's example inputs: "
+                               f"{onnx_runtime.short(exc)}", self._evidence(error=onnx_runtime.short(exc)))
+            return None
+        self.cpu_outputs = outputs
+        rows, by_name = self._rows(outputs, self.expected, CPU_VS_TORCH, batch, histogram=True)
+        self.info["onnx_parity"] = list(rows)
+        bad = onnx_compare.failing(rows)
+        if not bad:
+            return True
+        if not self._deterministic():
+            self._note("EG401 not reported: the eval-mode PyTorch model gives different outputs on "
+                       "two identical passes, so no file can match it (see EG102/EG103)")
+            return False
+        if self.options.wants("EG401"):
+            explanation = self._explain(by_name)
+            message = ("ONNX Runtime outputs differ from the eval-mode PyTorch model: "
+                       + "; ".join(onnx_compare.describe_failure(r) for r in bad[:3])
+                       + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
+            if explanation:
+                message += f". {explanation}"
+            self._add("EG401", message, self._evidence(batch=batch, outputs=rows,
+                                                       failing=[r["output"] for r in bad],
+                                                       explanation=explanation))
+        return False
+
+    def _deterministic(self) -> bool:
+        from evalguard.checks import onnx_compare
+
+        again = self._reference()
+        for (name, first), (_, second) in zip(self.expected, again):
+            r = onnx_compare.row(name, name, second, first, self.options.tolerances, comparison="",
+                                 batch=None, histogram=False)
+            if not r["passed"]:
+                return False
+        return True
+
+    def _explain(self, onnx_by_name) -> str | None:
+        from evalguard.checks import onnx_explain
+
+        if onnx_explain.matches_training_mode(self.model, self.spec, onnx_by_name, self.options.tolerances):
+            return ("The ONNX outputs match the model in training mode instead (BatchNorm using the "
+                    "batch's statistics): the file was exported from a model that was not in eval mode")
+        if not self.exported:
+            found, checked = onnx_explain.weights_found(self.model, self.path)
+            if checked and not found:
+                return (f"None of the model's {checked} weight tensors appear in the file: it was "
+                        "probably exported from other weights (a stale file?)")
+        return None
+
+    def _second_batch(self, parity_ok: bool) -> None:
+        """EG404: the same file at another batch size, against PyTorch at that batch size.
+
+        The other size is one sample fewer (two for an example batch of one): any size other
+        than the traced one exposes a baked-in batch size, a smaller one costs less than a
+        larger one in both PyTorch and ONNX Runtime, and batch 1 is what single requests send.
+        """
+        from evalguard.checks import onnx_compare, onnx_runtime
+
+        batch = self.spec.batch()
+        if batch is None:
+            self._note("EG404 not checked: no tensor input has a batch dimension")
+            return
+        second = batch - 1 if batch >= 2 else 2
+        tensors = self.spec.resized(second)
+        try:
+            expected = self._reference(tensors)
+        except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
+            self._note(f"EG404 not checked: PyTorch itself fails at batch {second}: "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            return
+        fixed = onnx_runtime.fixed_batch_inputs(self.session)
+        try:
+            outputs = self._run_ort(tensors)
+        except Exception as exc:  # noqa: BLE001
+            if fixed:
+                dims = ", ".join(f"{name}: {dim}" for name, dim in fixed.items())
+                hint = f" (fixed first dimension in the graph inputs: {dims}; export with a dynamic batch axis)"
+            else:
+                hint = (" (a size from the example batch was probably baked into the graph, e.g. len(x) "
+                        "or int(x.shape[0]) in forward: tracing records Python ints as constants)")
+            self._add("EG404", f"the ONNX file fails at batch size {second} (example batch {batch}): "
+                               f"{onnx_runtime.short(exc)}{hint}",
+                      self._evidence(batch=second, error=onnx_runtime.short(exc), fixed_first_dims=fixed))
+            return
+        rows, _ = self._rows(outputs, expected, CPU_VS_TORCH, second, histogram=False)
+        self.info["onnx_parity"] = self.info.get("onnx_parity", []) + rows
+        bad = onnx_compare.failing(rows)
+        if bad and parity_ok:
+            self._add("EG404", f"the ONNX file matches PyTorch at batch size {batch} but not at {second}: "
+                               + "; ".join(onnx_compare.describe_failure(r) for r in bad[:3])
+                               + "; a size from the example batch was probably baked into the graph "
+                                 "(e.g. len(x) or int(x.shape[0]) in forward: tracing records Python "
+                                 "ints as constants)",
+                      self._evidence(batch=second, outputs=rows, failing=[r["output"] for r in bad]))
+
+    def _cuda(self, parity_ok: bool) -> None:
+        """EG405: ORT's CUDA provider against ORT's CPU provider and PyTorch on CUDA."""
+        from evalguard.checks import onnx_compare, onnx_cuda, onnx_runtime
+
+        try:
+            cuda_session = onnx_cuda.cuda_session(self.path)
+            cuda_outputs = self._run_ort(self.spec.tensors, cuda_session)
+        except Exception as exc:  # noqa: BLE001 - a provider that cannot load or run: say why
+            self.info["onnx_cuda_skipped"] = f"cuda checks skipped: {onnx_runtime.short(exc)}"
+            return
+        self.info["ort_providers_cuda"] = list(cuda_session.get_providers())
+        cpu_outputs = self.cpu_outputs
+        try:
+            torch_cuda = dict(onnx_cuda.torch_cuda_outputs(self.model, self.spec))
+        except Exception as exc:  # noqa: BLE001 - e.g. out of GPU memory: still compare the providers
+            torch_cuda = None
+            self._note(f"PyTorch on CUDA failed, ORT CUDA compared with ORT CPU only: "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        onnx_names = [o.name for o in self.session.get_outputs()]
+        names = [n for n, _ in self.expected]
+        pairs, _, _ = onnx_compare.align(names, [tuple(t.shape) for _, t in self.expected], onnx_names,
+                                         [tuple(o.shape) for o in cpu_outputs])
+        rows = onnx_cuda.compare_rows([names[i] for i, _ in pairs], [onnx_names[j] for _, j in pairs],
+                                      [cuda_outputs[j] for _, j in pairs], [cpu_outputs[j] for _, j in pairs],
+                                      None if torch_cuda is None else [torch_cuda[names[i]] for i, _ in pairs],
+                                      self.options.tolerances,
+                                      self.spec.batch())
+        self.info["onnx_parity"] = self.info.get("onnx_parity", []) + rows
+        message = onnx_cuda.verdict(rows, parity_ok)
+        if message:
+            self._add("EG405", message, self._evidence(outputs=rows))
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _evidence(self, **extra) -> dict:
+        from evalguard.checks.onnx_compare import json_safe
+
+        evidence = {"onnx_file": self.info.get("onnx_file"), "exporter": self.info.get("onnx_exporter")}
+        evidence.update(extra)
+        return json_safe({k: v for k, v in evidence.items() if v is not None})
+
+    def _add(self, rule: str, message: str, evidence: dict) -> None:
+        if self.options.wants(rule):
+            self.findings.append(Finding(rule, message, self.location, evidence))
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def _done(self) -> list[Finding]:
+        if self.notes:
+            self.info["onnx_notes"] = self.notes
+        return self.findings

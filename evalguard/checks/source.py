@@ -1,0 +1,68 @@
+"""Source rules for Python files, from the AST alone: the file is never imported or executed,
+and nothing here imports torch (a run over ``.py`` files must not pay for it).
+
+Rules: EG105 (functional dropout ignoring the mode), EG106 (inference without eval()),
+EG201 (Dropout before BatchNorm in ``nn.Sequential`` literals), EG301 (Adam with coupled
+weight decay), EG903 (``torch.load(weights_only=False)``). Locations carry a 1-based line and a
+1-based column. Suppression comments are applied by the engine, not here.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+from typing import Iterable
+
+from evalguard.errors import TargetError
+from evalguard.findings import Finding, Location
+from evalguard.subject import AuditOptions, AuditSubject
+
+#: rule -> module (under evalguard.checks) whose ``check(index)`` yields its hits
+RULE_MODULES = {
+    "EG105": "source_dropout",
+    "EG106": "source_eval",
+    "EG201": "source_sequential",
+    "EG301": "source_optim",
+    "EG903": "source_load",
+}
+#: Text a file must contain for a rule to possibly fire (every spelling the rule understands
+#: contains it); files without it skip that rule, and files without any skip the analysis.
+TRIGGERS = {
+    "EG105": re.compile(r"dropout|scaled_dot_product_attention"),
+    "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle"),
+    "EG201": re.compile(r"Sequential"),
+    "EG301": re.compile(r"Adam"),
+    "EG903": re.compile(r"weights_only"),
+}
+
+
+def parse(text: str, path: str) -> ast.Module:
+    try:
+        return ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        raise TargetError(f"{path}:{exc.lineno or 0}: invalid Python syntax: {exc.msg}") from None
+    except ValueError as exc:       # e.g. null bytes
+        raise TargetError(f"{path}: invalid Python source: {exc}") from None
+
+
+def run(subject: AuditSubject, options: AuditOptions) -> Iterable[Finding]:
+    wanted = [rule for rule in RULE_MODULES if options.wants(rule)]
+    if not wanted:
+        return
+    text = subject.source_text
+    if text is None:
+        text = Path(subject.path).read_text(encoding="utf-8")
+    tree = parse(text, subject.path)      # always: a syntax error is reported even if no rule applies
+    wanted = [rule for rule in wanted if TRIGGERS[rule].search(text)]
+    if not wanted:
+        return
+    from evalguard.checks.source_index import FileIndex
+
+    index = FileIndex(tree)
+    for rule in wanted:
+        module = importlib.import_module(f"evalguard.checks.{RULE_MODULES[rule]}")
+        for hit in module.check(index):
+            line, column = hit.node.lineno, hit.node.col_offset + 1
+            yield Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),
+                          evidence=dict(hit.evidence))

@@ -1,0 +1,108 @@
+"""``torch.export`` programs (.pt2): vet the archive statically, then ``torch.export.load``."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from evalguard.errors import TargetError
+from evalguard.loading.allowlist import AllowList
+from evalguard.loading.safe_load import vet
+from evalguard.loading.sniff import Sniffed
+from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
+
+
+def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -> AuditSubject:
+    import torch
+
+    from evalguard.loading.export_scan import scan_pt2
+    from evalguard.loading.subjects import model_subject
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            refs, problems = scan_pt2(archive, sniffed.prefix)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise TargetError(f"{path}: truncated or corrupt .pt2 archive ({exc})") from None
+    vet(path, refs, AllowList(options.trust_modules), kind="exported-program", problems=problems)
+    try:
+        program = torch.export.load(str(path))
+        model = program.module()
+    except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds of errors
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TargetError(f"{path}: torch.export program cannot be loaded: {text}") from exc
+    info = {"format": "torch.export program (.pt2)", "user_inputs": list(program.graph_signature.user_inputs)}
+    subject = model_subject(path, "exported-program", model, options, info,
+                            mode_source="the exported graph (train/eval was fixed at export time)",
+                            inputs_resolver=_resolver(program, options, path))
+    # The unlifted module always says training=True and refuses eval(); the truth is in its ops.
+    training_ops = training_mode_ops(program)
+    subject.info["saved_training"] = bool(training_ops)
+    if training_ops:
+        subject.info["training_ops"] = training_ops
+    return subject
+
+
+#: Ops whose ``train``/``training`` argument is at this position.
+_TRAIN_ARG = {"aten.dropout.default": 2, "aten.native_dropout.default": 2, "aten.feature_dropout.default": 2,
+              "aten.alpha_dropout.default": 2, "aten.feature_alpha_dropout.default": 2,
+              "aten.batch_norm.default": 5, "aten._native_batch_norm_legit.default": 5,
+              "aten.instance_norm.default": 5}
+#: Ops that only exist in training mode.
+_ALWAYS_TRAINING = {"aten._native_batch_norm_legit_functional.default", "aten.bernoulli.p",
+                    "aten.bernoulli_.float"}
+
+
+def training_mode_ops(program) -> list[str]:
+    """Names of graph nodes that behave as in training mode (dropout on, batch statistics)."""
+    import torch.fx
+
+    found = []
+    for module in program.graph_module.modules():
+        if not isinstance(module, torch.fx.GraphModule):
+            continue
+        for node in module.graph.nodes:
+            if node.op != "call_function":
+                continue
+            target = str(node.target)
+            index = _TRAIN_ARG.get(target)
+            if target in _ALWAYS_TRAINING or (index is not None and len(node.args) > index
+                                               and node.args[index] is True):
+                found.append(f"{node.name} ({target})")
+    return found
+
+
+def _resolver(program, options: AuditOptions, path: Path):
+    from evalguard.loading import default_inputs_resolver
+
+    fallback = default_inputs_resolver(options, None, str(path))
+
+    def resolve() -> ExampleInputs:
+        if options.example_inputs_file or options.input_shapes:
+            return fallback()
+        saved = getattr(program, "example_inputs", None)
+        if saved is not None:
+            import torch.utils._pytree as pytree
+
+            args, kwargs = pytree.tree_map(lambda t: t.clone() if hasattr(t, "clone") else t, saved)
+            return ExampleInputs(args=tuple(args), kwargs=dict(kwargs),
+                                 source="example inputs saved in the exported program")
+        return _from_placeholders(program, options)
+
+    return resolve
+
+
+def _from_placeholders(program, options: AuditOptions) -> ExampleInputs:
+    """Shapes of the user inputs' fake tensors; symbolic dimensions become 2."""
+    from evalguard.loading.inputs import make_tensor
+
+    wanted = set(program.graph_signature.user_inputs)
+    args = []
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in wanted:
+            continue
+        value = node.meta.get("val")
+        if value is None or not hasattr(value, "shape"):
+            raise TargetError(f"cannot infer input {node.name!r} of the exported program; pass --example-inputs")
+        shape = tuple(d if isinstance(d, int) else 2 for d in value.shape)
+        dtype = str(value.dtype).replace("torch.", "")
+        args.append(make_tensor(shape, dtype, high=2, seed=options.seed + len(args)))
+    return ExampleInputs(args=tuple(args), source="shapes of the exported program's inputs (dynamic dims = 2)")

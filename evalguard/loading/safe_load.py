@@ -1,0 +1,115 @@
+"""Vet scanned globals (EG901/EG902 or a list of classes to allow), then load weights-only.
+
+Nothing here ever unpickles with ``weights_only=False``: ``torch.load`` runs torch's
+restricted unpickler, and only the globals the allow-list resolved are registered with
+``torch.serialization.safe_globals`` for the duration of that one call.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+from evalguard.errors import RefusedTarget, TargetError
+from evalguard.findings import Finding, Location
+from evalguard.loading.allowlist import ALLOWED, UNSAFE, AllowList
+from evalguard.loading.pickle_scan import GlobalRef
+
+_SHOWN = 5
+
+
+def _listing(names: Iterable[str]) -> str:
+    names = list(dict.fromkeys(names))
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
+        problems: Iterable[str] = ()) -> list[tuple[object, str]]:
+    """Allowed ``(object, "module.name")`` pairs to register, or ``RefusedTarget``.
+
+    ``problems`` are unsafe constructs other than globals (found in .pt2 programs).
+    """
+    register: dict[str, object] = {}
+    unsafe: dict[str, dict] = {}
+    untrusted: dict[str, dict[str, str]] = defaultdict(dict)
+    for ref in refs:
+        decision = allowlist.decide(ref)
+        if decision.status == ALLOWED:
+            if decision.obj is not None:
+                register[ref.full] = decision.obj
+            register.update(decision.extra)
+        elif decision.status == UNSAFE:
+            unsafe.setdefault(ref.full, {"global": ref.full, "member": ref.member, "reason": decision.reason})
+        else:
+            untrusted[decision.package].setdefault(ref.full, ref.member)
+    problems = list(problems)
+    findings = []
+    if unsafe or problems:
+        findings.append(_unsafe_finding(path, unsafe, problems))
+    findings += [_untrusted_finding(path, package, globals_) for package, globals_ in sorted(untrusted.items())]
+    if findings:
+        raise RefusedTarget(_refusal_line(path, unsafe, problems, untrusted), findings, kind=kind)
+    return [(obj, name) for name, obj in register.items()]
+
+
+def _unsafe_finding(path: Path, unsafe: dict[str, dict], problems: list[str]) -> Finding:
+    parts = []
+    if unsafe:
+        parts.append(f"references {len(unsafe)} global(s) outside the allow-list: {_listing(unsafe)}")
+    if problems:
+        parts.append(f"holds {len(problems)} construct(s) that would run code: {_listing(problems)}")
+    return Finding(
+        rule="EG901",
+        message=f"{'; '.join(parts)}; the file was not loaded",
+        location=Location(path=str(path)),
+        evidence={"globals": sorted(unsafe), "details": [unsafe[k] for k in sorted(unsafe)],
+                  **({"constructs": problems} if problems else {})},
+    )
+
+
+def _untrusted_finding(path: Path, package: str, globals_: dict[str, str]) -> Finding:
+    names = sorted(globals_)
+    short = [name.rsplit(".", 1)[-1] for name in names]
+    if package == "__main__":
+        message = (f"needs classes defined in the script that saved it ({_listing(short)}), which cannot be "
+                   "rebuilt here; save model.state_dict() instead and pass --model MODULE:CALLABLE; "
+                   "the file was not loaded")
+        flag = "--model MODULE:CALLABLE"
+    else:
+        message = (f"needs classes from package '{package}' ({_listing(short)}); pass --trust-module {package} "
+                   "if you trust it; the file was not loaded")
+        flag = f"--trust-module {package}"
+    return Finding(rule="EG902", message=message, location=Location(path=str(path)),
+                   evidence={"package": package, "globals": names, "flag": flag})
+
+
+def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:
+    reasons = []
+    if unsafe:
+        reasons.append(f"unsafe globals {_listing(unsafe)}")
+    if problems:
+        reasons.append("code-running constructs")
+    if untrusted:
+        reasons.append("classes from untrusted package(s) " + ", ".join(sorted(untrusted)))
+    return f"{path}: not loaded: {'; '.join(reasons)}"
+
+
+def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool):
+    """``torch.load(weights_only=True)`` with exactly the vetted globals allowed."""
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(register):
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise TargetError(f"{path}: torch's weights-only loader refused it: {_first_line(exc)}") from exc
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
+        raise TargetError(f"{path}: cannot be loaded (truncated or corrupt?): {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

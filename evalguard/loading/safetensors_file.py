@@ -1,0 +1,46 @@
+"""safetensors files: pure tensor data (no code can run), loaded into the ``--model`` architecture."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalguard.errors import TargetError
+from evalguard.loading.subjects import architecture_for, state_dict_subject
+from evalguard.subject import AuditOptions, AuditSubject
+
+
+def check_safetensors_header(path: Path) -> dict:
+    from evalguard.loading.sniff import read_safetensors_header
+
+    try:
+        header = read_safetensors_header(path)
+    except (ValueError, OSError) as exc:
+        raise TargetError(f"{path}: corrupt safetensors header ({_first_line(exc)})") from None
+    if not isinstance(header, dict) or not header:
+        raise TargetError(f"{path}: corrupt safetensors header")
+    return header
+
+
+def read_safetensors(path: Path) -> dict:
+    """Tensors of a safetensors file (pure data: no code can run)."""
+    check_safetensors_header(path)
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise TargetError(f"{path}: reading safetensors needs the 'safetensors' package "
+                          "(pip install safetensors)") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
+        raise TargetError(f"{path}: cannot read safetensors file (truncated or corrupt?): {_first_line(exc)}") from exc
+
+
+def load_safetensors_file(path: Path, options: AuditOptions) -> AuditSubject:
+    check_safetensors_header(path)
+    model = architecture_for(path, options, "a safetensors file (weights only)")
+    tensors = read_safetensors(path)
+    return state_dict_subject(path, "safetensors", model, tensors, options, {"format": "safetensors"})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,15 @@
+"""EG101 good: the same model, switched to eval mode before it is served."""
+import torch
+from torch import nn
+
+AUDIT = "model"
+INPUT_SHAPES = ("4x8",)
+EXPECTED_RULES = ()
+
+
+def build_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        model(torch.randn(32, 8))  # stands in for training: the running statistics are learned
+    return model.eval()

@@ -1,0 +1,22 @@
+"""EG107 good: forward leaves the grad mode to the caller (serve under torch.inference_mode())."""
+import torch
+from torch import nn
+
+AUDIT = "model"
+INPUT_SHAPES = ("4x8",)
+EXPECTED_RULES = ()
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(8, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def build_model() -> nn.Module:
+    torch.manual_seed(0)  # fixed weights: two audits report the same numbers
+    return Net().eval()

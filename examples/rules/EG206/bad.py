@@ -1,0 +1,20 @@
+"""EG206 bad: a block that normalises with BatchNorm also drops 30% of its channels. Stack
+such blocks and every next BatchNorm learns statistics of dropped-out activations."""
+import torch
+from torch import nn
+
+AUDIT = "model"
+INPUT_SHAPES = ("2x3x8x8",)
+EXPECTED_RULES = ("EG206",)
+
+
+def conv_block(cin: int, cout: int, p: float) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.Dropout2d(p))
+
+
+def build_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        conv_block(3, 8, p=0.3),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()

@@ -1,0 +1,102 @@
+"""The HTML report in a real browser: Debian's headless chromium opens it from disk.
+
+Checks: the page renders (DOM holds the verdict and the pictures), the browser logs no console
+message at all (a CSP violation would be one), and the page makes no network request. Network
+requests are read from chromium's own net log; chromium also talks to Google in the background
+whatever the flags say, so only requests made on behalf of the file:// page count. A control
+page that does fetch something proves the detector works. A screenshot is written to tmp_path
+(and to $EVALGUARD_SCREENSHOT_DIR when set, for people to look at).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from evalguard import catalogue
+from evalguard.reporters import render
+from test_reporters_samples import blocked_report, golden_catalogue
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install -y chromium); "
+                             "the browser test needs it to load the report")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+         "--disable-default-apps", "--enable-logging=stderr", "--v=0"]
+
+
+def _chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    args = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def _page_requests(netlog: Path) -> list[str]:
+    """URLs of network requests made for a file:// page (not chromium's own background calls)."""
+    data = json.loads(netlog.read_text(encoding="utf-8", errors="replace"))
+    start_job = data["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = []
+    for event in data.get("events", []):
+        params = event.get("params") or {}
+        if event.get("type") != start_job or "url" not in params:
+            continue
+        by_page = "file://" in str(params.get("network_isolation_key", "")) \
+            or "site=file://" in str(params.get("site_for_cookies", ""))
+        if by_page and not params["url"].startswith(("file:", "data:")):
+            urls.append(params["url"])
+    return urls
+
+
+def _console(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    with pytest.MonkeyPatch.context() as patch:
+        # Frozen rule texts: the screenshot shows finished prose whatever state rules/ is in.
+        patch.setattr(catalogue, "load_catalogue", golden_catalogue)
+        path.write_text(render(blocked_report(), "html"), encoding="utf-8")
+    return path
+
+
+def test_report_renders_without_console_messages_or_network(tmp_path, report_file):
+    netlog, shot = tmp_path / "net.json", tmp_path / "report.png"
+    result = _chromium(tmp_path, report_file, f"--log-net-log={netlog}",
+                       f"--screenshot={shot}", "--window-size=1280,2000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console(result.stderr) == []
+    assert _page_requests(netlog) == []
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000   # a blank page is ~5 kB
+    target = os.environ.get("EVALGUARD_SCREENSHOT_DIR")
+    if target:
+        shutil.copyfile(shot, Path(target) / "report.png")
+
+
+def test_dom_holds_the_verdict_and_the_pictures(tmp_path, report_file):
+    result = _chromium(tmp_path, report_file, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert "Blocked: 4 errors" in dom
+    assert dom.count("<svg") >= 6 and 'class="node start"' in dom and 'class="flagged"' in dom
+
+
+def test_the_network_detector_sees_a_page_that_fetches(tmp_path):
+    page = tmp_path / "fetches.html"
+    page.write_text('<!DOCTYPE html><p>x</p><img src="http://example.invalid/pixel.png">'
+                    '<script>console.error("boom")</script>', encoding="utf-8")
+    netlog = tmp_path / "net.json"
+    result = _chromium(tmp_path, page, f"--log-net-log={netlog}", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _page_requests(netlog) == ["http://example.invalid/pixel.png"]
+    assert any("boom" in line for line in _console(result.stderr))
