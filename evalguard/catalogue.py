@@ -20,7 +20,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 REQUIRED_KEYS = ("id", "name", "title", "severity", "status", "summary", "why", "fix")
-OPTIONAL_KEYS = ("known_problems", "references", "examples")
+OPTIONAL_KEYS = ("description", "known_problems", "references", "examples")
 STATUSES = ("implemented", "planned")
 
 
@@ -34,6 +34,7 @@ class Rule:
     summary: str
     why: str
     fix: str
+    description: str = ""          # the long "what it does"; summary is its one-line form
     known_problems: str = ""
     references: tuple[str, ...] = ()
     examples: dict = field(default_factory=dict, compare=False, hash=False)
@@ -66,6 +67,7 @@ def parse_rule(text: str, filename: str) -> Rule:
         id=data["id"], name=data["name"], title=data["title"],
         severity=Severity.parse(data["severity"]), status=data["status"],
         summary=data["summary"].strip(), why=data["why"].strip(), fix=data["fix"].strip(),
+        description=data.get("description", "").strip(),
         known_problems=data.get("known_problems", "").strip(),
         references=tuple(data.get("references", ())),
         examples=dict(data.get("examples", {})),

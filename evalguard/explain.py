@@ -10,7 +10,7 @@ def _section(title: str, body: str) -> list[str]:
 
 def render_rule(rule) -> str:
     lines = [f"# {rule.id} {rule.name} ({rule.severity}, {rule.status})", "", rule.title, ""]
-    lines += _section("What it does", rule.summary)
+    lines += _section("What it does", rule.description or rule.summary)
     lines += _section("Why is this bad?", rule.why)
     bad, good = rule.examples.get("bad", ""), rule.examples.get("good", "")
     if bad:
