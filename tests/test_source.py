@@ -143,13 +143,14 @@ def test_eg201_sequential_literals():
     c = nn.Sequential(OrderedDict([("drop", nn.Dropout(0.1)), ("bn", nn.BatchNorm1d(4))]))
     d = nn.Sequential(nn.Linear(4, 4), nn.Dropout(), nn.Sequential(nn.BatchNorm1d(4), nn.ReLU()))
     ok1 = nn.Sequential(nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5))
-    ok2 = nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 8), nn.BatchNorm1d(8))
+    e = nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 8), nn.BatchNorm1d(8))  # the shift passes a weight layer
     ok3 = nn.Sequential(nn.Dropout(p=0.0), nn.BatchNorm1d(8))
     ok4 = nn.Sequential(*layers)
+    ok5 = nn.Sequential(nn.Dropout(0.5), nn.LayerNorm(8), nn.BatchNorm1d(8))  # LayerNorm re-normalises
     """
     findings = audit(source, {"EG201"})
     lines = textwrap.dedent(source).splitlines()
-    expected = [(n, lines[n - 1].index("nn.Dropout") + 1) for n in (3, 6, 10, 11)]   # 1-based columns
+    expected = [(n, lines[n - 1].index("nn.Dropout") + 1) for n in (3, 6, 10, 11, 13)]   # 1-based columns
     assert [(f.location.line, f.location.column) for f in findings] == expected
     assert findings[1].evidence["batchnorm_line"] == 8
 

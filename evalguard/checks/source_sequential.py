@@ -1,9 +1,11 @@
 """EG201 in source: an ``nn.Sequential(...)`` literal where a Dropout feeds a BatchNorm.
 
 Only literal layer lists are read (positional modules, or an ``OrderedDict`` of
-``(name, module)`` pairs); nested ``nn.Sequential`` literals are flattened. Element-wise
-activations, Identity and Flatten between the two pass the dropped-out activations straight
-through, so they do not break the chain. A Dropout with ``p=0`` is ignored.
+``(name, module)`` pairs); nested ``nn.Sequential`` literals are flattened. What may stand
+between the two is the same as for the dataflow rule (``arch_flow``), after Li et al. (CVPR
+2019): element-wise activations, Identity and Flatten pass the dropped-out activations through,
+and a linear or convolution layer (or pooling) carries the variance shift on to the BatchNorm
+after it. Any other layer (a LayerNorm, say) ends the chain. A Dropout with ``p=0`` is ignored.
 """
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ BATCHNORMS = {f"torch.nn.{n}" for n in ("BatchNorm1d", "BatchNorm2d", "BatchNorm
 PASS_THROUGH = {f"torch.nn.{n}" for n in (
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish",
     "Tanh", "Sigmoid", "Hardtanh", "Hardswish", "Hardsigmoid", "Softplus", "Softsign", "Tanhshrink",
-    "LogSigmoid", "Identity", "Flatten")}
+    "LogSigmoid", "Identity", "Flatten",
+    # weight layers and pooling carry the shift on (the paper's Dropout -> weight layer -> BN case)
+    "Linear", "LazyLinear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d",
+    "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d")}
 
 
 def check(index: FileIndex) -> Iterator[Hit]:

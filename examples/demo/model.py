@@ -31,7 +31,6 @@ class TinyClassifier(nn.Module):
 
 def _trained(model: nn.Module) -> nn.Module:
     """A few training steps on random data, so BatchNorm statistics are real."""
-    torch.manual_seed(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
     for _ in range(3):
@@ -45,9 +44,11 @@ def _trained(model: nn.Module) -> nn.Module:
 
 def build_model() -> nn.Module:
     """As the buggy serving code builds it: trained, then returned without eval()."""
+    torch.manual_seed(0)  # the same weights on every run, so audits of the demo are reproducible
     return _trained(TinyClassifier(dropout_before_bn=True))
 
 
 def good_model() -> nn.Module:
     """Dropout removed from between the convolutions, and put in eval mode for serving."""
+    torch.manual_seed(0)
     return _trained(TinyClassifier(dropout_before_bn=False)).eval()
