@@ -15,6 +15,9 @@ MODEL_KINDS = frozenset({
     "full-module-pickle", "checkpoint", "state-dict", "lightning-checkpoint", "hf-folder",
     "safetensors", "torchscript", "exported-program", "factory", "live-module",
 })
+#: Model kinds loaded from a file by the audit itself: the audit owns that object, so checks may
+#: run it in place (restoring modes and buffers) instead of paying for a deep copy.
+OWNED_KINDS = MODEL_KINDS - {"factory", "live-module"}
 SOURCE_KINDS = frozenset({"python-source"})
 ONNX_KINDS = frozenset({"onnx"})
 
@@ -82,6 +85,11 @@ class AuditSubject:
     info: dict[str, Any] = field(default_factory=dict)
     inputs_resolver: Callable[[], ExampleInputs] | None = None
     _inputs: ExampleInputs | None = None
+
+    @property
+    def owns_model(self) -> bool:
+        """True when the model was loaded from a file by the audit, not handed over by user code."""
+        return self.kind in OWNED_KINDS
 
     @property
     def inputs(self) -> ExampleInputs:

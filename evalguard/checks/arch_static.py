@@ -12,6 +12,7 @@ from torch import nn
 
 from evalguard.checks import arch_ops as ops
 from evalguard.findings import Finding, Location
+from evalguard.subject import OWNED_KINDS
 
 STATIC_RULES = ("EG205", "EG206", "EG207")
 #: EG206: Dropout rates above this, in a block with BatchNorm, are "heavy".
@@ -60,7 +61,7 @@ def _is_constant(tensor) -> bool:
 
 def _trained_evidence(modules, kind: str) -> str | None:
     """Why we believe the weights were trained; None when nothing shows it (a fresh model)."""
-    if kind not in ("factory", "live-module"):  # built in memory: may be an untrained model
+    if kind in OWNED_KINDS:  # factories and live modules may be deliberately untrained
         return f"the model was loaded from a file ({kind}), so it is meant to be trained"
     for name, module in modules:
         stats = _running_stats(module)

@@ -4,7 +4,8 @@ The structural rules (EG205-EG207) read the module tree and need no inputs. The 
 rules (EG201-EG204) read a graph of what the model computes: the torch.fx view when the
 model traces, else one recorded eval-mode forward pass (needs example inputs). When neither
 is possible the dataflow rules are skipped and ``subject.info["architecture"]`` says why;
-the structural rules still run. Everything that runs or traces the model uses a deep copy.
+the structural rules still run. Everything that runs or traces a model the user's code handed
+over uses a deep copy; a model the audit loaded from a file is used in place, modes put back.
 """
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def _dataflow(model: nn.Module, subject: AuditSubject, options: AuditOptions, in
     # EG204 needs shapes; the other dataflow rules read the fx graph without running anything.
     wants_shapes = options.wants("EG204")
     try:
-        flow = dataflow.from_fx(dataflow.eval_copy(model), _inputs_or_none(subject, notes) if wants_shapes else None)
+        with dataflow.eval_model(model, subject.owns_model) as view:
+            flow = dataflow.from_fx(view, _inputs_or_none(subject, notes) if wants_shapes else None)
         info["dataflow"] = "fx"
         return flow
     except dataflow.DataflowUnavailable as exc:
@@ -70,7 +72,8 @@ def _dataflow(model: nn.Module, subject: AuditSubject, options: AuditOptions, in
         notes.append("EG201-EG204 skipped: the model does not trace and no example inputs are available")
         return None
     try:
-        flow = dataflow.from_hooks(dataflow.eval_copy(model), inputs)
+        with dataflow.eval_model(model, subject.owns_model) as view:
+            flow = dataflow.from_hooks(view, inputs)
     except dataflow.DataflowUnavailable as exc:
         info["dataflow"] = "unavailable"
         notes.append(f"EG201-EG204 skipped: {exc}")

@@ -13,10 +13,12 @@ constants built inside ``forward`` are not data. Both views work on a deep copy 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import weakref
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import fx, nn
@@ -69,6 +71,24 @@ class Dataflow:
 
 class DataflowUnavailable(Exception):
     """A view could not be built; the message says why (for ``subject.info``)."""
+
+
+@contextlib.contextmanager
+def eval_model(model: nn.Module, owned: bool) -> Iterator[nn.Module]:
+    """The model to trace or run in eval mode: the model itself when the audit loaded it
+    (its mode flags are put back afterwards; eval-mode passes change no buffers), otherwise a
+    deep copy, because the user's own object must not be touched."""
+    if not owned:
+        yield eval_copy(model)
+        return
+    modes = {name: module.training for name, module in model.named_modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for name, module in model.named_modules():
+            if name in modes:
+                module.training = modes[name]
 
 
 def eval_copy(model: nn.Module) -> nn.Module:

@@ -127,7 +127,7 @@ class PairedPasses:
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
-        private = runner.PrivateModel.of(model, self.options.device)
+        private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
         try:
             with runner.seeded(self.options.seed):
                 return self._all(private.module, runner.to_device(inputs, self.options.device))

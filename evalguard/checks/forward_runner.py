@@ -90,7 +90,13 @@ class PrivateModel:
     _snapshot: Snapshot | None = None
 
     @classmethod
-    def of(cls, model, device: str) -> "PrivateModel":
+    def of(cls, model, device: str, owned: bool = False) -> "PrivateModel":
+        if owned and device == "cpu":
+            # The audit loaded this model itself: run it in place and put back what forward
+            # passes can change (buffers such as BatchNorm statistics, and the mode flags);
+            # a deep copy would double the memory of a large checkpoint.
+            return cls(model, "in place (loaded by the audit; buffers and modes restored)",
+                       Snapshot.take(model, parameters=False))
         try:
             work = copy.deepcopy(model)
         except Exception as exc:  # noqa: BLE001 - any failure means: fall back to snapshot/restore

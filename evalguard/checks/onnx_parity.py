@@ -22,12 +22,10 @@ from pathlib import Path
 
 from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
-from evalguard.subject import MODEL_KINDS, AuditOptions, AuditSubject
+from evalguard.subject import AuditOptions, AuditSubject
 
 RULES = ("EG401", "EG402", "EG403", "EG404", "EG405")
 CPU_VS_TORCH = "onnxruntime-cpu vs torch-cpu"
-#: Models loaded from a file for this audit; a factory's or a live model is the user's object.
-PRIVATE_KINDS = MODEL_KINDS - {"factory"}
 #: Nodes listed in an EG403 finding's evidence; the count covers the rest.
 MAX_NODES = 20
 
@@ -146,7 +144,7 @@ class _ModelAudit:
     def _eval_model(self) -> "_EvalModel | None":
         """The model in eval mode: a deep copy of a factory's or a live model (the user's own
         object), the loaded model itself for file targets (private to the audit), modes put back."""
-        if self.subject.kind in PRIVATE_KINDS:
+        if self.subject.owns_model:
             return _EvalModel(self.subject.model, restore=True)
         try:
             with warnings.catch_warnings():   # deep-copying torch internals can warn about deprecations
