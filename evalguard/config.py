@@ -34,6 +34,7 @@ class FileConfig:
     exclude: list[str] = field(default_factory=list)
     seed: int | None = None
     device: str | None = None
+    onnx_exporter: str | None = None
 
 
 # key in TOML -> (attribute, expected type)
@@ -43,6 +44,7 @@ _KEYS = {
     "input-shape": ("input_shape", list), "input-dtype": ("input_dtype", str),
     "tolerances": ("tolerances", dict), "allow-stochastic": ("allow_stochastic", list),
     "exclude": ("exclude", list), "seed": ("seed", int), "device": ("device", str),
+    "onnx-exporter": ("onnx_exporter", str),
 }
 _TOLERANCE_KEYS = {"atol", "rtol", "outputs"}
 
@@ -74,6 +76,10 @@ def parse_config(data: dict, origin: str) -> FileConfig:
             Severity.parse(level)
         except ValueError as exc:
             raise UsageError(f"{origin}: [tool.evalguard.severity] {rule}: {exc}") from None
+    if config.onnx_exporter not in (None, "auto", "torchscript", "dynamo"):
+        raise UsageError(f"{origin}: [tool.evalguard] onnx-exporter must be auto, torchscript or dynamo")
+    if config.device not in (None, "cpu", "cuda"):
+        raise UsageError(f"{origin}: [tool.evalguard] device must be cpu or cuda")
     unknown_tol = set(config.tolerances) - _TOLERANCE_KEYS
     if unknown_tol:
         raise UsageError(f"{origin}: unknown key '{sorted(unknown_tol)[0]}' in [tool.evalguard.tolerances] "

@@ -27,6 +27,7 @@ class CheckRequest:
     example_inputs: str | None = None
     onnx_file: str | None = None
     no_onnx: bool = False
+    onnx_exporter: str | None = None
     keep_onnx: str | None = None
     fmt: str = "text"
     output: str | None = None
@@ -87,6 +88,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         onnx_file=request.onnx_file,
         onnx_enabled=not request.no_onnx,
         keep_onnx=request.keep_onnx,
+        onnx_exporter=request.onnx_exporter or config.onnx_exporter or "auto",
         allow_stochastic=tuple(request.allow_stochastic or config.allow_stochastic),
         tolerances=dict(config.tolerances),
         exclude=tuple(request.exclude or config.exclude),

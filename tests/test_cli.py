@@ -174,3 +174,24 @@ def test_corrupt_baseline_is_a_usage_error(run_cli, tmp_path):
     baseline.write_text("{not json")
     code, _, err = run_cli("check", source, "--baseline", baseline)
     assert code == 2 and err.startswith("error: --baseline:") and len(err.strip().splitlines()) == 1
+
+
+def test_onnx_exporter_choice_is_recorded(run_cli, tmp_path):
+    factory = tmp_path / "tiny.py"
+    factory.write_text("import torch\n\ndef build():\n    torch.manual_seed(0)\n"
+                       "    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()\n")
+    for choice in ("auto", "dynamo"):
+        code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "2x4",
+                                 "--onnx-exporter", choice, "--select", "EG4", "--format", "json")
+        info = json.loads(out)["targets"][0]["info"]
+        assert code == 0, err
+        assert info["onnx_exporter"] == ("torchscript" if choice == "auto" else "dynamo")
+        assert all(row["passed"] for row in info["onnx_parity"])
+
+
+def test_onnx_exporter_config_is_validated(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\nonnx-exporter = "fast"\n')
+    (tmp_path / "a.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("check", "a.py")
+    assert code == 2 and "onnx-exporter must be" in err

@@ -140,11 +140,18 @@ class ExportResult:
         return "; ".join(f"{a['exporter']}: {a['error']}" for a in self.attempts if a.get("error"))
 
 
+def exporter_order(preferred: str = "auto") -> tuple[str, ...]:
+    """``auto`` keeps the default order; naming one exporter tries it first, the other after."""
+    if preferred == "auto":
+        return EXPORTERS
+    return (preferred,) + tuple(e for e in EXPORTERS if e != preferred)
+
+
 def export(flat: FlatModel, names: list[str], outputs: list[torch.Tensor], out_names: list[str],
-           path: str, label: str, validate=None) -> ExportResult:
+           path: str, label: str, validate=None, preferred: str = "auto") -> ExportResult:
     """Try each exporter in turn until one writes a file that ``validate(path)`` accepts."""
     result = ExportResult()
-    for exporter in EXPORTERS:
+    for exporter in exporter_order(preferred):
         start = time.perf_counter()
         try:
             with progress(f"exporting {label} to ONNX ({exporter})"), quiet():

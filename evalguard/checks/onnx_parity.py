@@ -200,7 +200,8 @@ class _ModelAudit:
                     raise RuntimeError(f"onnxruntime cannot load the exported file: "
                                        f"{onnx_runtime.short(exc)}") from exc
 
-        result = onnx_export.export(flat, self.spec.names, outputs, names, path, self.subject.path, validate)
+        result = onnx_export.export(flat, self.spec.names, outputs, names, path, self.subject.path, validate,
+                                    preferred=self.options.onnx_exporter)
         self.info["onnx_exporters_tried"] = result.attempts
         if not result.ok:
             tried = ", ".join(a["exporter"] for a in result.attempts)
