@@ -31,6 +31,7 @@ class CheckRequest:
     keep_onnx: str | None = None
     fmt: str = "text"
     output: str | None = None
+    extra_reports: list[str] = field(default_factory=list)   # "FORMAT:FILE"
     fail_on: str | None = None
     select: list[str] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)
@@ -96,6 +97,24 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
     )
 
 
+def parse_extra_reports(values: list[str], formats) -> list[tuple[str, str]]:
+    """``--report html:report.html`` -> [("html", "report.html")], validated before the audit runs."""
+    parsed = []
+    for value in values:
+        fmt, sep, path = value.partition(":")
+        if not sep or not path or fmt not in formats:
+            raise UsageError(f"--report expects FORMAT:FILE with FORMAT one of {', '.join(formats)}, got {value!r}")
+        parsed.append((fmt, path))
+    return parsed
+
+
+def _write(path: str, text: str, flag: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {flag} {path}: {exc.strerror}") from None
+
+
 def exit_code(report: Report, fail_on: Severity) -> int:
     if any(t.status == "error" for t in report.targets):
         return EXIT_ERROR
@@ -115,17 +134,17 @@ def execute(request: CheckRequest) -> int:
     if request.fmt not in FORMATS:
         raise UsageError(f"--format {request.fmt} is not available in this version")
     fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
+    extra_reports = parse_extra_reports(request.extra_reports, FORMATS)
     options = build_options(request, config)
     report = engine.audit(request.targets, options, severity_overrides(config),
                           metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)})
     if request.baseline:
         report = apply_baseline(report, request.baseline)
     text = render(report, request.fmt, color=_use_colour(request))
+    for fmt, path in extra_reports:
+        _write(path, render(report, fmt), "--report")
     if request.output:
-        try:
-            Path(request.output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write --output {request.output}: {exc.strerror}") from None
+        _write(request.output, text, "--output")
     else:
         click.echo(text, nl=False)
     if request.fmt == "text" and os.environ.get("GITHUB_ACTIONS") == "true":

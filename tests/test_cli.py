@@ -195,3 +195,22 @@ def test_onnx_exporter_config_is_validated(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli("check", "a.py")
     assert code == 2 and "onnx-exporter must be" in err
+
+
+def test_extra_reports_from_one_run(run_cli, tmp_path):
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    html, sarif = tmp_path / "r.html", tmp_path / "r.sarif"
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--report", f"html:{html}",
+                           "--report", f"sarif:{sarif}")
+    assert code == 1 and "EG903" in out
+    assert "EG903" in html.read_text() and html.read_text().lstrip().startswith("<!DOCTYPE html>")
+    [result] = json.loads(sarif.read_text())["runs"][0]["results"]
+    assert result["ruleId"] == "EG903"
+
+
+@pytest.mark.parametrize("value", ["html", "pdf:x.pdf", "html:"])
+def test_malformed_extra_report(run_cli, tmp_path, value):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    code, _, err = run_cli("check", tmp_path / "a.py", "--report", value)
+    assert code == 2 and "--report expects FORMAT:FILE" in err
