@@ -590,3 +590,28 @@ def test_feeds_by_name_by_position_and_with_missing_inputs(tmp_path):
     assert np.array_equal(by_position["a"], a.numpy())
     with pytest.raises(onnx_runtime.FeedError, match="takes 2 inputs"):
         onnx_runtime.feeds(sess, ["arg0"], [a])
+
+
+def test_lean_read_of_a_large_file_matches_a_full_load(tmp_path, monkeypatch):
+    """Files over LEAN_BYTES are read without big initializer data; the static checks must see
+    the same graph (here forced on a small training-mode file)."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 4))
+    path = export_file(model, torch.randn(2, 64), tmp_path / "train.onnx",
+                       training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    full = onnx.load(path)
+    monkeypatch.setattr(onnx_static, "LEAN_BYTES", -1)
+    lean = onnx_static.load(path)
+    assert [n.op_type for n in lean.graph.node] == [n.op_type for n in full.graph.node]
+    by_name = {t.name: t for t in full.graph.initializer}
+    assert [t.name for t in lean.graph.initializer] == list(by_name)
+    for tensor in lean.graph.initializer:
+        assert list(tensor.dims) == list(by_name[tensor.name].dims)
+        original = by_name[tensor.name]
+        kept_whole = int(np.prod(tensor.dims)) <= 4 or original.ByteSize() <= 1024
+        assert (tensor == original) if kept_whole else not tensor.raw_data and not tensor.float_data
+    assert any(t != by_name[t.name] for t in lean.graph.initializer)  # something was left out
+    assert onnx_static.training_mode_ops(lean) == onnx_static.training_mode_ops(full)
+    assert onnx_static.training_mode_ops(lean)  # the check has something to find here

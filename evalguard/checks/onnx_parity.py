@@ -200,8 +200,11 @@ class _ModelAudit:
                     raise RuntimeError(f"onnxruntime cannot load the exported file: "
                                        f"{onnx_runtime.short(exc)}") from exc
 
+        # A file in our temporary folder may keep its weights beside it (less memory to write
+        # and to read back); a kept file stays one self-contained .onnx.
         result = onnx_export.export(flat, self.spec.names, outputs, names, path, self.subject.path, validate,
-                                    preferred=self.options.onnx_exporter)
+                                    preferred=self.options.onnx_exporter,
+                                    external_data=not self.options.keep_onnx)
         self.info["onnx_exporters_tried"] = result.attempts
         if not result.ok:
             tried = ", ".join(a["exporter"] for a in result.attempts)

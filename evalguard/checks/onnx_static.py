@@ -21,11 +21,132 @@ class TrainingOp:
     detail: str
 
 
+#: Files above this size are read without the data of their large initializers.
+LEAN_BYTES = 64 * 1024 * 1024
+
+
 def load(path: str):
-    """The graph without external weights: the static checks need structure and scalars only."""
+    """The graph without weights: the static checks need structure and scalars only.
+
+    External data is never read. In a large single-file model the data of initializers with
+    more than 4 elements (which no static check reads) is skipped too: ``onnx.load`` holds the
+    file's bytes and the parsed copy at once, +780 MB for BERT-base on top of the live session.
+    """
+    import os
+
     import onnx
 
-    return onnx.load(path, load_external_data=False)
+    if os.path.getsize(path) <= LEAN_BYTES:
+        return onnx.load(path, load_external_data=False)
+    try:
+        return onnx.ModelProto.FromString(_lean_bytes(path))
+    except Exception:  # noqa: BLE001 - not a wire format we can walk: let onnx say what is wrong
+        return onnx.load(path, load_external_data=False)
+
+
+# Protobuf field numbers: ModelProto.graph, GraphProto.initializer, TensorProto.dims and the
+# TensorProto fields that hold data (float, int32, string, int64, raw, double, uint64).
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_DIMS = 7, 5, 1
+_TENSOR_DATA = frozenset({4, 5, 6, 7, 9, 10, 11})
+
+
+def _lean_bytes(path: str) -> bytes:
+    """The ModelProto's bytes with the data fields of big top-level initializers left out,
+    read through mmap so that the skipped data is never paged in."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        out = bytearray()
+        for number, start, body, end in _fields(buf, 0, len(buf)):
+            if number == _MODEL_GRAPH and buf[start] & 7 == 2:
+                graph = bytearray()
+                for g_number, g_start, g_body, g_end in _fields(buf, body, end):
+                    if g_number == _GRAPH_INITIALIZER and buf[g_start] & 7 == 2 and g_end - g_body > 1024:
+                        graph += _lean_tensor(buf, g_start, g_body, g_end)
+                    else:
+                        graph += buf[g_start:g_end]
+                out += _submessage(number, graph)
+            else:
+                out += buf[start:end]
+        return bytes(out)
+
+
+def _lean_tensor(buf, start: int, body: int, end: int) -> bytes:
+    """A TensorProto field without its data fields, unless it has at most 4 elements."""
+    kept = bytearray()
+    numel = 1
+    for number, f_start, f_body, f_end in _fields(buf, body, end):
+        if number == _TENSOR_DIMS:
+            numel *= _dims_product(buf, f_start, f_body, f_end)
+        if number not in _TENSOR_DATA:
+            kept += buf[f_start:f_end]
+    if numel <= 4:   # a scalar or tiny tensor the checks may read: keep it whole
+        return bytes(buf[start:end])
+    return _submessage(_GRAPH_INITIALIZER, kept)
+
+
+def _submessage(number: int, payload) -> bytes:
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + bytes(payload)
+
+
+def _dims_product(buf, start: int, body: int, end: int) -> int:
+    wire = buf[start] & 7
+    if wire == 0:   # one unpacked dim
+        return _varint(buf, body)[0]
+    product, pos = 1, body
+    while pos < end:   # packed dims
+        value, pos = _varint(buf, pos)
+        product *= value
+    return product
+
+
+def _fields(buf, pos: int, end: int):
+    """(field number, field start, payload start, field end) for each field in buf[pos:end]."""
+    while pos < end:
+        start = pos
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, after = _varint(buf, pos)
+            yield number, start, pos, after
+            pos = after
+        elif wire == 1:
+            yield number, start, pos, pos + 8
+            pos += 8
+        elif wire == 2:
+            length, body = _varint(buf, pos)
+            yield number, start, body, body + length
+            pos = body + length
+        elif wire == 5:
+            yield number, start, pos, pos + 4
+            pos += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    if pos != end:
+        raise ValueError("truncated protobuf field")
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def training_mode_ops(proto, strip_prefix: str | None = None) -> list[TrainingOp]:
