@@ -18,13 +18,13 @@ import copy
 import inspect
 import weakref
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
 from evalguard.checks import arch_ops
+from evalguard.checks.model_modes import in_eval_mode
 from evalguard.tensors import flatten_outputs
 
 
@@ -73,22 +73,11 @@ class DataflowUnavailable(Exception):
     """A view could not be built; the message says why (for ``subject.info``)."""
 
 
-@contextlib.contextmanager
-def eval_model(model: nn.Module, owned: bool) -> Iterator[nn.Module]:
+def eval_model(model: nn.Module, owned: bool) -> contextlib.AbstractContextManager[nn.Module]:
     """The model to trace or run in eval mode: the model itself when the audit loaded it
     (its mode flags are put back afterwards; eval-mode passes change no buffers), otherwise a
     deep copy, because the user's own object must not be touched."""
-    if not owned:
-        yield eval_copy(model)
-        return
-    modes = {name: module.training for name, module in model.named_modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for name, module in model.named_modules():
-            if name in modes:
-                module.training = modes[name]
+    return in_eval_mode(model) if owned else contextlib.nullcontext(eval_copy(model))
 
 
 def eval_copy(model: nn.Module) -> nn.Module:

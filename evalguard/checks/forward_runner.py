@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import torch
 import torch.utils._pytree as pytree
 
+from evalguard.checks.model_modes import mode_flags, restore_mode_flags
 from evalguard.errors import TargetError
 from evalguard.subject import ExampleInputs
 
@@ -60,7 +61,7 @@ class Snapshot:
 
     @classmethod
     def take(cls, model, parameters: bool = True) -> "Snapshot":
-        return cls(modes={name: m.training for name, m in model.named_modules()},
+        return cls(modes=mode_flags(model),
                    tensors={name: t.detach().clone() for name, t in _state(model, parameters)})
 
     def restore(self, model, parameters: bool = True) -> None:
@@ -69,9 +70,7 @@ class Snapshot:
                 saved = self.tensors.get(name)
                 if saved is not None and saved.shape == tensor.shape:
                     tensor.copy_(saved)
-        for name, module in model.named_modules():
-            if name in self.modes:
-                module.training = self.modes[name]
+        restore_mode_flags(model, self.modes)
 
 
 def _state(model, parameters: bool):

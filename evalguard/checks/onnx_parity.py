@@ -14,12 +14,14 @@ Facts for the report go to ``subject.info``: ``onnx_exporter``, ``onnx_exporters
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import tempfile
 import warnings
 from pathlib import Path
 
+from evalguard.checks.model_modes import in_eval_mode
 from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
 from evalguard.subject import AuditOptions, AuditSubject
@@ -81,26 +83,6 @@ def _training_op_findings(ops, target: str, onnx_file: str | None, exported: boo
     return findings
 
 
-class _EvalModel:
-    """``with _EvalModel(model, restore) as m``: m is ``model`` in eval mode; with ``restore``,
-    every module's mode flag is put back on exit. Eval-mode passes change no buffers, so the
-    flags are all there is to restore (a loaded checkpoint is private to the audit, and copying
-    a 400 MB model costs more than this check's own forward passes)."""
-
-    def __init__(self, model, restore: bool):
-        self.model = model
-        self.modes = {name: m.training for name, m in model.named_modules()} if restore else None
-
-    def __enter__(self):
-        return self.model.eval()
-
-    def __exit__(self, *exc) -> None:
-        if self.modes is not None:
-            for name, module in self.model.named_modules():
-                if name in self.modes:
-                    module.training = self.modes[name]
-
-
 class _ModelAudit:
     """One model target: export (or --onnx FILE) once, then every comparison on that file."""
 
@@ -141,15 +123,17 @@ class _ModelAudit:
                 self.session = None   # release the file before the directory goes
         return self._done()
 
-    def _eval_model(self) -> "_EvalModel | None":
-        """The model in eval mode: a deep copy of a factory's or a live model (the user's own
-        object), the loaded model itself for file targets (private to the audit), modes put back."""
+    def _eval_model(self):
+        """A context giving the model in eval mode: the loaded model itself for file targets
+        (private to the audit; eval-mode passes change no buffers, so putting the mode flags
+        back is all the restoring needed, and copying a 400 MB model costs more than this
+        check's own passes), a deep copy of a factory's or a live model (the user's object)."""
         if self.subject.owns_model:
-            return _EvalModel(self.subject.model, restore=True)
+            return in_eval_mode(self.subject.model)
         try:
             with warnings.catch_warnings():   # deep-copying torch internals can warn about deprecations
                 warnings.simplefilter("ignore")
-                return _EvalModel(copy.deepcopy(self.subject.model), restore=False)
+                return contextlib.nullcontext(copy.deepcopy(self.subject.model).eval())
         except Exception as exc:  # noqa: BLE001 - exporting needs eval mode, and the original is not ours
             self._note(f"ONNX checks skipped: the model cannot be deep-copied "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
