@@ -12,9 +12,8 @@ import click
 
 from evalguard import __version__
 from evalguard.errors import EvalguardError, UsageError
-
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-TEXT_FORMATS = ("text", "json", "sarif", "junit", "html")
+from evalguard.reporters import FORMATS
+from evalguard.run_check import EXIT_ERROR, EXIT_OK
 
 
 def _split_ids(values) -> list[str]:
@@ -42,7 +41,7 @@ def cli() -> None:
 @click.option("--onnx-exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default=None,
               help="Exporter tried first (auto: torchscript, faster; dynamo: less peak memory); the other is the fallback.")
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
-@click.option("--format", "fmt", type=click.Choice(TEXT_FORMATS), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
 @click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
               help="Also write this format to FILE from the same run (repeatable), e.g. html:report.html.")

@@ -131,8 +131,6 @@ def execute(request: CheckRequest) -> int:
     from evalguard.reporters import FORMATS, render
 
     config = load_config(request.config_file)
-    if request.fmt not in FORMATS:
-        raise UsageError(f"--format {request.fmt} is not available in this version")
     fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
     extra_reports = parse_extra_reports(request.extra_reports, FORMATS)
     options = build_options(request, config)
