@@ -40,13 +40,14 @@ class Location:
     def sort_key(self) -> tuple:
         return (self.path, self.line or 0, self.column or 0, self.module or "")
 
-    def display(self) -> str:
+    def display(self, with_module: bool = True) -> str:
+        """``path:line:column::module``, leaving out the parts that are not set."""
         text = self.path
         if self.line is not None:
             text += f":{self.line}"
             if self.column is not None:
                 text += f":{self.column}"
-        if self.module:
+        if self.module and with_module:
             text += f"::{self.module}"
         return text
 

@@ -288,9 +288,7 @@ def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[s
     chain = _chain_view(evidence, types)
     rows = _evidence_rows(evidence, {"path", "view"} if chain else set())
     loc = finding.location
-    where = loc.path
-    if loc.line is not None:
-        where += f":{loc.line}" + (f":{loc.column}" if loc.column is not None else "")
+    where = loc.display(with_module=False)   # the module is shown on its own
     examples = None
     if rule and isinstance(rule.examples, dict) and (rule.examples.get("bad") or rule.examples.get("good")):
         examples = {"bad": str(rule.examples.get("bad", "")).strip("\n"),

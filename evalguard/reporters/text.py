@@ -9,12 +9,7 @@ _BOLD = "\033[1m"
 
 
 def finding_line(finding, color: bool = False) -> str:
-    loc = finding.location
-    where = loc.path
-    if loc.line is not None:
-        where += f":{loc.line}" + (f":{loc.column}" if loc.column is not None else "")
-    if loc.module:
-        where += f"::{loc.module}"
+    where = finding.location.display()
     severity = str(finding.severity)
     if color:
         severity = f"{_COLOURS[finding.severity]}{severity}{_RESET}"
