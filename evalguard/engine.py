@@ -79,7 +79,8 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> tuple[list[Findi
 
 
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
-                 severity_overrides: Mapping[str, Severity] | None = None) -> list[Finding]:
+                 severity_overrides: Mapping[str, Severity] | None = None,
+                 sources: Mapping[str, str] | None = None) -> list[Finding]:
     """Keep selected rules, set name and severity, drop suppressed lines, dedupe and sort.
 
     A severity set by the check itself (e.g. info for an allowed stochastic module) is kept
@@ -97,7 +98,11 @@ def apply_policy(findings: Iterable[Finding], options: AuditOptions,
         finding = finding.with_policy(severity, rule.name)
         line = finding.location.line
         if line is not None:
-            lines = source_lines.setdefault(finding.location.path, _read_lines(finding.location.path))
+            path = finding.location.path
+            if path not in source_lines:  # text the loader already read is reused, else read once
+                text = (sources or {}).get(path)
+                source_lines[path] = text.splitlines() if text is not None else _read_lines(path)
+            lines = source_lines[path]
             if 0 < line <= len(lines) and is_suppressed(finding.rule, lines[line - 1]):
                 continue
         kept.setdefault((finding.sort_key(), finding.rule), finding)
@@ -115,7 +120,8 @@ def audit_subject(subject: AuditSubject, options: AuditOptions,
                   severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
     """Audit one already-loaded subject (the Python API enters here)."""
     raw, failures = run_checks(subject, options)
-    findings = apply_policy(raw, options, severity_overrides)
+    sources = {subject.path: subject.source_text} if subject.source_text is not None else None
+    findings = apply_policy(raw, options, severity_overrides, sources)
     status, detail = ("error", "; ".join(failures)) if failures else ("audited", "")
     return TargetResult(subject.path, subject.kind, status, detail, dict(subject.info)), findings
 
