@@ -57,19 +57,25 @@ class Difference:
         return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
 
 
+def abs_error(actual: torch.Tensor, expected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(|actual - expected|, |expected|) in float64 on the CPU; NaN where both are NaN counts
+    as equal, any other NaN as an infinite error."""
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    both_nan = torch.isnan(a) & torch.isnan(e)
+    err = torch.where(both_nan, torch.zeros_like(a), (a - e).abs())
+    return torch.nan_to_num(err, nan=float("inf")), e.abs()
+
+
 def compare(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> Difference:
     if tuple(actual.shape) != tuple(expected.shape):
         inf = float("inf")
         return Difference(name, inf, inf, inf, inf, 1.0, shape_mismatch=True)
-    a = actual.detach().to("cpu", torch.float64)
-    e = expected.detach().to("cpu", torch.float64)
-    if a.numel() == 0:
+    if actual.numel() == 0:
         return Difference(name, 0.0, 0.0, 0.0, 0.0, 0.0)
-    both_nan = torch.isnan(a) & torch.isnan(e)
-    abs_diff = torch.where(both_nan, torch.zeros_like(a), (a - e).abs())
-    abs_diff = torch.nan_to_num(abs_diff, nan=float("inf"))
-    rel_diff = abs_diff / e.abs().clamp_min(1e-12)
-    failing = (abs_diff > atol) & (abs_diff > rtol * e.abs())
+    abs_diff, magnitude = abs_error(actual, expected)
+    rel_diff = abs_diff / magnitude.clamp_min(1e-12)
+    failing = (abs_diff > atol) & (abs_diff > rtol * magnitude)
     return Difference(
         name=name,
         max_abs_diff=float(abs_diff.max()),

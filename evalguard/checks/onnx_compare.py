@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from evalguard.tensors import compare
+from evalguard.tensors import abs_error, compare
 
 #: (atol, rtol) per output dtype; integer and bool outputs must match exactly.
 DEFAULT_TOLERANCES = {
@@ -76,17 +76,9 @@ def row(name: str, onnx_name: str, actual: np.ndarray | torch.Tensor, expected: 
     return json_safe(out)
 
 
-def _abs_error(actual: torch.Tensor, expected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a = actual.detach().to("cpu", torch.float64)
-    e = expected.detach().to("cpu", torch.float64)
-    both_nan = torch.isnan(a) & torch.isnan(e)
-    err = torch.where(both_nan, torch.zeros_like(a), (a - e).abs())
-    return torch.nan_to_num(err, nan=math.inf), e.abs()
-
-
 def _passing_tolerances(actual, expected, atol: float, rtol: float) -> dict[str, float]:
     """Smallest atol that passes at this rtol, and smallest rtol that passes at this atol."""
-    err, magnitude = _abs_error(actual, expected)
+    err, magnitude = abs_error(actual, expected)
     if err.numel() == 0:
         return {"min_passing_atol": 0.0, "min_passing_rtol": 0.0}
     beyond_rtol = err > rtol * magnitude
@@ -102,7 +94,7 @@ def _passing_tolerances(actual, expected, atol: float, rtol: float) -> dict[str,
 
 def error_histogram(actual, expected) -> list[dict[str, Any]]:
     """Element counts of absolute error per decade, in HISTOGRAM_LABELS order."""
-    err, _ = _abs_error(actual, expected)
+    err, _ = abs_error(actual, expected)
     err = err.flatten()
     finite = torch.isfinite(err)
     zero = int((err == 0).sum())
