@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
-from evalguard.checks.eval_mode import run
+from evalguard.checks.eval_mode.check import run
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 SELECTED = frozenset({"EG101", "EG102", "EG103", "EG104", "EG107"})

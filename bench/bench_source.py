@@ -153,7 +153,7 @@ def time_checks(folder: Path, repeats: int) -> tuple[float, float, Counter, int]
     """(best seconds for the checks, best seconds for ast.parse alone, findings, files)."""
     import ast
 
-    from evalguard.checks.source import run
+    from evalguard.checks.source.check import run
     from evalguard.subject import AuditOptions, AuditSubject
 
     options = AuditOptions(selected=frozenset({"EG105", "EG106", "EG201", "EG301", "EG903"}))

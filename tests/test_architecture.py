@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalguard.checks import architecture
+from evalguard.checks.architecture import check as architecture
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset(architecture.RULES)

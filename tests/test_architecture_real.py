@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from evalguard.catalogue import load_catalogue
-from evalguard.checks import architecture
+from evalguard.checks.architecture import check as architecture
 from evalguard.findings import Severity
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 

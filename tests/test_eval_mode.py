@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalguard.checks import eval_mode
-from evalguard.checks.mode_table import ModeRow, capped_table, is_allowed
+from evalguard.checks.eval_mode import check as eval_mode
+from evalguard.checks.eval_mode.mode_table import ModeRow, capped_table, is_allowed
 from evalguard.errors import TargetError
 from evalguard.findings import Severity
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs

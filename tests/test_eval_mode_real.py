@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evalguard.checks import eval_mode
+from evalguard.checks.eval_mode import check as eval_mode
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 transformers = pytest.importorskip("transformers")

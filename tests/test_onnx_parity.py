@@ -15,7 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evalguard.checks import onnx_compare, onnx_console, onnx_cuda, onnx_export, onnx_parity, onnx_static
+from evalguard.checks.onnx import compare as onnx_compare
+from evalguard.checks.onnx import console as onnx_console
+from evalguard.checks.onnx import cuda as onnx_cuda
+from evalguard.checks.onnx import export as onnx_export
+from evalguard.checks.onnx import check as onnx_parity
+from evalguard.checks.onnx import static as onnx_static
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset({"EG401", "EG402", "EG403", "EG404", "EG405"})
@@ -572,7 +577,7 @@ def test_real_tiny_gpt2():
 
 
 def test_feeds_by_name_by_position_and_with_missing_inputs(tmp_path):
-    from evalguard.checks import onnx_runtime
+    from evalguard.checks.onnx import runtime as onnx_runtime
 
     class Two(nn.Module):
         def forward(self, a, b):

@@ -88,7 +88,7 @@ def _finding(rule, severity, message, at=MODEL, line=None, column=None, module=N
 
 
 def mode_table() -> list[dict]:
-    """Rows in the shape evalguard.checks.mode_table writes (mode/reason/allowed)."""
+    """Rows in the shape evalguard.checks.eval_mode.mode_table writes (mode/reason/allowed)."""
     bn = "normalises with batch statistics in training, running statistics in eval"
     rows = [("", "CifarCNN", "train", False, ""), ("features", "Sequential", "train", False, ""),
             ("features.0", "Conv2d", "train", False, ""), ("features.1", "BatchNorm2d", "eval", True, bn),
@@ -122,7 +122,7 @@ def model_info() -> dict:
         "onnx_exporter": "torch.onnx.export (dynamo, opset 18)",
         "ort_providers": ["CPUExecutionProvider"],
         "onnx_parity": [
-            # the shape evalguard.checks.onnx_compare.row() writes ({"label", "count"} buckets)
+            # the shape evalguard.checks.onnx.compare.row() writes ({"label", "count"} buckets)
             {"output": "logits", "onnx_output": "logits", "shape": [2, 10], "dtype": "float32",
              "comparison": "onnxruntime CPU vs torch eval", "max_abs_diff": 0.4137, "max_rel_diff": 2.91,
              "mean_abs_diff": 0.0731, "median_abs_diff": 0.0412, "mismatched_fraction": 0.75,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evalguard.checks.source import run
+from evalguard.checks.source.check import run
 from evalguard.errors import TargetError
 from evalguard.subject import AuditOptions, AuditSubject
 
@@ -269,7 +269,7 @@ def test_never_imports_torch_or_executes_the_file(tmp_path):
         """))
     script = textwrap.dedent(f"""\
         import sys
-        from evalguard.checks.source import run
+        from evalguard.checks.source.check import run
         from evalguard.subject import AuditSubject, AuditOptions
         subject = AuditSubject(path={str(target)!r}, kind="python-source")
         rules = frozenset({sorted(ALL)!r})

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from evalguard.checks.source import run
+from evalguard.checks.source.check import run
 from evalguard.subject import AuditOptions, AuditSubject
 
 

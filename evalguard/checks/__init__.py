@@ -32,14 +32,14 @@ class CheckSpec:
 
 CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("eval-mode", ("EG101", "EG102", "EG103", "EG104", "EG107"), MODEL_KINDS,
-              "evalguard.checks.eval_mode:run"),
+              "evalguard.checks.eval_mode.check:run"),
     CheckSpec("architecture", ("EG201", "EG202", "EG203", "EG204", "EG205", "EG206", "EG207"),
-              MODEL_KINDS, "evalguard.checks.architecture:run"),
-    CheckSpec("optimizer-state", ("EG301", "EG302"), MODEL_KINDS, "evalguard.checks.optimizer:run"),
+              MODEL_KINDS, "evalguard.checks.architecture.check:run"),
+    CheckSpec("optimizer-state", ("EG301", "EG302"), MODEL_KINDS, "evalguard.checks.optimizer.check:run"),
     CheckSpec("source", ("EG105", "EG106", "EG201", "EG301", "EG903"), SOURCE_KINDS,
-              "evalguard.checks.source:run"),
+              "evalguard.checks.source.check:run"),
     CheckSpec("onnx-parity", ("EG401", "EG402", "EG403", "EG404", "EG405"), MODEL_KINDS | ONNX_KINDS,
-              "evalguard.checks.onnx_parity:run", enabled_by="onnx_enabled"),
+              "evalguard.checks.onnx.check:run", enabled_by="onnx_enabled"),
 )
 
 #: Rules raised by the engine and the loader rather than by a check.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 from typing import Iterator
 
-from evalguard.checks.source_index import (UNKNOWN, FileIndex, Hit, Scope, argument, module_like,
+from evalguard.checks.source.index import (UNKNOWN, FileIndex, Hit, Scope, argument, module_like,
                                            spelled)
 
 F = "torch.nn.functional."

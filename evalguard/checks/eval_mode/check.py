@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from evalguard.checks import forward_batch as batching
-from evalguard.checks import forward_runner as runner
-from evalguard.checks.forward_compare import (
+from evalguard.checks.eval_mode import batch as batching
+from evalguard.checks.eval_mode import runner
+from evalguard.checks.eval_mode.compare import (
     BATCH_TOLERANCE_FACTOR, Tolerance, compare_flat, compare_rows, worst,
 )
-from evalguard.checks.forward_trace import Trace, grad_source, locate, rows_mapper
-from evalguard.checks.mode_table import (
+from evalguard.checks.eval_mode.trace import Trace, grad_source, locate, rows_mapper
+from evalguard.checks.eval_mode.mode_table import (
     ModeRow, capped_table, is_allowed, mode_fixed, mode_rows, summary,
 )
 from evalguard.errors import TargetError

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from evalguard.checks.model_modes import in_eval_mode
+from evalguard.checks.running import in_eval_mode
 from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
 from evalguard.subject import AuditOptions, AuditSubject
@@ -47,7 +47,7 @@ def _static_only(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
     deliberate (mobile, TensorRT engines), and without the model we cannot tell a batch axis
     from a feature axis.
     """
-    from evalguard.checks import onnx_static
+    from evalguard.checks.onnx import static as onnx_static
 
     proto = onnx_static.load(subject.onnx_path)
     fixed = onnx_static.fixed_batch_inputs(proto)
@@ -95,10 +95,10 @@ class _ModelAudit:
         self.cuda_reason: str | None = None
 
     def run(self) -> list[Finding]:
-        from evalguard.checks.onnx_export import CallSpec
+        from evalguard.checks.onnx.export import CallSpec
 
         if self.options.device == "cuda" and self.options.wants("EG405"):
-            from evalguard.checks.onnx_cuda import unavailable_reason
+            from evalguard.checks.onnx.cuda import unavailable_reason
 
             self.cuda_reason = unavailable_reason(self.options.device)
             if self.cuda_reason:
@@ -141,7 +141,7 @@ class _ModelAudit:
 
     # -- steps ---------------------------------------------------------------------------
     def _reference(self, tensors=None):
-        from evalguard.checks.onnx_export import reference
+        from evalguard.checks.onnx.export import reference
 
         try:
             return reference(self.model, self.spec, tensors)
@@ -153,7 +153,8 @@ class _ModelAudit:
 
     def _onnx_file(self, tmp: str) -> str | None:
         """The user's file, or our export of the eval-mode copy; None after EG402/EG401."""
-        from evalguard.checks import onnx_export, onnx_runtime
+        from evalguard.checks.onnx import export as onnx_export
+        from evalguard.checks.onnx import runtime as onnx_runtime
 
         if self.options.onnx_file:
             path = self.options.onnx_file
@@ -214,7 +215,7 @@ class _ModelAudit:
         return self.options.wants("EG401", "EG404", "EG405")
 
     def _check_file(self, path: str) -> None:
-        from evalguard.checks import onnx_static
+        from evalguard.checks.onnx import static as onnx_static
 
         proto = onnx_static.load(path)
         self.info["onnx_opset"] = onnx_static.opsets(proto)
@@ -237,14 +238,14 @@ class _ModelAudit:
             self._cuda(parity_ok)
 
     def _run_ort(self, tensors, session=None):
-        from evalguard.checks import onnx_runtime
+        from evalguard.checks.onnx import runtime as onnx_runtime
 
         session = session or self.session
         return onnx_runtime.run(session, onnx_runtime.feeds(session, self.spec.names, tensors))
 
     def _rows(self, outputs, expected, comparison: str, batch, histogram: bool):
         """Parity rows for the ONNX outputs against PyTorch leaves, paired by ``align``."""
-        from evalguard.checks import onnx_compare
+        from evalguard.checks.onnx import compare as onnx_compare
 
         onnx_names = [o.name for o in self.session.get_outputs()]
         names = [n for n, _ in expected]
@@ -260,7 +261,8 @@ class _ModelAudit:
 
     def _parity(self) -> bool | None:
         """EG401 at the example batch. True/False: parity; None: the file could not run."""
-        from evalguard.checks import onnx_compare, onnx_runtime
+        from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx import runtime as onnx_runtime
 
         batch = self.spec.batch()
         try:
@@ -292,7 +294,7 @@ class _ModelAudit:
         return False
 
     def _deterministic(self) -> bool:
-        from evalguard.checks import onnx_compare
+        from evalguard.checks.onnx import compare as onnx_compare
 
         again = self._reference()
         for (name, first), (_, second) in zip(self.expected, again):
@@ -303,7 +305,7 @@ class _ModelAudit:
         return True
 
     def _explain(self, onnx_by_name) -> str | None:
-        from evalguard.checks import onnx_explain
+        from evalguard.checks.onnx import explain as onnx_explain
 
         if onnx_explain.matches_training_mode(self.model, self.spec, onnx_by_name, self.options.tolerances):
             return ("The ONNX outputs match the model in training mode instead (BatchNorm using the "
@@ -322,7 +324,8 @@ class _ModelAudit:
         than the traced one exposes a baked-in batch size, a smaller one costs less than a
         larger one in both PyTorch and ONNX Runtime, and batch 1 is what single requests send.
         """
-        from evalguard.checks import onnx_compare, onnx_runtime
+        from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx import runtime as onnx_runtime
 
         batch = self.spec.batch()
         if batch is None:
@@ -363,7 +366,9 @@ class _ModelAudit:
 
     def _cuda(self, parity_ok: bool) -> None:
         """EG405: ORT's CUDA provider against ORT's CPU provider and PyTorch on CUDA."""
-        from evalguard.checks import onnx_compare, onnx_cuda, onnx_runtime
+        from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx import cuda as onnx_cuda
+        from evalguard.checks.onnx import runtime as onnx_runtime
 
         try:
             cuda_session = onnx_cuda.cuda_session(self.path)
@@ -395,7 +400,7 @@ class _ModelAudit:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _evidence(self, **extra) -> dict:
-        from evalguard.checks.onnx_compare import json_safe
+        from evalguard.checks.onnx.compare import json_safe
 
         evidence = {"onnx_file": self.info.get("onnx_file"), "exporter": self.info.get("onnx_exporter")}
         evidence.update(extra)

@@ -14,8 +14,9 @@ from typing import Iterator
 
 import torch
 
-from evalguard.checks import onnx_compare, onnx_runtime
-from evalguard.checks.onnx_export import CallSpec, reference
+from evalguard.checks.onnx import compare as onnx_compare
+from evalguard.checks.onnx import runtime as onnx_runtime
+from evalguard.checks.onnx.export import CallSpec, reference
 
 CPU_VS_CUDA = "onnxruntime-cuda vs onnxruntime-cpu"
 TORCH_CUDA = "onnxruntime-cuda vs torch-cuda"

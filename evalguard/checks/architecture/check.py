@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evalguard.checks import arch_flow, arch_static, dataflow
+from evalguard.checks.architecture import flow as arch_flow
+from evalguard.checks.architecture import static as arch_static
+from evalguard.checks.architecture import dataflow
 from evalguard.errors import TargetError
 from evalguard.findings import Finding
 from evalguard.subject import AuditOptions, AuditSubject

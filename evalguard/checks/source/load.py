@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from evalguard.checks.source_index import FileIndex, Hit, argument, calls_in, spelled
+from evalguard.checks.source.index import FileIndex, Hit, argument, calls_in, spelled
 
 LOADERS = {"torch.load", "torch.serialization.load"}
 

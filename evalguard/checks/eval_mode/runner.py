@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 import torch.utils._pytree as pytree
 
-from evalguard.checks.model_modes import mode_flags, restore_mode_flags
+from evalguard.checks.running import mode_flags, restore_mode_flags
 from evalguard.errors import TargetError
 from evalguard.subject import ExampleInputs
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from evalguard.checks import onnx_compare
-from evalguard.checks.onnx_export import CallSpec, reference
+from evalguard.checks.onnx import compare as onnx_compare
+from evalguard.checks.onnx.export import CallSpec, reference
 
 _NORMS = (nn.modules.batchnorm._NormBase,)
 

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import torch
 import torch.utils._pytree as pytree
 
-from evalguard.checks.forward_compare import Tolerance, batched, gap
-from evalguard.checks.forward_random_ops import RandomCalls
+from evalguard.checks.eval_mode.compare import Tolerance, batched, gap
+from evalguard.checks.eval_mode.random_ops import RandomCalls
 
 Mapper = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 

@@ -18,13 +18,13 @@ from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
 from evalguard.subject import AuditOptions, AuditSubject
 
-#: rule -> module (under evalguard.checks) whose ``check(index)`` yields its hits
+#: rule -> module (under evalguard.checks.source) whose ``check(index)`` yields its hits
 RULE_MODULES = {
-    "EG105": "source_dropout",
-    "EG106": "source_eval",
-    "EG201": "source_sequential",
-    "EG301": "source_optim",
-    "EG903": "source_load",
+    "EG105": "dropout",
+    "EG106": "missing_eval",
+    "EG201": "sequential",
+    "EG301": "optim",
+    "EG903": "load",
 }
 #: Text a file must contain for a rule to possibly fire (every spelling the rule understands
 #: contains it); files without it skip that rule, and files without any skip the analysis.
@@ -57,11 +57,11 @@ def run(subject: AuditSubject, options: AuditOptions) -> Iterable[Finding]:
     wanted = [rule for rule in wanted if TRIGGERS[rule].search(text)]
     if not wanted:
         return
-    from evalguard.checks.source_index import FileIndex
+    from evalguard.checks.source.index import FileIndex
 
     index = FileIndex(tree)
     for rule in wanted:
-        module = importlib.import_module(f"evalguard.checks.{RULE_MODULES[rule]}")
+        module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
         for hit in module.check(index):
             line, column = hit.node.lineno, hit.node.col_offset + 1
             yield Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from evalguard.checks.optim_names import module_index, name_parameters, param_role, state_shape
-from evalguard.checks.optim_state import (classify_group, hint_from, optimizer_states, state_keys,
+from evalguard.checks.optimizer.names import module_index, name_parameters, param_role, state_shape
+from evalguard.checks.optimizer.state import (classify_group, hint_from, optimizer_states, state_keys,
                                           weight_decay)
 from evalguard.findings import Finding, Location
 from evalguard.subject import AuditOptions, AuditSubject

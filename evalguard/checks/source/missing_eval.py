@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from evalguard.checks.source_index import (FUNCTION_NODES, FileIndex, Hit, Scope, call_arg, module_like,
+from evalguard.checks.source.index import (FUNCTION_NODES, FileIndex, Hit, Scope, call_arg, module_like,
                                            spelled, walk_scope)
 
 GRAD_OFF = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import torch
 
-from evalguard.checks.onnx_console import progress, quiet
+from evalguard.checks.onnx.console import progress, quiet
 
 #: onnxruntime's input type strings -> numpy dtypes we can feed.
 _ORT_TYPES = {

@@ -10,7 +10,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from evalguard.checks import arch_ops as ops
+from evalguard.checks.architecture import ops
 from evalguard.findings import Finding, Location
 from evalguard.subject import OWNED_KINDS
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from typing import Iterator
 
-from evalguard.checks.source_index import FileIndex, Hit, Scope, argument, calls_in, spelled
+from evalguard.checks.source.index import FileIndex, Hit, Scope, argument, calls_in, spelled
 
 SEQUENTIAL = "torch.nn.Sequential"
 ORDERED_DICT = {"collections.OrderedDict", "OrderedDict", "typing.OrderedDict"}

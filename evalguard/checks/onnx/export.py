@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from evalguard.checks.onnx_console import progress, quiet
+from evalguard.checks.onnx.console import progress, quiet
 from evalguard.subject import ExampleInputs
 from evalguard.tensors import flatten_outputs
 

@@ -9,7 +9,7 @@ from typing import Iterable
 
 import torch
 
-from evalguard.checks.mode_reasons import eager_reason, graph_training_ops, script_reason
+from evalguard.checks.eval_mode.mode_reasons import eager_reason, graph_training_ops, script_reason
 
 #: Rows kept in ``subject.info["mode_table"]``; larger models keep the informative rows.
 MODE_TABLE_CAP = 200

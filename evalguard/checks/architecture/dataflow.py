@@ -23,8 +23,8 @@ import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
-from evalguard.checks import arch_ops
-from evalguard.checks.model_modes import in_eval_mode
+from evalguard.checks.architecture import ops as arch_ops
+from evalguard.checks.running import in_eval_mode
 from evalguard.tensors import flatten_outputs
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from evalguard.checks import arch_ops as ops
-from evalguard.checks.dataflow import Dataflow, Node
+from evalguard.checks.architecture import ops
+from evalguard.checks.architecture.dataflow import Dataflow, Node
 from evalguard.findings import Finding, Location
 
 FLOW_RULES = ("EG201", "EG202", "EG203", "EG204")

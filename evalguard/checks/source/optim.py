@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Iterator
 
-from evalguard.checks.source_index import FileIndex, Hit, Scope, argument, calls_in, spelled
+from evalguard.checks.source.index import FileIndex, Hit, Scope, argument, calls_in, spelled
 
 #: class -> (short name, position of weight_decay, position of decoupled_weight_decay)
 COUPLED = {
