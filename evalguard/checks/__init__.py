@@ -43,7 +43,7 @@ CHECKS: tuple[CheckSpec, ...] = (
 )
 
 #: Rules raised by the engine and the loader rather than by a check.
-ENGINE_RULES = ("EG900", "EG901", "EG902")
+ENGINE_RULES = ("EG900", "EG901", "EG902", "EG904", "EG905")
 
 
 def implemented_rules() -> frozenset[str]:

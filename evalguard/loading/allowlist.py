@@ -29,14 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import UsageError
-from evalguard.loading.pickle_scan import UNRESOLVED, GlobalRef
+from evalguard.loading.pickle_scan import FORGED_DTYPE, MAX_CONSTRUCTOR_SIZE, OVERSIZED, UNRESOLVED, GlobalRef
 
 ALLOWED, UNSAFE, UNTRUSTED = "allowed", "unsafe", "untrusted"
 
-_DATA_BUILTINS = ("set", "frozenset", "slice", "range", "complex", "bytearray", "bytes",
-                  "dict", "list", "tuple", "int", "float", "bool", "str")
+#: Builtins pickle rebuilds through REDUCE (the others have their own opcodes and are refused,
+#: so that ``list(range(10**10))`` cannot be built; sizes the file chooses are checked by the scan).
+_DATA_BUILTINS = ("set", "frozenset", "slice", "range", "complex", "bytearray")
 _NUMPY_DATA = tuple(f"{root}.{name}" for root in ("numpy.core.multiarray", "numpy._core.multiarray")
                     for name in ("_reconstruct", "scalar")) + ("numpy.ndarray", "numpy.dtype")
+#: numpy dtype classes never registered: object/void/string arrays hold pointers or structure
+#: that a forged pickle state turns into a crash.
+_NON_NUMERIC_DTYPES = ("ObjectDType", "VoidDType", "StrDType", "BytesDType", "StringDType",
+                       "DateTime64DType", "TimeDelta64DType")
 _NN_DATA_CLASSES = ("Parameter", "Buffer", "UninitializedParameter", "UninitializedBuffer")
 #: Hook objects torch.nn itself stores on modules (old-style weight_norm, spectral_norm).
 _NN_HOOK_CLASSES = ("torch.nn.utils.weight_norm.WeightNorm", "torch.nn.utils.spectral_norm.SpectralNorm",
@@ -129,7 +134,7 @@ def numpy_dtype_classes() -> tuple:
     if dtypes is None:
         return ()
     return tuple((f"numpy.dtypes.{name}", cls) for name, cls in sorted(vars(dtypes).items())
-                 if isinstance(cls, type) and name.endswith("DType"))
+                 if isinstance(cls, type) and name.endswith("DType") and name not in _NON_NUMERIC_DTYPES)
 
 
 def _import_attr(module: str, name: str):
@@ -152,6 +157,12 @@ class AllowList:
         self._cache: dict[str, Decision] = {}
 
     def decide(self, ref: GlobalRef) -> Decision:
+        if ref.opcode == FORGED_DTYPE:
+            return Decision(UNSAFE, "numpy dtype rebuilt from a state numpy would not write (object flags or "
+                                    "a non-numeric type: crashes numpy)")
+        if ref.opcode == OVERSIZED:
+            return Decision(UNSAFE, f"{ref.full} called with a size chosen by the file (over "
+                                    f"{MAX_CONSTRUCTOR_SIZE} items)")
         key = ref.full
         if key not in self._cache:
             self._cache[key] = self._decide(ref.module, ref.name)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import ast
 import json
 import re
-import zipfile
 
 from evalguard.loading.pickle_scan import GlobalRef, PickleScanError, scan_torch_payload
+from evalguard.loading.program_scan import is_pure_op
 
 #: Functions the deserializer passes to ``sympify`` (torch.utils._sympy.functions) plus sympy's own.
 _SYMPY_NAMES = frozenset("""
@@ -47,53 +47,125 @@ _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, 
            ast.BitAnd, ast.BitOr)
 
 
-def scan_pt2(archive: zipfile.ZipFile, prefix: str) -> tuple[list[GlobalRef], list[str]]:
-    """Globals of every pickle inside, and descriptions of unsafe constructs found."""
-    problems: list[str] = []
-    refs: list[GlobalRef] = []
-    raw_payloads = _raw_payloads(archive, prefix)
-    for member in archive.namelist():
-        inner = member[len(prefix):]
-        if member.endswith("/") or member in raw_payloads:
+_FIXED_MEMBERS = frozenset({"archive_format", "archive_version", "byteorder", ".data/version",
+                            ".data/serialization_id"})
+_PAYLOAD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+#: Expressions longer than this, or integers with more digits, are refused before sympy sees them.
+MAX_EXPRESSION = 2000
+MAX_DIGITS = 20
+MAX_EXPONENT = 64
+
+
+class Pt2Scan:
+    """What the static read of a .pt2 archive found."""
+
+    def __init__(self):
+        self.refs: list[GlobalRef] = []
+        self.problems: list[str] = []      # EG901 constructs that would run code
+        self.unsafe_ops: list[str] = []    # EG904
+        self.refusal: str = ""             # EG905: content outside the format
+
+
+def scan_pt2(archive) -> Pt2Scan:
+    """Read every member ``torch.export.load`` would read, the way it reads it (see its ``load_pt2``).
+
+    Any member that load would not read for a declared model is refused (EG905): a scanner that
+    skips "unused" members is exactly what decoy configs and alternative members exploit.
+    """
+    result = Pt2Scan()
+    members = {name[len(archive.prefix):].lower(): name for name in archive.names()}
+    claimed: set[str] = set()
+
+    def read(inner: str) -> bytes | None:
+        name = members.get(inner.lower())
+        if name is None:
+            return None
+        claimed.add(inner.lower())
+        return archive.read(name)
+
+    def refuse(reason: str) -> Pt2Scan:
+        result.refusal = reason
+        return result
+
+    if read("archive_format") != b"pt2" or read("archive_version") != b"0":
+        return refuse("archive_format/archive_version members are not the ones torch.export.save writes")
+    for inner in ("byteorder", ".data/version", ".data/serialization_id"):
+        read(inner)
+    models = [inner for inner in members if inner.startswith("models/")]
+    if not models:
+        return refuse("a .pt2 archive without models/")
+    for inner in models:
+        model = inner[len("models/"):]
+        if not model.endswith(".json") or not _MODEL_NAME.match(model[:-len(".json")]):
+            return refuse(f"program member {members[inner]!r} is not models/<name>.json")
+        model = model[:-len(".json")]
+        problems, ops = check_program_json(read(inner))
+        result.problems += [f"{members[inner]}: {p}" for p in problems]
+        result.unsafe_ops += [f"{op} (in {members[inner]})" for op in ops]
+        reason = _scan_model_payloads(model, read, result)
+        if reason:
+            return refuse(reason)
+    for inner in members:
+        if inner.startswith("extra/"):
+            claimed.add(inner)  # read as text by torch, never parsed
+        elif inner.startswith("data/aotinductor/"):
+            result.problems.append(f"{members[inner]}: AOTInductor compiled code (a shared library that would be loaded)")
+            claimed.add(inner)
+    unclaimed = sorted(members[i] for i in members if i not in claimed)
+    if unclaimed:
+        return refuse(f"member(s) torch.export.load would not read as vetted: {', '.join(unclaimed[:3])}"
+                      + (f" and {len(unclaimed) - 3} more" if len(unclaimed) > 3 else ""))
+    return result
+
+
+def _scan_model_payloads(model: str, read, result: Pt2Scan) -> str:
+    """Sample inputs, weights and constants of one model; returns a refusal reason or ""."""
+    for inner in (f"data/sample_inputs/{model}.pt", f"data/weights/{model}.pt", f"data/constants/{model}.pt"):
+        data = read(inner)
+        if data is not None:
+            _scan_payload(data, inner, result)
+    for folder, config_name in (("data/weights/", f"data/weights/{model}_weights_config.json"),
+                                ("data/constants/", f"data/constants/{model}_constants_config.json")):
+        data = read(config_name)
+        if data is None:
             continue
-        if inner.startswith("data/aotinductor/"):
-            problems.append(f"{member}: AOTInductor compiled code (a shared library that would be loaded)")
-            continue
-        if inner.startswith("models/") and inner.endswith(".json"):
-            problems += [f"{member}: {p}" for p in check_program_json(archive.read(member))]
-            continue
-        if not inner.startswith("data/") or inner.endswith(".json"):
-            continue  # version markers, byteorder, extra files: read as text, never unpickled
         try:
-            refs += scan_torch_payload(archive.read(member), member)
-        except (PickleScanError, zipfile.BadZipFile) as exc:
-            problems.append(f"{member}: embedded object that cannot be checked ({exc})")
-    return refs, problems
+            config = json.loads(data).get("config", {})
+        except (ValueError, AttributeError):
+            return f"{config_name} is not a payload config"
+        if not isinstance(config, dict):
+            return f"{config_name} is not a payload config"
+        for fqn, payload in config.items():
+            path_name = payload.get("path_name") if isinstance(payload, dict) else None
+            if not isinstance(path_name, str) or not _PAYLOAD_NAME.match(path_name):
+                return f"{config_name}: payload {str(fqn)[:60]!r} has path {str(path_name)[:60]!r}, not a plain name"
+            if path_name.startswith(("custom_obj_", "opaque_obj_")):
+                return (f"{config_name}: {path_name} is a pickled custom/opaque object, which torch.export.load "
+                        "unpickles without restrictions")
+            member = read(folder + path_name)
+            if member is None:
+                return f"{config_name}: payload {path_name} is missing"
+            if payload.get("use_pickle") is not False:
+                _scan_payload(member, folder + path_name, result)
+    return ""
 
 
-def _raw_payloads(archive: zipfile.ZipFile, prefix: str) -> set[str]:
-    """Members the configs declare as raw tensor bytes (``use_pickle: false``)."""
-    raw: set[str] = set()
-    for folder in ("data/weights/", "data/constants/"):
-        for member in archive.namelist():
-            if not (member.startswith(prefix + folder) and member.endswith("_config.json")):
-                continue
-            try:
-                config = json.loads(archive.read(member)).get("config", {})
-            except (ValueError, AttributeError):
-                continue
-            for payload in config.values() if isinstance(config, dict) else ():
-                if isinstance(payload, dict) and payload.get("use_pickle") is False and payload.get("path_name"):
-                    raw.add(prefix + folder + str(payload["path_name"]))
-    return raw
+def _scan_payload(data: bytes, member: str, result: Pt2Scan) -> None:
+    try:
+        result.refs += scan_torch_payload(data, member)
+    except PickleScanError as exc:
+        result.problems.append(f"{member}: embedded object that cannot be checked ({exc})")
 
 
-def check_program_json(data: bytes) -> list[str]:
+def check_program_json(data: bytes) -> tuple[list[str], list[str]]:
+    """(constructs that would run code, operations outside the pure-op allow-list)."""
     try:
         program = json.loads(data)
     except ValueError as exc:
-        return [f"not valid JSON ({exc})"]
+        return [f"not valid JSON ({exc})"], []
     problems: list[str] = []
+    ops: list[str] = []
     for guard in program.get("guards_code", []) if isinstance(program, dict) else []:
         if not _is_safe_expression(guard, guard=True):
             problems.append(f"guard code that would be executed: {str(guard)[:120]!r}")
@@ -101,10 +173,10 @@ def check_program_json(data: bytes) -> list[str]:
         if key == "expr_str" and not _is_safe_expression(value, guard=False):
             problems.append(f"shape expression that sympy would evaluate: {str(value)[:120]!r}")
         elif key == "target" and isinstance(value, str) and not _is_safe_target(value):
-            problems.append(f"node target outside registered operators: {value[:120]!r}")
+            ops.append(value[:120] + (" (custom op namespace)" if _is_custom_op(value) else ""))
         elif key in _NAME_KEYS and isinstance(value, str) and not _SAFE_NAME.match(value):
             problems.append(f"graph name that is not an identifier: {value[:120]!r}")
-    return problems
+    return problems, list(dict.fromkeys(ops))
 
 
 def _walk(obj, key=None):
@@ -118,18 +190,42 @@ def _walk(obj, key=None):
 
 
 def _is_safe_target(target: str) -> bool:
-    return (bool(_OP_TARGET.match(target)) and "__" not in target) or target in _SYM_TARGETS
+    if target in _SYM_TARGETS:
+        return True
+    if not _OP_TARGET.match(target) or "__" in target:
+        return False
+    namespace, name = target.split(".")[2:4]
+    return namespace == "aten" and is_pure_op("aten", name)
+
+
+def _is_custom_op(target: str) -> bool:
+    parts = target.split(".")
+    return parts[:2] == ["torch", "ops"] and len(parts) > 2 and parts[2] not in ("aten", "prim", "prims")
 
 
 def _is_safe_expression(text, *, guard: bool) -> bool:
     """A whitelist over the Python AST: arithmetic, comparisons, known functions, symbols."""
-    if not isinstance(text, str) or len(text) > 10_000:
+    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
         return False
     try:
         tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    return all(_safe_node(node, guard) for node in ast.walk(tree))
+    return all(_safe_node(node, guard) and _small(node) for node in ast.walk(tree))
+
+
+def _small(node: ast.AST) -> bool:
+    """No huge literals and no powers with a non-literal or large exponent (``7**7**10``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return len(str(abs(node.value))) <= MAX_DIGITS
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Pow, ast.LShift)):
+        exponent = node.right
+        return (isinstance(exponent, ast.Constant) and isinstance(exponent.value, (int, float))
+                and abs(exponent.value) <= MAX_EXPONENT)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Pow", "PowByNatural",
+                                                                                              "FloatPow", "LShift"):
+        return len(node.args) == 2 and _small(ast.BinOp(node.args[0], ast.Pow(), node.args[1]))
+    return True
 
 
 def _safe_node(node: ast.AST, guard: bool) -> bool:

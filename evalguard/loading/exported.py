@@ -1,12 +1,11 @@
 """``torch.export`` programs (.pt2): vet the archive statically, then ``torch.export.load``."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 from evalguard.errors import TargetError
 from evalguard.loading.allowlist import AllowList
-from evalguard.loading.safe_load import vet
+from evalguard.loading.safe_load import refuse_container, trial_load, vet
 from evalguard.loading.sniff import Sniffed
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
@@ -15,14 +14,15 @@ def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -
     import torch
 
     from evalguard.loading.export_scan import scan_pt2
+    from evalguard.loading.formats import open_archive
     from evalguard.loading.subjects import model_subject
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            refs, problems = scan_pt2(archive, sniffed.prefix)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise TargetError(f"{path}: truncated or corrupt .pt2 archive ({exc})") from None
-    vet(path, refs, AllowList(options.trust_modules), kind="exported-program", problems=problems)
+    scan = open_archive(path, scan_pt2)
+    if scan.refusal:
+        raise refuse_container(path, scan.refusal, kind="exported-program")
+    vet(path, scan.refs, AllowList(options.trust_modules), kind="exported-program", problems=scan.problems,
+        unsafe_ops=scan.unsafe_ops)
+    trial_load(path, "exported-program", kind="exported-program")
     try:
         program = torch.export.load(str(path))
         model = program.module()

@@ -7,14 +7,14 @@ one-line ``TargetError``; refusals are ``RefusedTarget`` with EG901/EG902 findin
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 from evalguard.errors import EvalguardError, TargetError
 from evalguard.loading.allowlist import AllowList
-from evalguard.loading.pickle_scan import (PickleScanError, scan_legacy_stream, scan_pickle,
-                                           scan_zip_members, zip_pickle_members)
-from evalguard.loading.safe_load import torch_load, vet
+from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
+from evalguard.loading.pickle_scan import (PickleScanError, pickle_members, scan_archive_members,
+                                           scan_legacy_stream, scan_pickle)
+from evalguard.loading.safe_load import refuse_container, torch_load, trial_load, vet
 from evalguard.loading.safetensors_file import load_safetensors_file
 from evalguard.loading.sniff import Sniffed, sniff
 from evalguard.loading.subjects import model_subject, subject_from_object
@@ -73,7 +73,9 @@ def _load(path: Path, options: AuditOptions) -> AuditSubject:
 def _load_zip(path: Path, sniffed: Sniffed, options: AuditOptions) -> AuditSubject:
     layout = sniffed.layout
     if layout == "corrupt":
-        raise TargetError(f"{path}: truncated or corrupt zip archive")
+        raise TargetError(f"{path}: truncated or corrupt zip archive ({sniffed.reason})")
+    if layout == "refused":
+        raise refuse_container(path, sniffed.reason)
     if layout == "torchscript":
         return _load_torchscript(path, options)
     if layout == "pt2":
@@ -85,7 +87,7 @@ def _load_zip(path: Path, sniffed: Sniffed, options: AuditOptions) -> AuditSubje
                           "or torch.export.save")
     refs = scan_torch_zip(path)
     register = vet(path, refs, AllowList(options.trust_modules), kind="pickle")
-    obj = torch_load(path, register, mmap=True)
+    obj = torch_load(path, register, mmap=True, trust_modules=options.trust_modules)
     return subject_from_object(path, obj, options, {"format": "torch.save zip archive (memory-mapped)"})
 
 
@@ -102,7 +104,8 @@ def _load_legacy(path: Path, options: AuditOptions) -> AuditSubject:
         raise TargetError(f"{path}: a full module in the legacy (pre-1.6, non-zip) torch.save format cannot be "
                           "loaded weights-only; re-save it with a current torch, or save its state_dict "
                           "and pass --model")
-    obj = torch_load(path, register, mmap=False)  # the legacy format cannot be memory-mapped
+    # the legacy format cannot be memory-mapped
+    obj = torch_load(path, register, mmap=False, trust_modules=options.trust_modules)
     return subject_from_object(path, obj, options, {"format": "legacy torch.save file (not zip)"})
 
 
@@ -140,22 +143,22 @@ def scan_torch_zip(path: Path):
     With ``mmap=True`` torch maps a storage by its expected size and does not notice a
     truncated record (it silently reads the bytes that follow), so the sizes are checked here.
     """
-    def scan(archive: zipfile.ZipFile):
+    def scan(archive: Archive):
         refs, storages = [], []
-        for member in zip_pickle_members(archive):
-            with archive.open(member) as stream:
-                refs += scan_pickle(stream, member, storages)
-            check_storage_records(path, archive, member.rpartition("/")[0], storages)
+        sizes = {name.lower(): archive.size(name) for name in archive.names()}
+        for member in pickle_members(archive):
+            refs += scan_pickle(archive.open(member), member, storages)
+            check_storage_records(path, sizes, member.rpartition("/")[0], storages)
             storages.clear()
         return refs
 
-    return _scan(path, scan)
+    return open_archive(path, scan)
 
 
-def check_storage_records(path: Path, archive: zipfile.ZipFile, folder: str, storages) -> None:
+def check_storage_records(path: Path, sizes: dict[str, int], folder: str, storages) -> None:
+    """``sizes``: member size by lower-cased name (torch's reader matches names case-insensitively)."""
     from torch.serialization import StorageType
 
-    sizes = {info.filename: info.file_size for info in archive.infolist()}
     for storage in storages:
         record = f"{folder}/data/{storage.key}" if folder else f"data/{storage.key}"
         try:
@@ -164,28 +167,39 @@ def check_storage_records(path: Path, archive: zipfile.ZipFile, folder: str, sto
             expected = storage.numel * itemsize
         except (AttributeError, KeyError, TypeError, RuntimeError):
             continue  # an unusual storage type: torch checks it itself
-        if record not in sizes:
+        size = sizes.get(record.lower())
+        if size is None:
             raise TargetError(f"{path}: tensor record {record} is missing (truncated or corrupt archive)")
-        if sizes[record] != expected:
-            raise TargetError(f"{path}: tensor record {record} has {sizes[record]} bytes, expected {expected} "
+        if size != expected:
+            raise TargetError(f"{path}: tensor record {record} has {size} bytes, expected {expected} "
                               "(truncated or corrupt archive)")
 
 
-def _scan(path: Path, scan_archive):
+def open_archive(path: Path, scan_archive):
+    """Run ``scan_archive`` on the vetted archive; structural problems refuse the file (EG905)."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with Archive.open_path(path) as archive:
             return scan_archive(archive)
+    except ArchiveRefused as exc:
+        raise refuse_container(path, str(exc)) from None
     except PickleScanError as exc:
         raise TargetError(f"{path}: corrupt pickle inside the archive ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (ArchiveCorrupt, OSError, EOFError, ValueError) as exc:
         raise TargetError(f"{path}: truncated or corrupt zip archive ({exc})") from None
 
 
 def _load_torchscript(path: Path, options: AuditOptions) -> AuditSubject:
     import torch
 
-    refs = _scan(path, lambda archive: scan_zip_members(archive, zip_pickle_members(archive)))
-    vet(path, refs, AllowList(options.trust_modules, flavour="torchscript"), kind="torchscript")
+    from evalguard.loading.program_scan import scan_torchscript_code
+
+    def scan(archive: Archive):
+        return scan_archive_members(archive, pickle_members(archive)), scan_torchscript_code(archive)
+
+    refs, unsafe_ops = open_archive(path, scan)
+    vet(path, refs, AllowList(options.trust_modules, flavour="torchscript"), kind="torchscript",
+        unsafe_ops=unsafe_ops)
+    trial_load(path, "torchscript")
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch.jit raises RuntimeError and friends

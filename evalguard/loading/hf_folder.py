@@ -50,7 +50,7 @@ def load_state_file(path: Path, options: AuditOptions):
         raise TargetError(f"{path}: expected a torch.save archive or safetensors file")
     refs = scan_torch_zip(path)
     register = vet(path, refs, AllowList(options.trust_modules), kind="hf-folder")
-    return torch_load(path, register, mmap=True)
+    return torch_load(path, register, mmap=True, trust_modules=options.trust_modules, kind="hf-folder")
 
 
 def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:

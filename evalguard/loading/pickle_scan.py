@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import pickletools
-import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from dataclasses import dataclass
 from typing import IO, Iterable
@@ -21,18 +20,24 @@ _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE"
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _INT_OPS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+_CONST_OPS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _TUPLE_OPS = {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE"}
 _MARK = object()        # a MARK on the simulated stack
 _UNKNOWN = object()     # any value the scan does not track
 
 #: The first pickle of a legacy (non-zip) ``torch.save`` file: PROTO 2, LONG1 of MAGIC_NUMBER, STOP.
-TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC_NUMBER.to_bytes(10, "little") + b"."
 #: A legacy torch file holds 5 pickles (magic, protocol, sys_info, object, storage keys),
 #: then raw storage bytes that must not be parsed as opcodes.
 LEGACY_PICKLE_COUNT = 5
 #: Real pickles keep their stack shallow (the pickler batches items by 1000); a file that
 #: piles up millions of items is an attack on the scanner's memory.
 MAX_STACK = 1_000_000
+#: ``builtins.range(n)``/``bytearray(n)``... with n above this are refused (``OVERSIZED``).
+MAX_CONSTRUCTOR_SIZE = 1 << 24
+OVERSIZED = "REDUCE (oversized)"
+FORGED_DTYPE = "BUILD (forged numpy dtype state)"
 
 
 class PickleScanError(Exception):
@@ -99,6 +104,8 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
                 pushed = arg.decode("latin-1") if isinstance(arg, bytes) else arg
             elif name in _INT_OPS:
                 pushed = arg
+            elif name in _CONST_OPS:
+                pushed = _CONST_OPS[name]
             elif name in _GET_OPS:
                 pushed = memo.get(arg, _UNKNOWN)
             elif name in _PUT_OPS and stack:
@@ -113,6 +120,12 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
                 pushed = tuple(popped)
             elif name == "BINPERSID" and storages is not None:
                 _record_storage(popped[0], storages)
+            elif name == "REDUCE" and _oversized_call(popped):
+                found.append(GlobalRef(popped[0].module, popped[0].name, member=member, opcode=OVERSIZED))
+            elif name == "REDUCE" and _is_numpy_dtype(popped[0]):
+                pushed = _DtypeCall(popped[1])
+            elif name == "BUILD" and isinstance(popped[0], _DtypeCall) and not popped[0].valid(popped[1]):
+                found.append(GlobalRef("numpy", "dtype", member=member, opcode=FORGED_DTYPE))
             stack.extend(_MARK if item is pickletools.markobject else pushed for item in opcode.stack_after)
             if len(stack) > MAX_STACK:
                 raise PickleScanError(f"more than {MAX_STACK} items on the pickle stack")
@@ -121,6 +134,57 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
     except Exception as exc:  # genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
         raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     return found
+
+
+class _DtypeCall:
+    """``numpy.dtype(*args)`` seen on the stack: its BUILD state must be the one numpy itself writes.
+
+    numpy's ``dtype.__setstate__`` trusts the flags and sizes it is given; a forged state (object
+    flags on a float type, an object dtype whose array data are raw bytes) makes numpy treat
+    file bytes as pointers and crashes the process. Only plain numeric and bool types pass.
+    """
+
+    def __init__(self, args):
+        self.args = args
+
+    def valid(self, state) -> bool:
+        args = self.args
+        if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[0], str)):
+            return False
+        typestr = args[0]
+        if not (1 <= len(typestr) <= 4 and typestr[0] in "?bBhHiIlLqQefdgFDGiufcb" and typestr[1:].isdigit()
+                or typestr in ("?", "b1")):
+            return False
+        try:
+            import numpy
+
+            expected = numpy.dtype(typestr).__reduce__()[2]
+        except Exception:  # noqa: BLE001 - numpy missing or an odd type string: fail closed
+            return False
+        if not (isinstance(state, tuple) and len(state) == len(expected)):
+            return False
+        return all(got in ("<", ">", "|", "=") if index == 1 else (type(got) is type(want) and got == want)
+                   for index, (got, want) in enumerate(zip(state, expected)))
+
+
+def _is_numpy_dtype(func) -> bool:
+    return isinstance(func, GlobalRef) and func.name == "dtype" and func.module in ("numpy", "numpy.core.multiarray",
+                                                                                    "numpy._core.multiarray")
+
+
+def _oversized_call(popped: list) -> bool:
+    """``builtins.X(n)`` with an integer the file chose large enough to exhaust memory."""
+    func, args = popped
+    if not isinstance(func, GlobalRef) or func.module != "builtins":
+        return False
+    items, pending = [], [args]
+    while pending and len(items) < 64:
+        item = pending.pop()
+        if isinstance(item, tuple):
+            pending.extend(item)
+        else:
+            items.append(item)
+    return any(isinstance(i, int) and not isinstance(i, bool) and abs(i) > MAX_CONSTRUCTOR_SIZE for i in items)
 
 
 def _pop_inputs(opcode, stack: list) -> list:
@@ -166,31 +230,53 @@ def scan_legacy_stream(stream: IO[bytes]) -> list[GlobalRef]:
     return found
 
 
-def zip_pickle_members(archive: zipfile.ZipFile, suffixes: Iterable[str] = (".pkl",)) -> list[str]:
-    return [n for n in archive.namelist() if n.endswith(tuple(suffixes)) and not n.endswith("/")]
+def is_legacy_magic(head: bytes) -> bool:
+    """Whether ``head`` starts with torch's legacy magic number pickled in *any* protocol.
+
+    torch reads the magic number with a full unpickler, so a protocol-0 or protocol-4 magic
+    works as well as the protocol-2 one ``torch.save`` writes; a scanner that only knows the
+    latter would read one pickle and miss the four that follow.
+    """
+    if head.startswith(TORCH_LEGACY_MAGIC):
+        return True
+    values = []
+    try:
+        for opcode, arg, _pos in pickletools.genops(io.BytesIO(head)):
+            if opcode.name in ("PROTO", "FRAME", "MEMOIZE") or opcode.name in _PUT_OPS:
+                continue
+            if opcode.name == "STOP":
+                break
+            values.append((opcode.name, arg))
+            if len(values) > 1:
+                return False
+    except Exception:  # noqa: BLE001 - not a complete pickle within the head
+        return False
+    return len(values) == 1 and values[0][0] in _INT_OPS and values[0][1] == LEGACY_MAGIC_NUMBER
 
 
-def scan_zip_members(archive: zipfile.ZipFile, members: Iterable[str]) -> list[GlobalRef]:
-    """Scan the named members of an open zip, streaming (a member is never read whole)."""
+def pickle_members(archive) -> list[str]:
+    """Members torch may unpickle: every ``.pkl`` (compared case-insensitively, as torch's reader does)."""
+    return [n for n in archive.names() if n.lower().endswith(".pkl")]
+
+
+def scan_archive_members(archive, members: Iterable[str]) -> list[GlobalRef]:
     found: list[GlobalRef] = []
     for member in members:
-        with archive.open(member) as stream:
-            found += scan_pickle(stream, member)
+        found += scan_pickle(archive.open(member), member)
     return found
-
 
 
 def scan_torch_payload(data: bytes, member: str, depth: int = 0) -> list[GlobalRef]:
     """Bytes that torch would unpickle: a torch.save zip, a legacy stream or one pickle."""
-    if data.startswith(b"PK\x03\x04"):
+    from evalguard.loading.archive import Archive
+
+    if data.startswith(b"PK"):
         if depth > 2:
             raise PickleScanError("archives nested too deeply")
-        with zipfile.ZipFile(io.BytesIO(data)) as inner:
-            return [ref for name in zip_pickle_members(inner)
-                    for ref in scan_torch_payload(inner.read(name), f"{member}!{name}", depth + 1)]
-    if data.startswith(TORCH_LEGACY_MAGIC):
+        inner = Archive.from_bytes(data, member)
+        return [ref for name in pickle_members(inner)
+                for ref in scan_torch_payload(inner.read(name), f"{member}!{name}", depth + 1)]
+    if is_legacy_magic(data[:4096]):
         return [GlobalRef(r.module, r.name, f"{member}!{r.member}", r.opcode)
                 for r in scan_legacy_stream(io.BytesIO(data))]
-    if data[:1] == b"\x80":
-        return scan_pickle_bytes(data, member)
-    raise PickleScanError("not a pickle or torch archive")
+    return scan_pickle_bytes(data, member)

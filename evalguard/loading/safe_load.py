@@ -25,10 +25,11 @@ def _listing(names: Iterable[str]) -> str:
 
 
 def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
-        problems: Iterable[str] = ()) -> list[tuple[object, str]]:
+        problems: Iterable[str] = (), unsafe_ops: Iterable[str] = ()) -> list[tuple[object, str]]:
     """Allowed ``(object, "module.name")`` pairs to register, or ``RefusedTarget``.
 
-    ``problems`` are unsafe constructs other than globals (found in .pt2 programs).
+    ``problems`` are unsafe constructs other than globals (found in .pt2 programs);
+    ``unsafe_ops`` are "op (in method)" descriptions of calls outside the pure-op allow-list (EG904).
     """
     register: dict[str, object] = {}
     unsafe: dict[str, dict] = {}
@@ -43,13 +44,18 @@ def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
             unsafe.setdefault(ref.full, {"global": ref.full, "member": ref.member, "reason": decision.reason})
         else:
             untrusted[decision.package].setdefault(ref.full, ref.member)
-    problems = list(problems)
+    problems, unsafe_ops = list(problems), list(unsafe_ops)
     findings = []
     if unsafe or problems:
         findings.append(_unsafe_finding(path, unsafe, problems))
+    if unsafe_ops:
+        findings.append(unsafe_op_finding(path, unsafe_ops))
     findings += [_untrusted_finding(path, package, globals_) for package, globals_ in sorted(untrusted.items())]
     if findings:
-        raise RefusedTarget(_refusal_line(path, unsafe, problems, untrusted), findings, kind=kind)
+        reasons = _refusal_line(path, unsafe, problems, untrusted)
+        if unsafe_ops:
+            reasons += ("; " if unsafe or problems or untrusted else "") + "unsafe operations in the program"
+        raise RefusedTarget(reasons, findings, kind=kind)
     return [(obj, name) for name, obj in register.items()]
 
 
@@ -84,6 +90,39 @@ def _untrusted_finding(path: Path, package: str, globals_: dict[str, str]) -> Fi
                    evidence={"package": package, "globals": names, "flag": flag})
 
 
+def unsafe_op_finding(path: Path, ops: list[str]) -> Finding:
+    return Finding(rule="EG904", location=Location(path=str(path)),
+                   message=(f"the saved program calls {len(ops)} operation(s) outside the pure-tensor allow-list: "
+                            f"{_listing(ops)}; nothing of it was run"),
+                   evidence={"operations": ops})
+
+
+def refuse_container(path: Path, reason: str, kind: str = "unknown") -> RefusedTarget:
+    """EG905: the file cannot be vetted exactly as it would be loaded (or blew a limit)."""
+    finding = Finding(rule="EG905", location=Location(path=str(path)),
+                      message=f"{reason}; the file was not loaded", evidence={"reason": reason})
+    return RefusedTarget(f"{path}: not loaded: {reason}", [finding], kind=kind)
+
+
+def trial_load(path: Path, how: str, names: list[str] = (), trust_modules=(), kind: str = "unknown") -> None:
+    """Load the file once in an isolated, limited process (``evalguard.sandbox``) before loading it here.
+
+    A crash, hang or memory blow-up there refuses the file (EG905); an ordinary load error is a
+    ``TargetError`` with the loader's message.
+    """
+    from evalguard.sandbox import Limits, SandboxError, run_isolated
+
+    size = path.stat().st_size if path.is_file() else 0
+    limits = Limits(memory_bytes=(8 << 30) + 2 * size)
+    try:
+        run_isolated("evalguard.loading.trial:load", str(path.resolve()), how, list(names), list(trust_modules),
+                     limits=limits)
+    except SandboxError as exc:
+        if exc.reason == "error":
+            raise TargetError(f"{path}: cannot be loaded: {exc}") from None
+        raise refuse_container(path, f"loading it in an isolated process {exc}", kind=kind) from None
+
+
 def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:
     reasons = []
     if unsafe:
@@ -92,14 +131,24 @@ def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:
         reasons.append("code-running constructs")
     if untrusted:
         reasons.append("classes from untrusted package(s) " + ", ".join(sorted(untrusted)))
-    return f"{path}: not loaded: {'; '.join(reasons)}"
+    return f"{path}: not loaded: " + "; ".join(reasons)
 
 
-def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool):
+#: Globals from these packages only rebuild tensors and plain data; anything else (numpy, trusted
+#: packages) makes the load happen once in the isolated trial process first.
+_NO_TRIAL_ROOTS = ("torch", "builtins", "collections", "_codecs", "datetime", "argparse", "pathlib")
+
+
+def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool, trust_modules=(),
+               kind: str = "pickle"):
     """``torch.load(weights_only=True)`` with exactly the vetted globals allowed."""
     import pickle
 
     import torch
+
+    names = [name for _obj, name in register]
+    if any(name.split(".")[0] not in _NO_TRIAL_ROOTS for name in names):
+        trial_load(path, "torch-load", names, trust_modules, kind=kind)
 
     try:
         with torch.serialization.safe_globals(register):

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import json
 import struct
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalguard.loading.pickle_scan import TORCH_LEGACY_MAGIC
+from evalguard.loading.pickle_scan import is_legacy_magic
 
 ZIP_MAGIC = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -20,9 +19,10 @@ class Sniffed:
     """What the bytes are: ``container`` plus, for zips, the archive layout."""
 
     container: str          # empty | zip | torch-legacy | pickle | safetensors | onnx | text | unknown
-    layout: str = ""        # zip: torch-save | torchscript | pt2 | other
+    layout: str = ""        # zip: torch-save | torchscript | pt2 | other | corrupt | refused
     prefix: str = ""        # zip: the top folder every torch archive member lives in
     members: list[str] = field(default_factory=list)
+    reason: str = ""        # zip: why it is corrupt or refused
 
 
 def sniff(path: Path) -> Sniffed:
@@ -32,7 +32,7 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("empty")
     if head.startswith((ZIP_MAGIC, EMPTY_ZIP_MAGIC)):
         return _sniff_zip(path)
-    if head.startswith(TORCH_LEGACY_MAGIC):
+    if is_legacy_magic(head):
         return Sniffed("torch-legacy")
     if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         return Sniffed("pickle")
@@ -47,15 +47,24 @@ def sniff(path: Path) -> Sniffed:
 
 
 def _sniff_zip(path: Path) -> Sniffed:
+    from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return Sniffed("zip", layout="corrupt")
-    tops = {n.split("/", 1)[0] for n in names if "/" in n}
-    prefix = next(iter(tops)) + "/" if len(tops) == 1 else ""
-    inner = {n[len(prefix):] for n in names if n.startswith(prefix)}
-    if "archive_format" in inner or any(n.startswith("models/") and n.endswith(".json") for n in inner):
+        with Archive.open_path(path) as archive:
+            names, prefix = archive.names(), archive.prefix
+    except ArchiveRefused as exc:
+        return Sniffed("zip", layout="refused", reason=str(exc))
+    except (ArchiveCorrupt, OSError, ValueError, EOFError) as exc:
+        return Sniffed("zip", layout="corrupt", reason=str(exc))
+    # torch's reader matches names case-insensitively (collisions were refused above).
+    inner = {n[len(prefix):].lower() for n in names}
+    roots = {n.split("/", 1)[0] if "/" in n else "" for n in names}
+    if len(roots) > 1:
+        if any(n.rsplit("/", 1)[-1].lower() in ("data.pkl", "archive_format") for n in names):
+            # torch reads the root folder of the first member only; another reader may pick another.
+            return Sniffed("zip", layout="refused", reason="torch records under more than one root folder")
+        return Sniffed("zip", layout="other", members=names)
+    if "archive_format" in inner or any(n.startswith("models/") for n in inner):
         layout = "pt2"
     elif "data.pkl" in inner and ("constants.pkl" in inner or any(n.startswith("code/") for n in inner)):
         layout = "torchscript"

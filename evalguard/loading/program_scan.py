@@ -1,0 +1,197 @@
+"""Read a saved program (TorchScript code, .pt2 graph targets) statically: every call must be pure.
+
+TorchScript archives carry their program as Python-syntax source in ``code/``; ``torch.jit.load``
+compiles it and runs ``__setstate__``, and ``forward`` runs the rest. Here the source is only
+parsed with ``ast`` (never compiled) and every reference must be one of:
+
+* ``torch.<op>`` / ``ops.aten.<op>`` / ``ops.prim.<op>`` with ``<op>`` in ``pure_ops.txt``;
+* a class or function defined in the archive itself (``__torch__.…``);
+* a method call whose name is a pure op (tensor methods), a method defined in the archive, or
+  a list/dict/str method; a TorchScript builtin (``len``, ``range``, ``getattr(self, "x")``…).
+
+``__setstate__``/``__getstate__`` may only assign attributes and return values. Anything else
+is reported as "op (in method)" for EG904; nothing is executed.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+from importlib import resources
+
+#: TorchScript builtins that serialized code calls by bare name.
+_BUILTINS = frozenset({"len", "range", "int", "float", "bool", "str", "getattr", "isinstance", "annotate",
+                       "uninitialized", "unchecked_cast", "list", "dict", "tuple", "min", "max", "abs",
+                       "enumerate", "zip", "hasattr", "round", "divmod", "sorted", "all", "any", "sum",
+                       "chr", "ord", "hash", "complex", "fork", "wait", "_unwrap_optional", "NamedTuple"})
+#: Methods of TorchScript lists, dicts and strings.
+_CONTAINER_METHODS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "copy", "reverse",
+                                "sort", "index", "count", "keys", "values", "items", "get", "setdefault",
+                                "update", "popitem", "format", "join", "split", "strip", "lstrip", "rstrip",
+                                "startswith", "endswith", "upper", "lower", "replace", "find", "isdigit",
+                                "forward", "__getitem__", "__len__", "__contains__"})
+#: Names that only type annotations use (``Optional[Tensor]``), never called.
+_TYPE_NAMES = frozenset({"Tensor", "Optional", "List", "Dict", "Tuple", "Union", "Final", "NoneType", "Any",
+                         "Future", "Await", "Device", "Enum", "Module", "__annotations__", "__parameters__",
+                         "__buffers__", "int", "float", "bool", "str", "number", "Stream", "Storage"})
+_STATE_METHODS = ("__setstate__", "__getstate__")
+#: torch attributes that are values, not calls (dtypes and layouts TorchScript names as constants).
+_TORCH_VALUES = frozenset({"float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+                           "uint8", "bool", "long", "float", "double", "half", "int", "strided",
+                           "contiguous_format", "channels_last", "preserve_format", "inf", "nan", "pi", "e"})
+
+
+@functools.lru_cache(maxsize=1)
+def pure_ops() -> dict[str, frozenset[str]]:
+    """``{"aten": names, "prim": names}`` from ``pure_ops.txt``."""
+    section, table = "", {"aten": set(), "prim": set()}
+    text = resources.files("evalguard.loading").joinpath("pure_ops.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        table[section].add(line)
+    return {key: frozenset(values) for key, values in table.items()}
+
+
+def is_pure_op(namespace: str, name: str) -> bool:
+    return name in pure_ops().get(namespace, frozenset())
+
+
+def scan_torchscript_code(archive) -> list[str]:
+    """Unsafe references in every ``code/**.py`` member of a TorchScript archive."""
+    sources = {}
+    for name in archive.names():
+        inner = name[len(archive.prefix):]
+        if inner.lower().startswith("code/") and inner.lower().endswith(".py"):
+            sources[inner] = archive.read(name).decode("utf-8", errors="replace")
+    trees, problems = {}, []
+    for inner, text in sources.items():
+        try:
+            trees[inner] = ast.parse(text)
+        except (SyntaxError, ValueError):
+            problems.append(f"unreadable program source ({inner})")
+    defined, methods = _definitions(trees)
+    for inner, tree in trees.items():
+        problems += _ProgramVisitor(inner, defined, methods).run(tree)
+    return list(dict.fromkeys(problems))
+
+
+def _definitions(trees: dict[str, ast.Module]) -> tuple[set[str], set[str]]:
+    """Qualified names (``__torch__.a.b.Name``) and method names the archive defines."""
+    defined, methods = set(), set()
+    for inner, tree in trees.items():
+        module = inner[len("code/"):-len(".py")].replace("/", ".")
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                defined.add(f"{module}.{node.name}")
+            if isinstance(node, ast.ClassDef):
+                methods.update(n.name for n in node.body if isinstance(n, ast.FunctionDef))
+    return defined, methods
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+class _ProgramVisitor(ast.NodeVisitor):
+    def __init__(self, member: str, defined: set[str], methods: set[str]):
+        self.member, self.defined, self.methods = member, defined, methods
+        self.where = member
+        self.problems: list[str] = []
+
+    def run(self, tree: ast.Module) -> list[str]:
+        self.visit(tree)
+        return self.problems
+
+    def report(self, what: str) -> None:
+        self.problems.append(f"{what} (in {self.where})")
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        outer = self.where
+        self.where = f"{self.member}:{node.name}"
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name in _STATE_METHODS:
+                self._check_state_method(item)
+            self.visit(item)
+        self.where = outer
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        outer = self.where
+        self.where = f"{outer}.{node.name}" if ":" in outer else f"{self.member}:{node.name}"
+        if node.decorator_list:
+            self.report("decorated function")
+        self.generic_visit(node)
+        self.where = outer
+
+    def _check_state_method(self, node: ast.FunctionDef) -> None:
+        for statement in node.body:
+            plain = (isinstance(statement, ast.Assign) and all(isinstance(t, ast.Attribute) for t in statement.targets)
+                     or isinstance(statement, (ast.Return, ast.Pass, ast.AnnAssign, ast.Expr)))
+            calls = [n for n in ast.walk(statement) if isinstance(n, ast.Call)
+                     and _dotted(n.func) not in ("annotate", "unchecked_cast", "uninitialized")]
+            if not plain or calls:
+                self.report(f"{node.name} doing more than assigning attributes")
+                return
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name):
+            if func.id not in _BUILTINS and not func.id.startswith("_"):
+                self.report(f"call of {func.id}")
+            if func.id == "getattr" and not (len(node.args) == 2 and isinstance(node.args[1], ast.Constant)):
+                self.report("getattr with a computed name")
+        elif isinstance(func, ast.Attribute):
+            dotted = _dotted(func)
+            if dotted is None or not dotted.split(".")[0] in ("torch", "ops", "__torch__"):
+                self._check_method(func.attr)
+        self.generic_visit(node)
+
+    def _check_method(self, name: str) -> None:
+        if not (is_pure_op("aten", name) or name in self.methods or name in _CONTAINER_METHODS):
+            self.report(f"method {name}()")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        dotted = _dotted(node)
+        if dotted is None:
+            self.generic_visit(node)
+            return
+        parts = dotted.split(".")
+        root = parts[0]
+        if root == "torch":
+            self._check_torch(parts)
+        elif root == "ops":
+            self._check_ops(parts)
+        elif root == "__torch__":
+            if dotted not in self.defined and not any(dotted.startswith(d + ".") for d in self.defined):
+                self.report(f"{dotted} (not defined in the archive)")
+        elif len(parts) >= 2 and parts[-1] in ("from_file", "_new_shared_filename", "_share_filename_"):
+            self.report(f"{parts[-1]}")
+        # plain attribute reads (self.weight, x.shape) are data
+
+    def _check_torch(self, parts: list[str]) -> None:
+        if len(parts) == 2 and (is_pure_op("aten", parts[1]) or parts[1] in _TORCH_VALUES):
+            return
+        if parts[:2] == ["torch", "jit"] and parts[-1] in ("_unwrap_optional", "annotate", "is_scripting"):
+            return
+        self.report(".".join(parts))
+
+    def _check_ops(self, parts: list[str]) -> None:
+        if len(parts) == 3 and parts[1] in ("aten", "prim") and is_pure_op(parts[1], parts[2]):
+            return
+        namespace = parts[1] if len(parts) > 1 else "?"
+        kind = "" if namespace in ("aten", "prim") else " (custom op namespace)"
+        self.report(f"{'.'.join(parts)}{kind}")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in ("exec", "eval", "open", "__import__", "compile", "globals", "locals", "vars"):
+            self.report(node.id)
