@@ -64,7 +64,7 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> tuple[list[Findi
             _debug_traceback(options)
             if str(exc) not in failures:
                 failures.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken check must not hide the others
             _debug_traceback(options)
             frames = traceback.extract_tb(exc.__traceback__)
             where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
@@ -146,6 +146,10 @@ def audit(targets: list[str], options: AuditOptions,
         except TargetError as exc:
             _debug_traceback(options)
             results.append(TargetResult(display_path, "unknown", "error", str(exc)))
+            return
+        except SystemExit as exc:  # code from a (trusted) package tried to end the run
+            results.append(TargetResult(display_path, "unknown", "error",
+                                        f"{display_path}: loading it tried to exit the process (SystemExit {exc.code!r})"))
             return
         result, subject_findings = audit_subject(subject, options, severity_overrides)
         results.append(result)

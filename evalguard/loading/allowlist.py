@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import UsageError
+from evalguard.loading.gadgets import DENIED, gadget_reason
 from evalguard.loading.pickle_scan import FORGED_DTYPE, MAX_CONSTRUCTOR_SIZE, OVERSIZED, UNRESOLVED, GlobalRef
 
 ALLOWED, UNSAFE, UNTRUSTED = "allowed", "unsafe", "untrusted"
@@ -60,6 +61,10 @@ _ACTIVATIONS = ("relu", "relu6", "gelu", "silu", "mish", "elu", "selu", "celu", 
 _ALWAYS_UNSAFE_MODULES = {"posix", "nt", "_posixsubprocess", "__builtin__", "copy_reg", "commands"}
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 #: TorchScript's own unpickler knows these (plus the ``__torch__`` types compiled in the archive).
+#: Untrusted modules whose source is read (with ast) per load; beyond that, names decide.
+MAX_PARSED_MODULES = 64
+#: Module sources larger than this are not parsed.
+MAX_SOURCE_BYTES = 2 << 20
 _TORCHSCRIPT_MODULES = ("__torch__", "torch.jit._pickle")
 
 
@@ -155,6 +160,7 @@ class AllowList:
         self.trust_modules = check_trust_modules(trust_modules)
         self.flavour = flavour
         self._cache: dict[str, Decision] = {}
+        self._parsed: set[str] = set()
 
     def decide(self, ref: GlobalRef) -> Decision:
         if ref.opcode == FORGED_DTYPE:
@@ -185,6 +191,8 @@ class AllowList:
             return self._decide_torch(module, name)
         if module == "builtins":
             return Decision(UNSAFE, "builtin callable")
+        if "__main__" in module.split(".")[1:] or module.endswith(".__main__"):
+            return Decision(UNSAFE, "a package's __main__ module (importing it runs the package's program)")
         if module == "__main__":
             # Classes of the script that saved the file: nothing can rebuild them here.
             if name[:1].isupper():
@@ -208,7 +216,7 @@ class AllowList:
     def _decide_trusted(self, module: str, name: str, trusted: str) -> Decision:
         try:
             obj = importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - a trusted package that fails to import
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a trusted package that fails to import
             return Decision(UNSAFE, f"trusted module {module} could not be imported "
                                     f"({type(exc).__name__}: {exc})".splitlines()[0])
         for part in name.split("."):
@@ -218,6 +226,9 @@ class AllowList:
             return Decision(UNSAFE, f"not a class ({what}); only classes from --trust-module {trusted} are allowed")
         real_module = getattr(obj, "__module__", "") or ""
         real = f"{real_module}.{obj.__qualname__}"
+        gadget = gadget_reason(obj) or DENIED.get(f"{module}.{name}", "")
+        if gadget:
+            return Decision(UNSAFE, f"{real} from trusted package {trusted} is never allowed: {gadget}")
         if any(_within(real_module, t) for t in self.trust_modules):
             return Decision(ALLOWED, obj=obj)
         if _is_nn_class(obj):
@@ -230,7 +241,9 @@ class AllowList:
 
     def _decide_untrusted(self, module: str, name: str) -> Decision:
         package = module.split(".")[0]
-        kind = static_kind(module, name)
+        self._parsed.add(module)
+        # A file naming thousands of modules gets the naming convention, not thousands of parses.
+        kind = static_kind(module, name) if len(self._parsed) <= MAX_PARSED_MODULES else "unknown"
         if kind == "function" or (kind == "unknown" and not name.split(".")[-1][:1].isupper()):
             return Decision(UNSAFE, f"callable from untrusted package {package}")
         return Decision(UNTRUSTED, "class from a package not passed with --trust-module", package=package)
@@ -249,7 +262,7 @@ def static_kind(module: str, name: str) -> str:
     return _top_level_kinds(module).get(name.split(".")[0], "unknown")
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def _top_level_kinds(module: str) -> dict[str, str]:
     source = _module_source(module)
     if source is None:
@@ -291,7 +304,7 @@ def _module_source(module: str) -> str | None:
                     break
             if path:
                 break
-    if path is None or path.suffix != ".py" or not path.is_file():
+    if path is None or path.suffix != ".py" or not path.is_file() or path.stat().st_size > MAX_SOURCE_BYTES:
         return None
     try:
         return path.read_text(encoding="utf-8", errors="replace")

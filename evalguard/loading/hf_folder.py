@@ -36,6 +36,21 @@ def weight_files(folder: Path) -> list[Path]:
     raise TargetError(f"{folder}: is a directory with no model files or Python sources")
 
 
+def vet_folder(folder: Path, options: AuditOptions) -> None:
+    """Every pickle in the folder, loaded or not, must pass the allow-list (EG901/EG902/EG905)."""
+    from evalguard.loading.archive import ArchiveRefused
+    from evalguard.loading.folder_scan import scan_folder
+    from evalguard.loading.safe_load import refuse_container, vet
+
+    try:
+        refs, problems = scan_folder(folder)
+    except ArchiveRefused as exc:
+        raise refuse_container(folder, str(exc), kind="hf-folder") from None
+    if problems:
+        raise refuse_container(folder, "; ".join(problems[:3]), kind="hf-folder")
+    vet(folder, refs, AllowList(options.trust_modules), kind="hf-folder")
+
+
 def load_state_file(path: Path, options: AuditOptions):
     """One weights file of the folder: safetensors, or a vetted weights-only torch.save."""
     from evalguard.loading.formats import scan_torch_zip
@@ -57,6 +72,7 @@ def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
     from evalguard.loading.checkpoint_layouts import describe_optimizer, is_optimizer_state, is_state_dict
     from evalguard.loading.subjects import state_dict_subject
 
+    vet_folder(folder, options)
     files = weight_files(folder)
     state: dict = {}
     for file in files:
@@ -83,6 +99,37 @@ def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
                               mode_source="config.json (eval mode, as from_pretrained returns it)")
 
 
+_WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
+_DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_FFN_KEYS = ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "hidden_dim")
+_TABLE_KEYS = ("vocab_size", "max_position_embeddings", "n_positions", "type_vocab_size")
+#: A config may describe a model at most this much larger than the weights stored next to it.
+CONFIG_SLACK_BYTES = 256 << 20
+
+
+def estimate_parameters(config: dict) -> int:
+    """Rough parameter count of a transformer config (embeddings + layers), before building anything."""
+    def number(keys, default=0):
+        values = [config.get(k) for k in keys if isinstance(config.get(k), int) and not isinstance(config.get(k), bool)]
+        return max(values) if values else default
+
+    width, depth = number(_WIDTH_KEYS), number(_DEPTH_KEYS, 1)
+    ffn = number(_FFN_KEYS, 4 * width)
+    tables = sum(config.get(k) for k in _TABLE_KEYS if isinstance(config.get(k), int) and config.get(k) > 0)
+    return tables * width + depth * (4 * width * width + 2 * width * ffn)
+
+
+def check_config_size(folder: Path, config: dict) -> None:
+    """Refuse (EG905) a config.json that would allocate far more than the weights next to it hold."""
+    from evalguard.loading.safe_load import refuse_container
+
+    weights = sum(f.stat().st_size for f in weight_files(folder))
+    wanted = 4 * estimate_parameters(config)
+    if wanted > 4 * weights + CONFIG_SLACK_BYTES:
+        raise refuse_container(folder, f"config.json describes a model of about {wanted / 2**30:.1f} GiB "
+                                       f"but the weights hold {weights / 2**20:.1f} MiB", kind="hf-folder")
+
+
 def _model_from_config(folder: Path):
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -103,6 +150,7 @@ def _model_from_config(folder: Path):
     if not isinstance(model_class, type):
         raise TargetError(f"{config_path}: architecture {architectures[0]!r} is not a transformers class "
                           "(remote code is never run); pass --model MODULE:CALLABLE")
+    check_config_size(folder, config_data)
     try:
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         model = model_class(config)

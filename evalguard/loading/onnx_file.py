@@ -25,6 +25,64 @@ def read_onnx(path: Path):
     return proto
 
 
+#: Domains whose ops onnxruntime implements itself; anything else needs a custom-op library.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"})
+
+
+def vet_onnx(path: Path, proto) -> None:
+    """External data must stay inside the model's folder (EG905); custom-domain ops are refused (EG904)."""
+    from evalguard.loading.safe_load import refuse_container, unsafe_op_finding
+    from evalguard.errors import RefusedTarget
+
+    folder = Path(path).resolve().parent
+    local = {f.domain for f in proto.functions}
+    custom = []
+    for tensor in _tensors(proto):
+        if tensor.data_location != 1:  # TensorProto.EXTERNAL
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise refuse_container(path, f"external data of tensor {tensor.name[:60]!r} points outside the "
+                                         f"model's folder ({location[:100]!r})", kind="onnx")
+    for node in _nodes(proto):
+        if node.domain not in STANDARD_DOMAINS and node.domain not in local:
+            custom.append(f"{node.domain}::{node.op_type} (node {node.name[:60] or '?'})")
+    if custom:
+        custom = list(dict.fromkeys(custom))
+        raise RefusedTarget(f"{path}: not loaded: custom-domain operators", [unsafe_op_finding(path, custom)],
+                            kind="onnx")
+
+
+def _nodes(proto):
+    pending = [proto.graph, *[f for f in proto.functions]]
+    while pending:
+        graph = pending.pop()
+        for node in graph.node:
+            yield node
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    pending.append(attribute.g)
+                pending.extend(attribute.graphs)
+
+
+def _tensors(proto):
+    yield from proto.graph.initializer
+    for node in _nodes(proto):
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+    pending = [proto.graph]
+    while pending:
+        graph = pending.pop()
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    yield from attribute.g.initializer
+                    pending.append(attribute.g)
+
+
 def input_specs(proto) -> list[tuple[str, tuple[int, ...], int]]:
     """(name, shape with dynamic dims set to 2, element type) of each real graph input."""
     initializers = {init.name for init in proto.graph.initializer}
@@ -42,6 +100,7 @@ def input_specs(proto) -> list[tuple[str, tuple[int, ...], int]]:
 def load_onnx_subject(path: Path, proto, options: AuditOptions) -> AuditSubject:
     from evalguard.loading import default_inputs_resolver
 
+    vet_onnx(path, proto)
     specs = input_specs(proto)
     fallback = default_inputs_resolver(options, None, str(path))
 

@@ -8,9 +8,21 @@ from evalguard.loading.subjects import architecture_for, state_dict_subject
 from evalguard.subject import AuditOptions, AuditSubject
 
 
+#: Largest header read (real ones are well under a megabyte per thousand tensors).
+MAX_HEADER = 16 << 20
+
+
 def check_safetensors_header(path: Path) -> dict:
+    import struct
+
+    from evalguard.loading.safe_load import refuse_container
     from evalguard.loading.sniff import read_safetensors_header
 
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8).ljust(8, b"\0"))
+    if size > MAX_HEADER:
+        raise refuse_container(path, f"safetensors header of {size} bytes (more than {MAX_HEADER >> 20} MiB)",
+                               kind="safetensors")
     try:
         header = read_safetensors_header(path)
     except (ValueError, OSError) as exc:
