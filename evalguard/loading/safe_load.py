@@ -41,7 +41,9 @@ def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
                 register[ref.full] = decision.obj
             register.update(decision.extra)
         elif decision.status == UNSAFE:
-            unsafe.setdefault(ref.full, {"global": ref.full, "member": ref.member, "reason": decision.reason})
+            entry = unsafe.setdefault(ref.full, {"global": ref.full, "member": ref.member, "reason": decision.reason})
+            if ref.member != entry["member"] and ref.member not in entry.setdefault("also_in", []):
+                entry["also_in"].append(ref.member)  # e.g. several files of a model folder
         else:
             untrusted[decision.package].setdefault(ref.full, ref.member)
     problems, unsafe_ops = list(problems), list(unsafe_ops)

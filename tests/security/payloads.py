@@ -1,0 +1,331 @@
+"""Build the malicious corpus at test time (nothing binary is committed).
+
+Every payload, if it ran, would only create the marker file it is given. Builders return the
+path of the file to audit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Tuple
+
+import torch
+from torch import nn
+
+
+class Call:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def touch_payload(marker: Path):
+    return Call(os.system, f"touch {marker}")
+
+
+# -- TorchScript ------------------------------------------------------------------------------
+
+class SetStateFromFile(nn.Module):
+    """``__setstate__`` maps the marker path with ``torch.from_file(shared=True)``: runs on load."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.w = torch.zeros(2)
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[str, bool]:
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, bool]) -> None:
+        self.path = state[0]
+        self.training = state[1]
+        self.w = torch.from_file(state[0], True, 8)
+
+    def forward(self, x):
+        return x + 1
+
+
+class ForwardFromFile(nn.Module):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x):
+        return x + torch.from_file(self.path, True, 4).sum()
+
+
+def torchscript(tmp: Path, module: nn.Module, name: str) -> Path:
+    path = tmp / name
+    torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+def edit_zip(src: Path, dst: Path, edit) -> Path:
+    """Rewrite a zip member by member: ``edit(name, data)`` returns [(name, data), ...]."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            for name, data in edit(item.filename, zin.read(item.filename)):
+                zout.writestr(name, data)
+    return dst
+
+
+def torchscript_custom_op(tmp: Path) -> Path:
+    clean = torchscript(tmp, nn.Sequential(nn.Linear(2, 2)), "clean_ts.pt")
+
+    def edit(name, data):
+        if name.endswith("container.py"):
+            data = data.replace(b"return input0", b"return ops.evil_ns.run(input0)")
+            data = data.replace(b"return (_0).forward(input, )", b"return ops.evil_ns.run((_0).forward(input, ))")
+        return [(name, data)]
+    return edit_zip(clean, tmp / "custom_op.pt", edit)
+
+
+# -- pickles and torch.save archives ---------------------------------------------------------
+
+def legacy_other_protocol_magic(tmp: Path, marker: Path) -> Path:
+    """A legacy stream whose magic number is pickled in protocol 4: the payload is pickle #2."""
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=4)
+    path = tmp / "legacy.pt"
+    path.write_bytes(magic + pickle.dumps(touch_payload(marker), protocol=2) + pickle.dumps({}, protocol=2)
+                     + pickle.dumps({}, protocol=2) + pickle.dumps([], protocol=2))
+    return path
+
+
+def clean_torch_save(tmp: Path) -> Path:
+    path = tmp / "clean.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    return path
+
+
+def evil_data_pkl(marker: Path) -> bytes:
+    return pickle.dumps({"w": touch_payload(marker)}, protocol=2)
+
+
+def duplicate_member(tmp: Path, marker: Path) -> Path:
+    def edit(name, data):
+        if name.endswith("data.pkl"):
+            return [(name, evil_data_pkl(marker)), (name, data)]
+        return [(name, data)]
+    return edit_zip(clean_torch_save(tmp), tmp / "duplicate.pt", edit)
+
+
+def case_variant_member(tmp: Path, marker: Path) -> Path:
+    def edit(name, data):
+        if name.endswith("data.pkl"):
+            return [(name[:-8] + "DATA.PKL", evil_data_pkl(marker)), (name, data)]
+        return [(name, data)]
+    return edit_zip(clean_torch_save(tmp), tmp / "case.pt", edit)
+
+
+def parent_relative_member(tmp: Path, marker: Path) -> Path:
+    def edit(name, data):
+        extra = [("../" + name.split("/")[-1], evil_data_pkl(marker))] if name.endswith("data.pkl") else []
+        return [(name, data), *extra]
+    return edit_zip(clean_torch_save(tmp), tmp / "dotdot.pt", edit)
+
+
+def concatenated_archives(tmp: Path, marker: Path) -> Path:
+    evil = edit_zip(clean_torch_save(tmp), tmp / "evil_first.pt",
+                    lambda n, d: [(n, evil_data_pkl(marker) if n.endswith("data.pkl") else d)])
+    path = tmp / "concat.pt"
+    path.write_bytes(evil.read_bytes() + clean_torch_save(tmp).read_bytes())
+    return path
+
+
+def zip_bomb(tmp: Path) -> Path:
+    """data.pkl declared as 1 GiB, deflated to about 1 MiB."""
+    path = tmp / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with archive.open("bomb/data.pkl", "w", force_zip64=True) as member:
+            chunk = b"\0" * (1 << 24)
+            for _ in range(64):
+                member.write(chunk)
+    return path
+
+
+def many_members(tmp: Path, count: int = 30_000) -> Path:
+    path = tmp / "many.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("many/data.pkl", pickle.dumps({"x": 1}, protocol=2))
+        for index in range(count):
+            archive.writestr(f"many/data/{index}", b"")
+    return path
+
+
+def sized_constructor(tmp: Path, func: str, size: int) -> Path:
+    """``builtins.<func>(size)`` (bytearray/range) hand-written into a torch archive's data.pkl."""
+    body = b"\x80\x02cbuiltins\n" + func.encode() + b"\n\x8a" + bytes([8]) + size.to_bytes(8, "little") + b"\x85R."
+    return edit_zip(clean_torch_save(tmp), tmp / f"{func}.pt",
+                    lambda n, d: [(n, body if n.endswith("data.pkl") else d)])
+
+
+def many_globals(tmp: Path, count: int = 20_000) -> Path:
+    """A list of ``count`` distinct untrusted globals (each in its own module)."""
+    ops = [b"\x80\x02]("]
+    for index in range(count):
+        ops.append(f"cevil_pkg_{index % 5000}.mod{index}\nThing{index}\n".encode())
+    ops.append(b"e.")
+    path = tmp / "names.pkl"
+    path.write_bytes(b"".join(ops))
+    return path
+
+
+def forged_numpy_dtype(tmp: Path) -> Path:
+    """An object array whose data are raw bytes (dtype flags cleared): numpy dereferences them."""
+    import numpy as np
+
+    state = list(np.dtype("O").__reduce__()[2])
+    state[-1] = 0
+    dtype = Call(np.dtype, "O8", False, True)
+
+    class Build:
+        def __reduce__(self):
+            return (np.dtype, ("O8", False, True), tuple(state))
+
+    reconstruct = np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+
+    class Array:
+        def __reduce__(self):
+            return (reconstruct, (np.ndarray, (0,), b"b"), (1, (2,), Build(), False, b"\x41" * 16))
+
+    del dtype
+    path = tmp / "dtype.pt"
+    torch.save({"metric": Array()}, path)
+    return path
+
+
+def numpy_memmap(tmp: Path, marker: Path) -> Path:
+    import numpy as np
+
+    path = tmp / "memmap.pt"
+    torch.save({"cache": Call(np.memmap, str(marker), "uint8", "w+", 0, (8,))}, path)
+    return path
+
+
+def main_module_package(tmp: Path, marker: Path) -> str:
+    """A package whose ``__main__`` (run on import) creates the marker and exits 0."""
+    name = f"evalguard_mainpkg_{abs(hash(str(tmp))) % 10**8}"
+    root = tmp / "src" / name
+    root.mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "__main__.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+                                      "import sys\nsys.exit(0)\nclass Config:\n    pass\n")
+    return name
+
+
+def main_module_pickle(tmp: Path, package: str) -> Path:
+    path = tmp / "main.pt"
+    body = b"\x80\x02c" + f"{package}.__main__\nConfig\n".encode() + b")\x81."
+    return edit_zip(clean_torch_save(tmp), path, lambda n, d: [(n, body if n.endswith("data.pkl") else d)])
+
+
+# -- folders, ONNX, configs ------------------------------------------------------------------
+
+def tiny_bert_config() -> dict:
+    return {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 32, "max_position_embeddings": 16,
+            "type_vocab_size": 2}
+
+
+def folder_with_extra_pickles(tmp: Path, marker: Path) -> Path:
+    from safetensors.torch import save_file
+
+    folder = tmp / "hf"
+    folder.mkdir()
+    save_file({"w": torch.ones(2)}, str(folder / "model.safetensors"))
+    torch.save({"w": touch_payload(marker)}, folder / "pytorch_model.bin")
+    (folder / "extra.pkl").write_bytes(pickle.dumps(touch_payload(marker)))
+    (folder / "config.json").write_text(json.dumps(tiny_bert_config()))
+    return folder
+
+
+def config_bomb(tmp: Path) -> Path:
+    from safetensors.torch import save_file
+
+    folder = tmp / "bomb_hf"
+    folder.mkdir()
+    save_file({"w": torch.ones(2)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({**tiny_bert_config(), "vocab_size": 1 << 20,
+                                                    "hidden_size": 1 << 10}))
+    return folder
+
+
+def safetensors_huge_header(tmp: Path) -> Path:
+    path = tmp / "huge.safetensors"
+    size = 99 << 20
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", size) + b"{")
+        handle.truncate(8 + size)  # sparse: no disk, no memory
+    return path
+
+
+def onnx_model(tmp: Path, name: str, location: str | None = None, domain: str = "") -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [2], [1.0, 2.0])
+    if location is not None:
+        weight.ClearField("float_data")
+        weight.data_location = TensorProto.EXTERNAL
+        weight.external_data.add(key="location", value=location)
+    op = "Add" if not domain else "Evil"
+    node = helper.make_node(op, ["x", "w"], ["y"], domain=domain)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [weight])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    path = tmp / name
+    onnx.save(model, str(path))
+    return path
+
+
+# -- torch.export ----------------------------------------------------------------------------
+
+def clean_pt2(tmp: Path) -> Path:
+    path = tmp / "clean.pt2"
+    program = torch.export.export(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (torch.randn(2, 4),))
+    torch.export.save(program, str(path))
+    return path
+
+
+def edit_program(data: bytes, edit) -> bytes:
+    program = json.loads(data)
+    edit(program)
+    return json.dumps(program).encode()
+
+
+def pt2_with(tmp: Path, name: str, edit) -> Path:
+    return edit_zip(clean_pt2(tmp), tmp / name, edit)
+
+
+def first_node_target(target: str):
+    def edit(program):
+        program["graph_module"]["graph"]["nodes"][0]["target"] = target
+    return edit
+
+
+def first_expr(expr: str):
+    def edit(program):
+        def walk(obj):
+            if isinstance(obj, dict):
+                if "expr_str" in obj:
+                    obj["expr_str"] = expr
+                    return True
+                return any(walk(v) for v in obj.values())
+            if isinstance(obj, list):
+                return any(walk(v) for v in obj)
+            return False
+        if not walk(program):
+            program.setdefault("range_constraints", {})["s0"] = {"min_val": 2, "max_val": 10}
+            program["graph_module"]["graph"].setdefault("sym_int_values", {})["s0"] = {"as_expr": {"expr_str": expr}}
+    return edit
