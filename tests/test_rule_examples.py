@@ -4,7 +4,9 @@ and its good.py nothing at all.
 Model examples declare AUDIT = "model", INPUT_SHAPES, EXPECTED_RULES (and optionally
 INPUT_DTYPE, ONNX); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
 checkpoint examples (optimizer-state rules) declare AUDIT = "checkpoint", EXPECTED_RULES and a
-``build_checkpoint(path)`` that saves the checkpoint audited with ``--model file.py:build_model``.
+``build_checkpoint(path)`` that saves the checkpoint audited with ``--model file.py:build_model``;
+program examples (EG904) declare AUDIT = "program", EXPECTED_RULES and a ``build_program(path)``
+that saves the TorchScript archive audited as a file (a bad one is refused, never loaded).
 The module-level constants are read with ast, so examples are only executed through the
 real CLI path (`--model file.py:build_model`).
 """
@@ -52,6 +54,11 @@ def example_files():
 def audit(run_cli, path: Path, spec: dict, tmp_path: Path) -> dict:
     if spec["AUDIT"] == "source":
         args = [path]
+    elif spec["AUDIT"] == "program":
+        program = tmp_path / "program.pt"
+        runpy.run_path(str(path), run_name="rule_example")["build_program"](program)
+        args = [program, "--no-onnx", *[a for shape in spec.get("INPUT_SHAPES", ()) for a in ("--input-shape", shape)]]
+        assert not list(tmp_path.glob("*.would-be-written"))
     else:
         args = ["--model", f"{path}:build_model"]
         if spec["AUDIT"] == "checkpoint":
@@ -79,9 +86,13 @@ def test_every_rule_with_a_check_has_bad_and_good_examples():
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_example(run_cli, path, tmp_path):
     spec = constants(path)
-    assert spec.get("AUDIT") in ("model", "source", "checkpoint"), f"{path} must set AUDIT"
+    assert spec.get("AUDIT") in ("model", "source", "checkpoint", "program"), f"{path} must set AUDIT"
     report = audit(run_cli, path, spec, tmp_path)
-    assert all(t["status"] == "audited" for t in report["targets"]), report["targets"]
+    # A bad saved program is refused by the loader (nothing of it runs); everything else is audited.
+    refusable = spec["AUDIT"] == "program" and path.name == "bad.py"
+    assert all(t["status"] in (("audited", "refused") if refusable else ("audited",))
+               for t in report["targets"]), report["targets"]
+    assert not list(tmp_path.glob("*.would-be-written")), "a program example's payload ran"
     if spec["AUDIT"] == "source":
         found = {(f["location"]["line"], f["rule"]) for f in report["findings"]}
         assert found == markers(path)
