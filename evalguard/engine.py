@@ -4,18 +4,34 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from evalguard.catalogue import load_catalogue
 from evalguard.checks import CHECKS, ENGINE_RULES, CheckSpec
 from evalguard.errors import RefusedTarget, TargetError, UsageError
-from evalguard.findings import (FAILED, NOT_APPLICABLE, PASSED, SKIPPED, Finding, Location, Report,
-                                RuleCoverage, Severity, TargetResult)
+from evalguard.findings import (
+    FAILED,
+    NOT_APPLICABLE,
+    PASSED,
+    SKIPPED,
+    Finding,
+    Location,
+    Report,
+    RuleCoverage,
+    Severity,
+    TargetResult,
+)
 from evalguard.outcome import RAN, CheckOutcome, RuleRun
-from evalguard.subject import FILE_KINDS, PICKLE_KINDS, PROGRAM_KINDS, AuditOptions, AuditSubject
+from evalguard.subject import (
+    FILE_KINDS,
+    PICKLE_KINDS,
+    PROGRAM_KINDS,
+    AuditOptions,
+    AuditSubject,
+)
 from evalguard.suppression import is_suppressed
 
 

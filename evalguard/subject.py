@@ -6,8 +6,9 @@ place with its modes and buffers put back) and never decide severities (the engi
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from evalguard.errors import TargetError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from evalguard.errors import RefusedTarget, UsageError
 from evalguard.loading import load_target
@@ -114,7 +114,7 @@ def _py2_builtin_names(tmp, cmd):
 
 
 def _collect_env_run(tmp, cmd):
-    import torch.utils.collect_env as collect_env
+    from torch.utils import collect_env
 
     torch.save([Payload(collect_env.run, cmd)], tmp / "m.pt")
     return tmp / "m.pt", "torch.utils.collect_env.run"

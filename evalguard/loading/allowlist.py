@@ -30,7 +30,13 @@ from pathlib import Path
 
 from evalguard.errors import UsageError
 from evalguard.loading.gadgets import DENIED, gadget_reason
-from evalguard.loading.pickle_scan import FORGED_DTYPE, MAX_CONSTRUCTOR_SIZE, OVERSIZED, UNRESOLVED, GlobalRef
+from evalguard.loading.pickle_scan import (
+    FORGED_DTYPE,
+    MAX_CONSTRUCTOR_SIZE,
+    OVERSIZED,
+    UNRESOLVED,
+    GlobalRef,
+)
 
 ALLOWED, UNSAFE, UNTRUSTED = "allowed", "unsafe", "untrusted"
 
@@ -250,7 +256,7 @@ class AllowList:
 
 
 def _is_nn_class(obj) -> bool:
-    import torch.nn as nn
+    from torch import nn
 
     if not isinstance(obj, type) or not _within(getattr(obj, "__module__", ""), "torch.nn"):
         return False

@@ -67,8 +67,8 @@ class Archive:
         self._inflated = 0
 
     @classmethod
-    def open_path(cls, path: Path) -> "Archive":
-        handle = open(path, "rb")
+    def open_path(cls, path: Path) -> Archive:
+        handle = open(path, "rb")  # noqa: SIM115 - owned by the Archive, closed by close()/__exit__
         try:
             return cls(handle, parse_members(handle), str(path))
         except BaseException:
@@ -76,14 +76,14 @@ class Archive:
             raise
 
     @classmethod
-    def from_bytes(cls, data: bytes, label: str) -> "Archive":
+    def from_bytes(cls, data: bytes, label: str) -> Archive:
         stream = io.BytesIO(data)
         return cls(stream, parse_members(stream), label)
 
     def close(self) -> None:
         self._source.close()
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
@@ -189,7 +189,7 @@ def _central_entries(directory: bytes, count: int) -> list[tuple]:
         if directory[pos:pos + 4] != _CENTRAL:
             raise ArchiveCorrupt("central directory entry expected")
         (flags, method, crc, csize, usize, name_len, extra_len, comment_len,
-         disk, offset) = struct.unpack("<8xHH4xIIIHHHH6xI", directory[pos:pos + 46])
+         _disk, offset) = struct.unpack("<8xHH4xIIIHHHH6xI", directory[pos:pos + 46])
         name_raw = directory[pos + 46:pos + 46 + name_len]
         extra = directory[pos + 46 + name_len:pos + 46 + name_len + extra_len]
         pos += 46 + name_len + extra_len + comment_len

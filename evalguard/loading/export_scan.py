@@ -22,13 +22,7 @@ from evalguard.loading.pickle_scan import GlobalRef, PickleScanError, scan_torch
 from evalguard.loading.program_scan import is_pure_op
 
 #: Functions the deserializer passes to ``sympify`` (torch.utils._sympy.functions) plus sympy's own.
-_SYMPY_NAMES = frozenset("""
-FloorDiv ModularIndexing Where PythonMod Mod CleanDiv CeilToInt FloorToInt CeilDiv LShift RShift
-PowByNatural FloatPow FloatTrueDiv IntTrueDiv IsNonOverlappingAndDenseIndicator TruncToFloat
-TruncToInt RoundToInt RoundDecimal ToFloat Identity Symbol Integer Rational Float Add Mul Pow Max Min
-Eq Ne Lt Le Gt Ge StrictLessThan StrictGreaterThan LessThan GreaterThan And Or Not Abs floor ceiling
-sqrt oo zoo nan true false True False
-""".split())
+_SYMPY_NAMES = frozenset(["FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity", "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "StrictLessThan", "StrictGreaterThan", "LessThan", "GreaterThan", "And", "Or", "Not", "Abs", "floor", "ceiling", "sqrt", "oo", "zoo", "nan", "true", "false", "True", "False"])
 #: What a guard may call on an input: ``L['x'].size()[0] >= 2`` and the like.
 _GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim", "numel", "shape"})
 _SYMBOL = re.compile(r"^[a-z]+\d+$")
@@ -36,8 +30,7 @@ _OP_TARGET = re.compile(r"^torch\.ops\.[A-Za-z_]\w*\.[A-Za-z_]\w*(\.[A-Za-z_]\w*
 _SAFE_NAME = re.compile(r"^([A-Za-z_][\w.]*)?$")
 #: Non-operator targets the deserializer accepts for symbolic-shape arithmetic (serialised names).
 _SYM_TARGETS = frozenset(
-    [f"_operator.{n}" for n in ("eq ne le ge lt gt neg pos mul add sub floordiv mod pow truediv "
-                                "and_ or_ not_ getitem").split()]
+    [f"_operator.{n}" for n in ["eq", "ne", "le", "ge", "lt", "gt", "neg", "pos", "mul", "add", "sub", "floordiv", "mod", "pow", "truediv", "and_", "or_", "not_", "getitem"]]
     + ["math.trunc", "math.ceil", "math.floor", "torch.sym_not", "torch.sym_int", "torch.sym_float",
        "torch.sym_ite", "torch.sym_max", "torch.sym_min", "torch.sym_sqrt", "torch._sym_sqrt",
        "torch.sym_sum", "torch.sym_fresh_size"]
@@ -106,11 +99,11 @@ def scan_pt2(archive) -> Pt2Scan:
         reason = _scan_model_payloads(model, read, result)
         if reason:
             return refuse(reason)
-    for inner in members:
+    for inner, name in members.items():
         if inner.startswith("extra/"):
             claimed.add(inner)  # read as text by torch, never parsed
         elif inner.startswith("data/aotinductor/"):
-            result.problems.append(f"{members[inner]}: AOTInductor compiled code (a shared library that would be loaded)")
+            result.problems.append(f"{name}: AOTInductor compiled code (a shared library that would be loaded)")
             claimed.add(inner)
     unclaimed = sorted(members[i] for i in members if i not in claimed)
     if unclaimed:

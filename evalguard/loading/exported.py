@@ -26,7 +26,7 @@ def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -
     try:
         program = torch.export.load(str(path))
         model = program.module()
-    except Exception as exc:  # noqa: BLE001 - torch.export raises many kinds of errors
+    except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise TargetError(f"{path}: torch.export program cannot be loaded: {text}") from exc
     info = {"format": "torch.export program (.pt2)", "user_inputs": list(program.graph_signature.user_inputs)}

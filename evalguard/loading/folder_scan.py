@@ -11,8 +11,14 @@ import os
 from pathlib import Path
 
 from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
-from evalguard.loading.pickle_scan import (GlobalRef, PickleScanError, is_legacy_magic, pickle_members,
-                                           scan_legacy_stream, scan_pickle)
+from evalguard.loading.pickle_scan import (
+    GlobalRef,
+    PickleScanError,
+    is_legacy_magic,
+    pickle_members,
+    scan_legacy_stream,
+    scan_pickle,
+)
 
 MAX_FILES = 10_000
 MAX_DEPTH = 4

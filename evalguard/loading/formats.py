@@ -12,8 +12,13 @@ from pathlib import Path
 from evalguard.errors import EvalguardError, TargetError
 from evalguard.loading.allowlist import AllowList
 from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
-from evalguard.loading.pickle_scan import (PickleScanError, pickle_members, scan_archive_members,
-                                           scan_legacy_stream, scan_pickle)
+from evalguard.loading.pickle_scan import (
+    PickleScanError,
+    pickle_members,
+    scan_archive_members,
+    scan_legacy_stream,
+    scan_pickle,
+)
 from evalguard.loading.safe_load import refuse_container, torch_load, trial_load, vet
 from evalguard.loading.safetensors_file import load_safetensors_file
 from evalguard.loading.sniff import Sniffed, sniff
@@ -29,7 +34,7 @@ def load_model_file(path: Path, options: AuditOptions) -> AuditSubject:
         raise
     except MemoryError:
         raise TargetError(f"{path}: out of memory while loading") from None
-    except Exception as exc:  # noqa: BLE001 - the contract is a one-line error, never a traceback
+    except Exception as exc:
         detail = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TargetError(f"{path}: cannot be loaded: {type(exc).__name__}: {detail}") from exc
 
@@ -110,7 +115,7 @@ def _load_legacy(path: Path, options: AuditOptions) -> AuditSubject:
 
 
 def _is_module_class(obj) -> bool:
-    import torch.nn as nn
+    from torch import nn
 
     return isinstance(obj, type) and issubclass(obj, nn.Module)
 
@@ -202,7 +207,7 @@ def _load_torchscript(path: Path, options: AuditOptions) -> AuditSubject:
     trial_load(path, "torchscript")
     try:
         model = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - torch.jit raises RuntimeError and friends
+    except Exception as exc:
         raise TargetError(f"{path}: TorchScript archive cannot be loaded: {_first_line(exc)}") from exc
     return model_subject(path, "torchscript", model, options, {"format": "TorchScript archive"},
                          mode_source="file")

@@ -54,7 +54,7 @@ _HOOKS = ("__new__", "__setstate__", "__reduce__", "__reduce_ex__", "__del__")
 
 def gadget_reason(cls: type) -> str:
     """Why ``cls`` may not be rebuilt from a trusted package ("" when it may)."""
-    import torch.nn as nn
+    from torch import nn
 
     name = f"{cls.__module__}.{cls.__qualname__}"
     if name in DENIED:

@@ -69,7 +69,11 @@ def load_state_file(path: Path, options: AuditOptions):
 
 
 def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
-    from evalguard.loading.checkpoint_layouts import describe_optimizer, is_optimizer_state, is_state_dict
+    from evalguard.loading.checkpoint_layouts import (
+        describe_optimizer,
+        is_optimizer_state,
+        is_state_dict,
+    )
     from evalguard.loading.subjects import state_dict_subject
 
     vet_folder(folder, options)
@@ -154,7 +158,7 @@ def _model_from_config(folder: Path):
     try:
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
         model = model_class(config)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds of errors
+    except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise TargetError(f"{folder}: cannot build {architectures[0]} from config.json: {text}") from exc
     model.eval()

@@ -31,8 +31,8 @@ STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.
 
 def vet_onnx(path: Path, proto) -> None:
     """External data must stay inside the model's folder (EG905); custom-domain ops are refused (EG904)."""
-    from evalguard.loading.safe_load import refuse_container, unsafe_op_finding
     from evalguard.errors import RefusedTarget
+    from evalguard.loading.safe_load import refuse_container, unsafe_op_finding
 
     folder = Path(path).resolve().parent
     local = {f.domain for f in proto.functions}

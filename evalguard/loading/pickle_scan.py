@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import pickletools
+import struct
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO, Iterable
+from typing import IO
 
 #: Name used for a global whose module/name cannot be read statically.
 UNRESOLVED = "<unresolved>"
@@ -131,7 +133,7 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
                 raise PickleScanError(f"more than {MAX_STACK} items on the pickle stack")
     except PickleScanError:
         raise
-    except Exception as exc:  # genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
+    except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
         raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     return found
 
@@ -249,7 +251,7 @@ def is_legacy_magic(head: bytes) -> bool:
             values.append((opcode.name, arg))
             if len(values) > 1:
                 return False
-    except Exception:  # noqa: BLE001 - not a complete pickle within the head
+    except (ValueError, EOFError, UnicodeDecodeError, struct.error, IndexError):  # not a whole pickle in the head
         return False
     return len(values) == 1 and values[0][0] in _INT_OPS and values[0][1] == LEGACY_MAGIC_NUMBER
 

@@ -7,8 +7,8 @@ restricted unpickler, and only the globals the allow-list resolved are registere
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from evalguard.errors import RefusedTarget, TargetError
 from evalguard.findings import Finding, Location

@@ -7,7 +7,6 @@ from evalguard.errors import TargetError
 from evalguard.loading.subjects import architecture_for, state_dict_subject
 from evalguard.subject import AuditOptions, AuditSubject
 
-
 #: Largest header read (real ones are well under a megabyte per thousand tensors).
 MAX_HEADER = 16 << 20
 
@@ -42,7 +41,7 @@ def read_safetensors(path: Path) -> dict:
                           "(pip install safetensors)") from None
     try:
         return load_file(str(path), device="cpu")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
+    except Exception as exc:
         raise TargetError(f"{path}: cannot read safetensors file (truncated or corrupt?): {_first_line(exc)}") from exc
 
 

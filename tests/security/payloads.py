@@ -11,7 +11,6 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
-from typing import Tuple
 
 import torch
 from torch import nn
@@ -42,11 +41,11 @@ class SetStateFromFile(nn.Module):
         self.w = torch.zeros(2)
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[str, bool]:
+    def __getstate__(self) -> tuple[str, bool]:
         return (self.path, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[str, bool]) -> None:
+    def __setstate__(self, state: tuple[str, bool]) -> None:
         self.path = state[0]
         self.training = state[1]
         self.w = torch.from_file(state[0], True, 8)
@@ -145,11 +144,11 @@ def concatenated_archives(tmp: Path, marker: Path) -> Path:
 def zip_bomb(tmp: Path) -> Path:
     """data.pkl declared as 1 GiB, deflated to about 1 MiB."""
     path = tmp / "bomb.pt"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        with archive.open("bomb/data.pkl", "w", force_zip64=True) as member:
-            chunk = b"\0" * (1 << 24)
-            for _ in range(64):
-                member.write(chunk)
+    chunk = b"\0" * (1 << 24)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive, \
+            archive.open("bomb/data.pkl", "w", force_zip64=True) as member:
+        for _ in range(64):
+            member.write(chunk)
     return path
 
 

@@ -1,7 +1,13 @@
 """evalguard.sandbox: a crash, hang or memory bomb in the child is a SandboxError, never a crash here."""
 import pytest
 
-from evalguard.sandbox import Limits, SandboxError, landlock_abi, landlock_status, run_isolated
+from evalguard.sandbox import (
+    Limits,
+    SandboxError,
+    landlock_abi,
+    landlock_status,
+    run_isolated,
+)
 
 
 def test_result_comes_back_as_json():

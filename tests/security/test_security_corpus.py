@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import payloads as P
 import pytest
 import torch
 
-import payloads as P
 from evalguard.errors import RefusedTarget, TargetError
 from evalguard.loading import load_target
 from evalguard.subject import AuditOptions
@@ -180,7 +180,7 @@ def test_trusted_package_main_module_is_never_imported(tmp_path, marker, monkeyp
     package = P.main_module_package(tmp_path, marker)
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     path = P.main_module_pickle(tmp_path, package)
-    code, out, err = run_cli("check", path, "--trust-module", package, "--no-onnx", "--format", "json")
+    code, out, _err = run_cli("check", path, "--trust-module", package, "--no-onnx", "--format", "json")
     report = json.loads(out)
     assert code != 0 and report["targets"][0]["status"] == "refused", report["targets"]
     assert "__main__" in json.dumps(report["findings"])

@@ -4,7 +4,6 @@ torch.jit.load runs __setstate__, so loading the archive would create (or overwr
 Audited as the archive build_program() writes; evalguard refuses it without loading it.
 """
 from pathlib import Path
-from typing import Tuple
 
 import torch
 from torch import nn
@@ -22,11 +21,11 @@ class Net(nn.Module):
         self.cache = torch.zeros(2)
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[str, bool]:
+    def __getstate__(self) -> tuple[str, bool]:
         return (self.path, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[str, bool]) -> None:
+    def __setstate__(self, state: tuple[str, bool]) -> None:
         self.path = state[0]
         self.training = state[1]
         self.cache = torch.from_file(state[0], True, 2)  # writes the file on load
