@@ -1,8 +1,12 @@
-"""Run the user's model without touching it: a private copy, one seed, cloned inputs.
+"""Run a model without changing what the user owns: one seed, cloned inputs, and either a
+private copy or the model itself with everything put back.
 
-A train-mode forward under ``no_grad`` still updates BatchNorm running statistics, so every
-pass runs on a deep copy. Where a model cannot be deep-copied we run the original and put
-every parameter, buffer and mode flag back afterwards (and say so in the report).
+A train-mode forward under ``no_grad`` still updates BatchNorm running statistics. A model the
+audit loaded from a file is private to the audit, so it runs in place and its buffers and mode
+flags are restored afterwards (copying a large checkpoint would double its memory). A model the
+user's code handed over (a factory's, a live one) runs on a deep copy; where it cannot be
+deep-copied we run the original and put every parameter, buffer and mode flag back (and say so
+in the report).
 """
 from __future__ import annotations
 
