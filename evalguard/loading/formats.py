@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalguard.errors import EvalguardError, TargetError
+from evalguard.errors import TargetError
 from evalguard.loading.allowlist import AllowList
 from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
 from evalguard.loading.pickle_scan import (
@@ -27,16 +27,14 @@ from evalguard.subject import AuditOptions, AuditSubject
 
 
 def load_model_file(path: Path, options: AuditOptions) -> AuditSubject:
+    """Third-party failures on the user's file are wrapped where they happen (torch.load, the
+    zip reader, safetensors, transformers) as ``TargetError``; anything else escaping from here
+    is evalguard's own bug, which the engine reports as EG900 naming the loader."""
     path = Path(path)
     try:
         return _load(path, options)
-    except EvalguardError:
-        raise
     except MemoryError:
         raise TargetError(f"{path}: out of memory while loading") from None
-    except Exception as exc:
-        detail = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise TargetError(f"{path}: cannot be loaded: {type(exc).__name__}: {detail}") from exc
 
 
 def _load(path: Path, options: AuditOptions) -> AuditSubject:

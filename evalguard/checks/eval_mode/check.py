@@ -139,7 +139,7 @@ class PairedPasses:
         inputs = self.subject.inputs
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
         try:
-            with runner.seeded(self.options.seed):
+            with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):
                 return self._all(private.module, runner.to_device(inputs, self.options.device))
         finally:
             private.release()
