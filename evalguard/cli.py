@@ -67,9 +67,13 @@ def cli() -> None:
               help="Exit 0 even when findings are at or above --fail-on (2 still means a target was not audited).")
 @click.option("--statistics", is_flag=True, help="Print how many findings each rule raised instead of the findings.")
 @click.option("--quiet", "-q", is_flag=True, help="Print the findings only: no summary, no notes.")
+@click.option("--fix", is_flag=True, help="Rewrite source files to fix EG105, EG106, EG301, EG903 where a safe fix exists.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
+@click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
-          device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet) -> int:
+          device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
+          fix, unsafe_fixes, diff) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -83,6 +87,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
         config_file=config_file, debug=debug, argv=list(sys.argv[1:]),
         exit_zero=exit_zero, statistics=statistics, quiet=quiet,
+        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff,
     )
     return execute(request)
 

@@ -49,6 +49,9 @@ class CheckRequest:
     exit_zero: bool = False
     statistics: bool = False
     quiet: bool = False
+    fix: bool = False
+    unsafe_fixes: bool = False
+    diff: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,10 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
         device=request.device or config.device or "cpu",
-        input_shapes=tuple(parse_shape(s) for s in shapes),
-        input_dtype=parse_dtype(request.input_dtype or config.input_dtype),
+        input_shapes=_from_config(config, "input-shape", not request.input_shapes,
+                                  lambda: tuple(parse_shape(s) for s in shapes)),
+        input_dtype=_from_config(config, "input-dtype", not request.input_dtype,
+                                 lambda: parse_dtype(request.input_dtype or config.input_dtype)),
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
         trust_modules=tuple(dict.fromkeys([*config.trust_module, *request.trust_modules])),
@@ -132,6 +137,16 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         exclude=tuple(request.exclude or config.exclude),
         debug=request.debug,
     )
+
+
+def _from_config(config: FileConfig, key: str, from_file: bool, parse):
+    """``parse()``; a bad value that came from the config file is reported under its key there."""
+    try:
+        return parse()
+    except UsageError as exc:
+        if not from_file or config.path is None:
+            raise
+        raise UsageError(f"{config.path}: [tool.evalguard] {key}: {str(exc).replace('--' + key + ' ', '')}") from None
 
 
 def parse_extra_reports(values: list[str], formats) -> list[tuple[str, str]]:
@@ -247,6 +262,10 @@ def execute(request: CheckRequest) -> int:
         raise UsageError(f"--statistics replaces the text report; with --format {request.fmt} "
                          "also pass --output FILE")
     report, fail_on = audit_request(request)
+    if request.diff:
+        return show_fixes(report, request)
+    if request.fix and apply_fixes(report, request):
+        report, fail_on = audit_request(request)      # report what is left, as ruff does
     if request.baseline:
         report = apply_baseline(report, request.baseline, quiet=request.quiet)
     for fmt, path in extra_reports:
@@ -277,6 +296,40 @@ def text_output(report: Report, request: CheckRequest) -> str:
     if request.statistics:
         return text.statistics(report, quiet=request.quiet)
     return text.render(report, color=colour, quiet=request.quiet)
+
+
+def _fix_note(fixes, unsafe: bool, verb: str) -> str:
+    applied = sum(len(f.applied) for f in fixes)
+    files = sum(1 for f in fixes if f.changed)
+    note = f"{verb} {_count(applied, 'finding')} in {_count(files, 'file')}"
+    hidden = sum(len(f.unsafe_skipped) for f in fixes)
+    if hidden and not unsafe:
+        note += f"; {hidden} more with --unsafe-fixes"
+    return note
+
+
+def show_fixes(report: Report, request: CheckRequest) -> int:
+    """``--diff``: print the patch ``--fix`` would apply; exit 1 when there is one (as ruff)."""
+    from evalguard.fixes import fix_findings
+
+    fixes = fix_findings(report.findings, unsafe=request.unsafe_fixes)
+    click.echo("".join(f.diff() for f in fixes if f.changed), nl=False)
+    if not request.quiet:
+        click.echo(_fix_note(fixes, request.unsafe_fixes, "would fix"), err=True)
+    return EXIT_FINDINGS if any(f.changed for f in fixes) else EXIT_OK
+
+
+def apply_fixes(report: Report, request: CheckRequest) -> bool:
+    """``--fix``: rewrite the files; True when any changed (the caller audits them again)."""
+    from evalguard.fixes import fix_findings
+
+    fixes = fix_findings(report.findings, unsafe=request.unsafe_fixes)
+    for fix in fixes:
+        if fix.changed:
+            _write(fix.path, fix.after, "--fix")
+    if not request.quiet:
+        click.echo(_fix_note(fixes, request.unsafe_fixes, "fixed"), err=True)
+    return any(f.changed for f in fixes)
 
 
 def apply_baseline(report: Report, path: str, quiet: bool = False) -> Report:

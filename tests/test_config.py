@@ -148,3 +148,12 @@ def test_severity_for_unknown_rule(tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli("check", "serve.py")
     assert code == 2 and "EG999" in err
+
+
+def test_bad_input_shape_in_config_names_the_config_key(tmp_path, monkeypatch, run_cli):
+    write(tmp_path, 'input-shape = ["2xx3"]\n')
+    (tmp_path / "serve.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("check", "serve.py")
+    [line] = err.strip().splitlines()
+    assert code == 2 and "pyproject.toml: [tool.evalguard] input-shape" in line and "'2xx3'" in line
