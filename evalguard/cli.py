@@ -41,7 +41,8 @@ def cli() -> None:
 @click.option("--onnx-exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default=None,
               help="Exporter tried first (auto: torchscript, faster; dynamo: less peak memory); the other is the fallback.")
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
+              help="Report format; github prints GitHub Actions annotations (workflow commands).")
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
 @click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
               help="Also write this format to FILE from the same run (repeatable), e.g. html:report.html.")

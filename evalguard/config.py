@@ -6,6 +6,7 @@ because a misspelt ``ignroe`` silently doing nothing is worse than an error.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +76,18 @@ def find_pyproject(start: Path) -> Path | None:
     """
     for folder in [start, *start.parents]:
         candidate = folder / "pyproject.toml"
-        if candidate.is_file() and "evalguard" in _read_toml(candidate).get("tool", {}):
-            return candidate
+        if candidate.is_file():
+            stat = candidate.stat()
+            if _has_section(candidate, stat.st_mtime_ns, stat.st_size):
+                return candidate
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _has_section(path: Path, mtime_ns: int, size: int) -> bool:
+    """Cached per file version: a pre-commit run passes many files from the same folders."""
+    tool = _read_toml(path).get("tool", {})
+    return isinstance(tool, dict) and "evalguard" in tool
 
 
 def _bad(origin: str, key: str, problem: str) -> UsageError:

@@ -228,6 +228,7 @@ def merge_reports(reports: list[Report]) -> Report:
     metadata = dict(reports[0].metadata)
     metadata["selected"] = sorted({rule for r in reports for rule in r.metadata.get("selected", ())})
     metadata["fail_on"] = str(min(Severity.parse(r.metadata.get("fail_on", "error")) for r in reports))
+    metadata["configs"] = [path for r in reports for path in r.metadata.get("configs", ())]
     findings = sorted((f for r in reports for f in r.findings), key=Finding.sort_key)
     return Report(targets=tuple(t for r in reports for t in r.targets), findings=tuple(findings),
                   metadata=metadata)
@@ -242,8 +243,7 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     reports = []
     for run in runs:
         metadata = {"fail_on": str(run.fail_on), "command": "evalguard " + " ".join(request.argv)}
-        if run.config.path:
-            metadata["config"] = str(run.config.path)
+        metadata["configs"] = [str(run.config.path)] if run.config.path else []
         reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata))
     if len({run.fail_on for run in runs}) == 1:
         return merge_reports(reports), runs[0].fail_on

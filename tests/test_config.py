@@ -97,6 +97,7 @@ def test_each_target_uses_its_nearest_pyproject(tmp_path, monkeypatch, run_cli):
     assert finding["location"]["path"] == str(strict / "serve.py") and finding["severity"] == "info"
     assert code == 1                                           # fail-on info in strict/
     assert [t["path"] for t in report["targets"]] == [str(strict / "serve.py"), str(lax / "serve.py")]
+    assert report["run"]["configs"] == [str(strict / "pyproject.toml"), str(tmp_path / "lax" / "pyproject.toml")]
     assert run_cli("check", lax / "serve.py")[0] == 0          # lax/ ignores EG903
     # --config wins over every pyproject.toml
     other = tmp_path / "other.toml"
