@@ -152,3 +152,16 @@ def test_eval_is_inserted_above_the_comment_of_the_block():
             with torch.no_grad():
                 return net(x)
         """)
+
+
+def test_columns_after_non_ascii_text_are_counted_in_bytes(tmp_path, run_cli, monkeypatch):
+    """The source rules report ast's byte columns; the fix and the caret still find the call."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "serve.py").write_text('import torch\nlabel = "modèle"; m = torch.load("m.pt", weights_only=False)\n'
+                                       "model.load_state_dict(m)\n", encoding="utf-8")
+    _, out, _ = run_cli("check", "serve.py", "--select", "EG903")
+    assert '2 | label = "modèle"; m = torch.load("m.pt", weights_only=False)' in out
+    assert "\n  | " + " " * len('label = "modèle"; m = ') + "^" * len("torch.load") + "\n" in out
+    code, _, err = run_cli("check", "serve.py", "--select", "EG903", "--fix")
+    assert code == 0 and "fixed 1 finding" in err
+    assert 'torch.load("m.pt", weights_only=True)' in (tmp_path / "serve.py").read_text(encoding="utf-8")

@@ -3,7 +3,7 @@ decides how), inserts statements, then a second pass adds or replaces the import
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
@@ -111,6 +111,15 @@ class _Rewriter(cst.CSTTransformer):
         return updated_node.with_changes(body=self._with_inserts(original_node.body, updated_node.body))
 
 
+def _in_characters(site: Site, text: str) -> Site:
+    """Findings count columns in UTF-8 bytes (Python's ast); libcst counts characters."""
+    lines = text.splitlines()
+    if not 0 < site.line <= len(lines):
+        return site
+    prefix = lines[site.line - 1].encode("utf-8")[:site.column - 1]
+    return replace(site, column=len(prefix.decode("utf-8", errors="ignore")) + 1)
+
+
 def apply_fixes(text: str, sites: list[Site], unsafe: bool, path: str) -> FileFix:
     try:
         module = cst.parse_module(text)
@@ -120,7 +129,7 @@ def apply_fixes(text: str, sites: list[Site], unsafe: bool, path: str) -> FileFi
     parents = wrapper.resolve(ParentNodeProvider)
     ctx = FileContext(module, dict(parents), import_aliases(module))
     result = _Result()
-    rewriter = _Rewriter(ctx, sites, unsafe, result)
+    rewriter = _Rewriter(ctx, [_in_characters(site, text) for site in sites], unsafe, result)
     new_module = wrapper.visit(rewriter)
     result.unfixable.extend(site for left in rewriter.pending.values() for site in left)
     if result.imports:

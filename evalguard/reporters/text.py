@@ -64,8 +64,9 @@ def snippet(finding, sources: SourceLines) -> list[str]:
         return []
     gutter = " " * len(str(loc.line))
     lines = [f"{gutter} |", f"{loc.line} | {text}"]
-    if loc.column is not None and 0 < loc.column <= len(text) + 1:
-        start = loc.column - 1
+    if loc.column is not None and 0 < loc.column <= len(text.encode("utf-8")) + 1:
+        # Columns count UTF-8 bytes (as Python's ast does); the caret goes under the character.
+        start = len(text.encode("utf-8")[:loc.column - 1].decode("utf-8", errors="ignore"))
         name = _NAME_CHARS.match(text, start)
         width = len(name.group()) if name else 1
         indent = "".join("\t" if ch == "\t" else " " for ch in text[:start])
