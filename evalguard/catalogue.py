@@ -83,17 +83,22 @@ def load_catalogue() -> dict[str, Rule]:
 
 
 def resolve_rule_selectors(selectors, catalogue: dict[str, Rule]) -> set[str]:
-    """Expand ids and prefixes (``EG2``, ``EG20``) to rule ids; unknown selectors are errors."""
+    """Expand ids, prefixes (``EG2``, ``EG20``) and rule names (``model-in-training-mode``) to
+    rule ids; unknown selectors are errors."""
     chosen = set()
+    by_name = {rule.name: rule_id for rule_id, rule in catalogue.items()}
     for selector in selectors:
         token = selector.strip().upper()
         if not token:
+            continue
+        if selector.strip().lower() in by_name:
+            chosen.add(by_name[selector.strip().lower()])
             continue
         if token == "ALL":
             chosen.update(catalogue)
             continue
         matches = {rule_id for rule_id in catalogue if rule_id.startswith(token)}
         if not matches:
-            raise ValueError(f"unknown rule id or prefix {selector!r} (see `evalguard rules`)")
+            raise ValueError(f"unknown rule id, prefix or name {selector!r} (see `evalguard rules`)")
         chosen.update(matches)
     return chosen

@@ -41,14 +41,19 @@ def cli() -> None:
 @click.option("--onnx-exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default=None,
               help="Exporter tried first (auto: torchscript, faster; dynamo: less peak memory); the other is the fallback.")
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
+              help="Report format; github prints GitHub Actions annotations (workflow commands).")
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
 @click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
               help="Also write this format to FILE from the same run (repeatable), e.g. html:report.html.")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
               help="Lowest severity that makes the exit code 1 (default error).")
-@click.option("--select", multiple=True, metavar="IDS", help="Rule ids or prefixes to run (comma-separated).")
-@click.option("--ignore", multiple=True, metavar="IDS", help="Rule ids or prefixes to skip (comma-separated).")
+@click.option("--select", multiple=True, metavar="RULES",
+              help="Rules to run, replacing the selection (the config's too): ids, prefixes or names, comma-separated.")
+@click.option("--extend-select", multiple=True, metavar="RULES", help="Rules to add to the selection.")
+@click.option("--ignore", multiple=True, metavar="RULES",
+              help="Rules to remove from the selection, on top of the config's ignore.")
+@click.option("--extend-ignore", multiple=True, metavar="RULES", help="Same as --ignore (as in ruff).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="cpu (default) or cuda.")
 @click.option("--seed", type=int, default=None, help="Seed for generated inputs and forward passes (default 0).")
 @click.option("--allow-stochastic", multiple=True, metavar="GLOB",
@@ -57,11 +62,19 @@ def cli() -> None:
 @click.option("--baseline", type=click.Path(), metavar="FILE",
               help="Report only findings not in FILE; the file is written when it does not exist.")
 @click.option("--config", "config_file", type=click.Path(), metavar="FILE",
-              help="Read settings from FILE instead of the nearest pyproject.toml.")
+              help="Read settings from FILE instead of each target's nearest pyproject.toml.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--exit-zero", is_flag=True,
+              help="Exit 0 even when findings are at or above --fail-on (2 still means a target was not audited).")
+@click.option("--statistics", is_flag=True, help="Print how many findings each rule raised instead of the findings.")
+@click.option("--quiet", "-q", is_flag=True, help="Print the findings only: no summary, no notes.")
+@click.option("--fix", is_flag=True, help="Rewrite source files to fix EG105, EG106, EG301, EG903 where a safe fix exists.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
+@click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
-          onnx_exporter, keep_onnx, fmt, output, extra_reports, fail_on, select, ignore, device, seed, allow_stochastic, exclude, baseline,
-          config_file, debug) -> int:
+          onnx_exporter, keep_onnx, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
+          device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
+          fix, unsafe_fixes, diff) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -71,8 +84,11 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, fmt=fmt, output=output,
         extra_reports=list(extra_reports), fail_on=fail_on,
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
+        extend_select=_split_ids(extend_select), extend_ignore=_split_ids(extend_ignore),
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
         config_file=config_file, debug=debug, argv=list(sys.argv[1:]),
+        exit_zero=exit_zero, statistics=statistics, quiet=quiet,
+        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff,
     )
     return execute(request)
 

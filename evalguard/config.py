@@ -1,17 +1,18 @@
-"""``[tool.evalguard]`` in the nearest pyproject.toml. Command-line flags win over it.
+"""``[tool.evalguard]`` in each target's nearest pyproject.toml (walking up from the target, as
+ruff does); ``--config FILE`` replaces the search. Command-line flags win over the file.
 
 Validation is strict: an unknown key or a wrong type is a usage error naming the key,
 because a misspelt ``ignroe`` silently doing nothing is worse than an error.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalguard.errors import UsageError
-from evalguard.findings import Severity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +25,8 @@ class FileConfig:
     path: Path | None = None
     select: list[str] | None = None
     ignore: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    extend_ignore: list[str] = field(default_factory=list)
     fail_on: str | None = None
     severity: dict[str, str] = field(default_factory=dict)
     trust_module: list[str] = field(default_factory=list)
@@ -40,6 +43,7 @@ class FileConfig:
 # key in TOML -> (attribute, expected type)
 _KEYS = {
     "select": ("select", list), "ignore": ("ignore", list), "fail-on": ("fail_on", str),
+    "extend-select": ("extend_select", list), "extend-ignore": ("extend_ignore", list),
     "severity": ("severity", dict), "trust-module": ("trust_module", list),
     "input-shape": ("input_shape", list), "input-dtype": ("input_dtype", str),
     "tolerances": ("tolerances", dict), "allow-stochastic": ("allow_stochastic", list),
@@ -47,17 +51,56 @@ _KEYS = {
     "onnx-exporter": ("onnx_exporter", str),
 }
 _TOLERANCE_KEYS = {"atol", "rtol", "outputs"}
+#: keys whose value is one of a fixed set: key -> allowed values
+_CHOICES = {
+    "fail-on": ("info", "warning", "error"),
+    "device": ("cpu", "cuda"),
+    "onnx-exporter": ("auto", "torchscript", "dynamo"),
+}
+_TYPE_NAMES = {list: "a list of strings", str: "a string", int: "an integer", dict: "a table"}
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: malformed TOML: {exc}") from None
 
 
 def find_pyproject(start: Path) -> Path | None:
+    """The nearest pyproject.toml with a [tool.evalguard] table, from ``start`` upwards.
+
+    As with ruff, a pyproject.toml without the table (a sub-package's own) is passed over.
+    """
     for folder in [start, *start.parents]:
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
-            return candidate
+            stat = candidate.stat()
+            if _has_section(candidate, stat.st_mtime_ns, stat.st_size):
+                return candidate
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _has_section(path: Path, mtime_ns: int, size: int) -> bool:
+    """Cached per file version: a pre-commit run passes many files from the same folders."""
+    tool = _read_toml(path).get("tool", {})
+    return isinstance(tool, dict) and "evalguard" in tool
+
+
+def _bad(origin: str, key: str, problem: str) -> UsageError:
+    return UsageError(f"{origin}: [tool.evalguard] {key} {problem}")
+
+
+def _one_of(values) -> str:
+    quoted = [f'"{v}"' for v in values]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 def parse_config(data: dict, origin: str) -> FileConfig:
+    """Validate one ``[tool.evalguard]`` table; every error names the key and what it accepts."""
     config = FileConfig()
     for key, value in data.items():
         if key not in _KEYS:
@@ -65,42 +108,34 @@ def parse_config(data: dict, origin: str) -> FileConfig:
                              f"(known: {', '.join(sorted(_KEYS))})")
         attr, expected = _KEYS[key]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise UsageError(f"{origin}: [tool.evalguard] {key} must be a {expected.__name__}")
+            raise _bad(origin, key, f"must be {_TYPE_NAMES[expected]}, got {value!r}")
         if expected is list and not all(isinstance(item, str) for item in value):
-            raise UsageError(f"{origin}: [tool.evalguard] {key} must be a list of strings")
+            raise _bad(origin, key, f"must be a list of strings, got {value!r}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise _bad(origin, key, f"must be {_one_of(_CHOICES[key])}, got {value!r}")
         setattr(config, attr, value)
     for rule, level in config.severity.items():
-        if not isinstance(level, str):
-            raise UsageError(f"{origin}: [tool.evalguard.severity] {rule} must be a string")
-        try:
-            Severity.parse(level)
-        except ValueError as exc:
-            raise UsageError(f"{origin}: [tool.evalguard.severity] {rule}: {exc}") from None
-    if config.onnx_exporter not in (None, "auto", "torchscript", "dynamo"):
-        raise UsageError(f"{origin}: [tool.evalguard] onnx-exporter must be auto, torchscript or dynamo")
-    if config.device not in (None, "cpu", "cuda"):
-        raise UsageError(f"{origin}: [tool.evalguard] device must be cpu or cuda")
+        if not isinstance(level, str) or level.strip().lower() not in _CHOICES["fail-on"]:
+            raise UsageError(f"{origin}: [tool.evalguard.severity] {rule} must be "
+                             f"{_one_of(_CHOICES['fail-on'])}, got {level!r}")
     unknown_tol = set(config.tolerances) - _TOLERANCE_KEYS
     if unknown_tol:
-        raise UsageError(f"{origin}: unknown key '{sorted(unknown_tol)[0]}' in [tool.evalguard.tolerances] "
+        raise UsageError(f"{origin}: unknown key '{min(unknown_tol)}' in [tool.evalguard.tolerances] "
                          f"(known: atol, rtol, outputs)")
     for key in ("atol", "rtol"):
-        if key in config.tolerances and not isinstance(config.tolerances[key], (int, float)):
-            raise UsageError(f"{origin}: [tool.evalguard.tolerances] {key} must be a number")
+        value = config.tolerances.get(key)
+        if key in config.tolerances and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise UsageError(f"{origin}: [tool.evalguard.tolerances] {key} must be a number, got {value!r}")
     return config
 
 
 def load_config(explicit: str | None = None, start: Path | None = None) -> FileConfig:
-    """The explicit ``--config`` file, else the nearest pyproject.toml; empty config if none."""
+    """The explicit ``--config`` file, else the nearest pyproject.toml with a [tool.evalguard]
+    table from ``start`` (default: the current folder); an empty config if there is none."""
     path = Path(explicit) if explicit else find_pyproject(start or Path.cwd())
     if path is None:
         return FileConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: malformed TOML: {exc}") from None
+    data = _read_toml(path)
     section = data.get("tool", {}).get("evalguard")
     if section is None:
         if explicit and path.name != "pyproject.toml":
@@ -112,3 +147,12 @@ def load_config(explicit: str | None = None, start: Path | None = None) -> FileC
     config = parse_config(section, str(path))
     config.path = path
     return config
+
+
+def start_folder(target: str | Path) -> Path:
+    """Where the search for a target's pyproject.toml starts: the folder itself, or the file's folder.
+
+    A path that does not exist yet starts from its parent (the run reports the missing target).
+    """
+    path = Path(target).resolve()
+    return path if path.is_dir() else path.parent

@@ -32,7 +32,7 @@ from evalguard.subject import (
     AuditOptions,
     AuditSubject,
 )
-from evalguard.suppression import is_suppressed
+from evalguard.suppression import Suppressions
 
 
 def _version(package: str) -> str:
@@ -190,7 +190,7 @@ def apply_policy(findings: Iterable[Finding], options: AuditOptions,
     """
     catalogue = load_catalogue()
     overrides = severity_overrides or {}
-    source_lines: dict[str, list[str]] = {}
+    suppressions: dict[str, Suppressions] = {}
     kept = {}
     for finding in findings:
         if finding.rule not in options.selected:
@@ -201,21 +201,20 @@ def apply_policy(findings: Iterable[Finding], options: AuditOptions,
         line = finding.location.line
         if line is not None:
             path = finding.location.path
-            if path not in source_lines:  # text the loader already read is reused, else read once
+            if path not in suppressions:  # text the loader already read is reused, else read once
                 text = (sources or {}).get(path)
-                source_lines[path] = text.splitlines() if text is not None else _read_lines(path)
-            lines = source_lines[path]
-            if 0 < line <= len(lines) and is_suppressed(finding.rule, lines[line - 1]):
+                suppressions[path] = Suppressions(text if text is not None else _read_text(path))
+            if suppressions[path].suppresses(finding.rule, line):
                 continue
         kept.setdefault((finding.sort_key(), finding.rule), finding)
     return sorted(kept.values(), key=Finding.sort_key)
 
 
-def _read_lines(path: str) -> list[str]:
+def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return []
+        return ""
 
 
 def audit_subject(subject: AuditSubject, options: AuditOptions,

@@ -11,7 +11,7 @@ import click
 from evalguard.catalogue import load_catalogue, resolve_rule_selectors
 from evalguard.config import FileConfig, load_config
 from evalguard.errors import UsageError
-from evalguard.findings import Report, Severity
+from evalguard.findings import Finding, Report, Severity
 from evalguard.subject import AuditOptions
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -35,6 +35,8 @@ class CheckRequest:
     fail_on: str | None = None
     select: list[str] = field(default_factory=list)
     ignore: list[str] = field(default_factory=list)
+    extend_select: list[str] = field(default_factory=list)
+    extend_ignore: list[str] = field(default_factory=list)
     device: str | None = None
     seed: int | None = None
     allow_stochastic: list[str] = field(default_factory=list)
@@ -43,25 +45,63 @@ class CheckRequest:
     config_file: str | None = None
     debug: bool = False
     argv: list[str] = field(default_factory=list)
+    # output, ruff-style (issue 19)
+    exit_zero: bool = False
+    statistics: bool = False
+    quiet: bool = False
+    fix: bool = False
+    unsafe_fixes: bool = False
+    diff: bool = False
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One layer of rule selection (the config file, then the command line), as in ruff:
+    ``select`` replaces what earlier layers chose, ``extend_select`` adds to it, ``ignore`` and
+    ``extend_ignore`` remove from it."""
+
+    select: list[str] | None = None
+    extend_select: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    extend_ignore: list[str] = field(default_factory=list)
+    origin: str = "command line"
+
+
+def layered_selection(*layers: Selection) -> frozenset[str]:
+    catalogue = load_catalogue()
+    chosen = set(catalogue)
+    for layer in layers:
+        try:
+            if layer.select:
+                chosen = resolve_rule_selectors(layer.select, catalogue)
+            chosen |= resolve_rule_selectors(layer.extend_select, catalogue)
+            chosen -= resolve_rule_selectors([*layer.ignore, *layer.extend_ignore], catalogue)
+        except ValueError as exc:
+            prefix = "" if layer.origin == "command line" else f"{layer.origin}: [tool.evalguard] "
+            raise UsageError(prefix + str(exc)) from None
+    return frozenset(chosen)
 
 
 def selected_rules(select: list[str] | None, ignore: list[str] | None) -> frozenset[str]:
-    catalogue = load_catalogue()
-    try:
-        chosen = resolve_rule_selectors(select, catalogue) if select else set(catalogue)
-        chosen -= resolve_rule_selectors(ignore or [], catalogue)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return frozenset(chosen)
+    return layered_selection(Selection(select=select or None, ignore=list(ignore or [])))
+
+
+def request_selection(request: CheckRequest, config: FileConfig) -> frozenset[str]:
+    origin = str(config.path) if config.path else "config"
+    return layered_selection(
+        Selection(config.select, config.extend_select, config.ignore or [], config.extend_ignore, origin),
+        Selection(request.select or None, request.extend_select, request.ignore, request.extend_ignore))
 
 
 def severity_overrides(config: FileConfig) -> dict[str, Severity]:
     catalogue = load_catalogue()
+    by_name = {rule.name: rule.id for rule in catalogue.values()}
     overrides = {}
-    for rule_id, level in config.severity.items():
-        if rule_id.upper() not in catalogue:
-            raise UsageError(f"{config.path}: [tool.evalguard.severity] names unknown rule {rule_id!r}")
-        overrides[rule_id.upper()] = Severity.parse(level)
+    for key, level in config.severity.items():
+        rule_id = key.upper() if key.upper() in catalogue else by_name.get(key.lower())
+        if rule_id is None:
+            raise UsageError(f"{config.path}: [tool.evalguard.severity] names unknown rule {key!r}")
+        overrides[rule_id] = Severity.parse(level)
     return overrides
 
 
@@ -78,11 +118,13 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         raise UsageError(f"--example-inputs: no such file {request.example_inputs}")
     shapes = request.input_shapes or config.input_shape
     return AuditOptions(
-        selected=selected_rules(request.select or config.select, request.ignore or config.ignore),
+        selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
         device=request.device or config.device or "cpu",
-        input_shapes=tuple(parse_shape(s) for s in shapes),
-        input_dtype=parse_dtype(request.input_dtype or config.input_dtype),
+        input_shapes=_from_config(config, "input-shape", not request.input_shapes,
+                                  lambda: tuple(parse_shape(s) for s in shapes)),
+        input_dtype=_from_config(config, "input-dtype", not request.input_dtype,
+                                 lambda: parse_dtype(request.input_dtype or config.input_dtype)),
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
         trust_modules=tuple(dict.fromkeys([*config.trust_module, *request.trust_modules])),
@@ -95,6 +137,16 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         exclude=tuple(request.exclude or config.exclude),
         debug=request.debug,
     )
+
+
+def _from_config(config: FileConfig, key: str, from_file: bool, parse):
+    """``parse()``; a bad value that came from the config file is reported under its key there."""
+    try:
+        return parse()
+    except UsageError as exc:
+        if not from_file or config.path is None:
+            raise
+        raise UsageError(f"{config.path}: [tool.evalguard] {key}: {str(exc).replace('--' + key + ' ', '')}") from None
 
 
 def parse_extra_reports(values: list[str], formats) -> list[tuple[str, str]]:
@@ -128,10 +180,19 @@ def _write(path: str, text: str, flag: str) -> None:
         raise UsageError(f"cannot write {flag} {path}: {exc.strerror}") from None
 
 
-def exit_code(report: Report, fail_on: Severity) -> int:
+def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero: bool = False) -> int:
+    """2 when a target could not be audited; else 1 when a finding is at or above its target's
+    ``--fail-on`` (``fail_on`` maps a path to its threshold when configs differ), unless ``--exit-zero``."""
     if any(t.status == "error" for t in report.targets):
         return EXIT_ERROR
-    return EXIT_FINDINGS if report.at_or_above(fail_on) else EXIT_OK
+    if exit_zero:
+        return EXIT_OK
+    if isinstance(fail_on, Severity):
+        return EXIT_FINDINGS if report.at_or_above(fail_on) else EXIT_OK
+    lowest = min(fail_on.values(), default=Severity.ERROR)
+    failing = any(f.severity is not None and f.severity >= fail_on.get(f.location.path, lowest)
+                  for f in report.findings)
+    return EXIT_FINDINGS if failing else EXIT_OK
 
 
 def _use_colour(request: CheckRequest) -> bool:
@@ -139,29 +200,99 @@ def _use_colour(request: CheckRequest) -> bool:
             and "NO_COLOR" not in os.environ)
 
 
-def execute(request: CheckRequest) -> int:
+@dataclass
+class PlannedRun:
+    """Targets that share one configuration file, with the options it gives them."""
+
+    config: FileConfig
+    targets: list[str]
+    options: AuditOptions
+    overrides: dict[str, Severity]
+    fail_on: Severity
+
+
+def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]:
+    """Each target with its configuration: ``--config FILE`` for all, else the nearest
+    pyproject.toml with a [tool.evalguard] table, walking up from the target (as ruff does)."""
+    from evalguard.config import find_pyproject, start_folder
+
+    if request.config_file or not request.targets:
+        return [(load_config(request.config_file), list(request.targets))]
+    groups: dict[Path | None, list[str]] = {}
+    for target in request.targets:
+        groups.setdefault(find_pyproject(start_folder(target)), []).append(target)
+    return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
+
+
+def plan_runs(request: CheckRequest) -> list[PlannedRun]:
+    """Every configuration is read and validated before the first target is audited."""
+    runs = []
+    for config, targets in group_by_config(request):
+        fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
+        runs.append(PlannedRun(config, targets, build_options(request, config),
+                               severity_overrides(config), fail_on))
+    return runs
+
+
+def merge_reports(reports: list[Report]) -> Report:
+    """One report from the runs of several configurations (targets in command-line order)."""
+    if len(reports) == 1:
+        return reports[0]
+    metadata = dict(reports[0].metadata)
+    metadata["selected"] = sorted({rule for r in reports for rule in r.metadata.get("selected", ())})
+    metadata["fail_on"] = str(min(Severity.parse(r.metadata.get("fail_on", "error")) for r in reports))
+    metadata["configs"] = [path for r in reports for path in r.metadata.get("configs", ())]
+    findings = sorted((f for r in reports for f in r.findings), key=Finding.sort_key)
+    return Report(targets=tuple(t for r in reports for t in r.targets), findings=tuple(findings),
+                  metadata=metadata)
+
+
+def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, Severity]]:
+    """Run the engine once per configuration; returns the merged report and the fail-on threshold
+    (a single one, or one per target path when the configurations disagree)."""
     from evalguard import engine
+
+    runs = plan_runs(request)
+    reports = []
+    for run in runs:
+        metadata = {"fail_on": str(run.fail_on), "command": "evalguard " + " ".join(request.argv)}
+        metadata["configs"] = [str(run.config.path)] if run.config.path else []
+        reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata))
+    if len({run.fail_on for run in runs}) == 1:
+        return merge_reports(reports), runs[0].fail_on
+    thresholds = {}
+    for run, report in zip(runs, reports):
+        thresholds.update({t.path: run.fail_on for t in report.targets})
+        thresholds.update({f.location.path: run.fail_on for f in report.findings})
+    return merge_reports(reports), thresholds
+
+
+def execute(request: CheckRequest) -> int:
     from evalguard.reporters import FORMATS, render
 
-    config = load_config(request.config_file)
-    fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
     extra_reports = parse_extra_reports(request.extra_reports, FORMATS)
     for flag, path in ([("--output", request.output)] + [("--report", p) for _, p in extra_reports]
                        + [("--baseline", request.baseline)]):
         if path:
             check_writable(path, flag)
-    options = build_options(request, config)
-    report = engine.audit(request.targets, options, severity_overrides(config),
-                          metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)})
+    if request.statistics and request.fmt != "text" and not request.output:
+        raise UsageError(f"--statistics replaces the text report; with --format {request.fmt} "
+                         "also pass --output FILE")
+    report, fail_on = audit_request(request)
+    if request.diff:
+        return show_fixes(report, request)
+    if request.fix and apply_fixes(report, request):
+        report, fail_on = audit_request(request)      # report what is left, as ruff does
     if request.baseline:
-        report = apply_baseline(report, request.baseline)
-    text = render(report, request.fmt, color=_use_colour(request))
+        report = apply_baseline(report, request.baseline, quiet=request.quiet)
     for fmt, path in extra_reports:
         _write(path, render(report, fmt), "--report")
     if request.output:
-        _write(request.output, text, "--output")
-    else:
-        click.echo(text, nl=False)
+        _write(request.output, render(report, request.fmt), "--output")
+    if request.fmt == "text" or request.statistics:
+        click.echo(text_output(report, request), nl=False)
+    elif not request.output:
+        click.echo(render(report, request.fmt), nl=False)
     if request.fmt == "text" and os.environ.get("GITHUB_ACTIONS") == "true":
         from evalguard.reporters.github import annotations
 
@@ -169,17 +300,75 @@ def execute(request: CheckRequest) -> int:
     for target in report.targets:
         if target.status == "error":
             click.echo(f"error: {target.detail}", err=True)
-    return exit_code(report, fail_on)
+    return exit_code(report, fail_on, request.exit_zero)
 
 
-def apply_baseline(report: Report, path: str) -> Report:
-    """First run writes the baseline; later runs report only findings not in it."""
+def text_output(report: Report, request: CheckRequest) -> str:
+    """What goes to the terminal: the findings (or, with --statistics, a count per rule)."""
+    from evalguard.reporters import text
+
+    if request.output and request.fmt == "text" and not request.statistics:
+        return ""
+    colour = _use_colour(request)
+    if request.statistics:
+        return text.statistics(report, quiet=request.quiet)
+    return text.render(report, color=colour, quiet=request.quiet)
+
+
+def _fix_note(fixes, unsafe: bool, verb: str) -> str:
+    applied = sum(len(f.applied) for f in fixes)
+    files = sum(1 for f in fixes if f.changed)
+    note = f"{verb} {_count(applied, 'finding')} in {_count(files, 'file')}"
+    hidden = sum(len(f.unsafe_skipped) for f in fixes)
+    if hidden and not unsafe:
+        note += f"; {hidden} more with --unsafe-fixes"
+    return note
+
+
+def show_fixes(report: Report, request: CheckRequest) -> int:
+    """``--diff``: print the patch ``--fix`` would apply; exit 1 when there is one (as ruff)."""
+    from evalguard.fixes import fix_findings
+
+    fixes = fix_findings(report.findings, unsafe=request.unsafe_fixes)
+    click.echo("".join(f.diff() for f in fixes if f.changed), nl=False)
+    if not request.quiet:
+        click.echo(_fix_note(fixes, request.unsafe_fixes, "would fix"), err=True)
+    return EXIT_FINDINGS if any(f.changed for f in fixes) else EXIT_OK
+
+
+def apply_fixes(report: Report, request: CheckRequest) -> bool:
+    """``--fix``: rewrite the files; True when any changed (the caller audits them again)."""
+    from evalguard.fixes import fix_findings
+
+    fixes = fix_findings(report.findings, unsafe=request.unsafe_fixes)
+    for fix in fixes:
+        if fix.changed:
+            _write(fix.path, fix.after, "--fix")
+    if not request.quiet:
+        click.echo(_fix_note(fixes, request.unsafe_fixes, "fixed"), err=True)
+    return any(f.changed for f in fixes)
+
+
+def apply_baseline(report: Report, path: str, quiet: bool = False) -> Report:
+    """First run writes the baseline; later runs report only findings not in it. Says which on stderr."""
     from evalguard.reporters import baseline
 
     try:
         if not Path(path).exists():
-            baseline.write_baseline(report, path)
+            count = baseline.write_baseline(report, path)
+            if not quiet:
+                click.echo(f"baseline written: {_count(count, 'finding')} accepted in {path}", err=True)
             return report
-        return baseline.filter_new(report, path)
+        result = baseline.apply_baseline(report, baseline.read_baseline(path), path)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--baseline: {exc}") from None
+    if not quiet:
+        note = f"{_count(result.suppressed, 'finding')} hidden by the baseline {path}"
+        if result.fixed:
+            note += f"; {_count(result.fixed, 'accepted finding')} no longer found (rewrite the baseline to drop them)"
+        click.echo(note, err=True)
+    return result.report
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -47,6 +47,7 @@ def test_workflow_runs_the_gate_and_uploads_html_and_sarif():
              if token.startswith("--")}
     assert flags <= _check_options()
     assert "--report html:" in text and "--report sarif:" in text  # both reports from the gate's own run
+    assert "--format github" in text                                 # findings become PR annotations
     assert len(runs) == 1
     uses = [s.get("uses", "") for s in steps]
     assert any(u.startswith("actions/upload-artifact") for u in uses)

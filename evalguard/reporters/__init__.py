@@ -10,6 +10,7 @@ FORMATS = {
     "sarif": "evalguard.reporters.sarif:render",
     "junit": "evalguard.reporters.junit:render",
     "html": "evalguard.reporters.html:render",
+    "github": "evalguard.reporters.github:render",
 }
 
 

@@ -1,7 +1,7 @@
 """GitHub Actions workflow commands, so findings show up as annotations on the pull request.
 
-The CLI prints ``annotations(report)`` in addition to the text report when the environment
-has ``GITHUB_ACTIONS=true``. Syntax and escaping follow GitHub's "workflow commands" docs:
+``--format github`` (or ``--report github:FILE``) renders only these commands; with the text
+format the CLI also prints them when the environment has ``GITHUB_ACTIONS=true``. Syntax and escaping follow GitHub's "workflow commands" docs:
 ``::error file=F,line=L,col=C,title=T::message``.
 """
 from __future__ import annotations
@@ -52,3 +52,8 @@ def annotations(report: Report) -> str:
 
 def in_github_actions(environ=None) -> bool:
     return (environ if environ is not None else os.environ).get("GITHUB_ACTIONS") == "true"
+
+
+def render(report: Report, *, color: bool = False) -> str:
+    """``--format github``: one workflow command per finding and per target not audited."""
+    return annotations(report)

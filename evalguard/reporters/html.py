@@ -62,16 +62,60 @@ def text_value(value: Any) -> str:
     return str(value)
 
 
-def segments(text: str) -> list[list[dict]]:
-    """Paragraphs of text with `code` spans marked, for the template to lay out."""
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        block = " ".join(block.split())
-        if not block:
+def percent(fraction: Any) -> str:
+    """0.29 -> "29%", 1.0 -> "100%", 0.00012 -> "0.012%"; never "1e+02%"."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction):
+        return num(fraction)
+    value = 100 * fraction
+    if value == 0 or value >= 10:
+        return f"{value:.0f}%"
+    if value >= 1:
+        return f"{value:.1f}%".replace(".0%", "%")
+    return "<0.01%" if value < 0.01 else f"{value:.2g}%"
+
+
+_FENCE = re.compile(r"```[\w-]*\n(.*?)```", re.DOTALL)
+_INLINE = re.compile(r"(`[^`]+`|(?<![\w*])\*[^*\s`][^*`]*(?<!\s)\*(?![\w*]))")
+
+
+def _inline(text: str) -> list[dict]:
+    """`code` and *emphasis* spans of one paragraph."""
+    spans = []
+    for part in _INLINE.split(" ".join(text.split())):
+        if not part:
             continue
-        parts = block.split("`")
-        paragraphs.append([{"code": i % 2 == 1, "text": part} for i, part in enumerate(parts) if part])
+        code = len(part) > 2 and part[0] == part[-1] == "`"
+        em = len(part) > 2 and part[0] == part[-1] == "*"
+        spans.append({"code": code, "em": em, "block": False, "text": part[1:-1] if code or em else part})
+    return spans
+
+
+def segments(text: str) -> list[list[dict]]:
+    """Paragraphs of text with `code` and *emphasis* spans marked; a fenced code block
+    (```toml ... ```) is a paragraph of its own, kept line by line, without its language tag."""
+    paragraphs = []
+    position = 0
+    stripped = text.strip()
+    for fence in _FENCE.finditer(stripped):
+        paragraphs.extend(_paragraphs(stripped[position:fence.start()]))
+        paragraphs.append([{"code": True, "em": False, "block": True, "text": fence.group(1).rstrip("\n")}])
+        position = fence.end()
+    paragraphs.extend(_paragraphs(stripped[position:]))
     return paragraphs
+
+
+def _paragraphs(text: str) -> list[list[dict]]:
+    return [spans for block in re.split(r"\n\s*\n", text.strip()) if (spans := _inline(block))]
+
+
+def display_class(name: str, target_path: str) -> str:
+    """A class from a ``--model file.py:fn`` factory is named after the file, not after the
+    module name evalguard imported it under (``_evalguard_factory_<hash>``)."""
+    internal = re.match(r"_evalguard_factory_\d+\.(.+)", name)
+    if internal is None:
+        return name
+    file = target_path.rsplit(":", 1)[0] if target_path.count(":") else target_path
+    return f"{file}:{internal.group(1)}"
 
 
 # ---------------------------------------------------------------- pictures (geometry only)
@@ -197,8 +241,7 @@ def _parity_view(entries: list) -> list[dict]:
             "output": str(entry.get("output", "?")), "detail": " · ".join(detail),
             "passing_atol": num(entry.get("min_passing_atol")) if entry.get("passed") is False else "",
             "max_abs": num(entry.get("max_abs_diff")), "max_rel": num(entry.get("max_rel_diff")),
-            "mismatched": (f"{100 * mismatched:.2g}%" if isinstance(mismatched, (int, float))
-                           and not isinstance(mismatched, bool) else num(mismatched)),
+            "mismatched": percent(mismatched),
             "atol": num(entry.get("atol")), "rtol": num(entry.get("rtol")),
             "passed": entry.get("passed"),
             "histogram": histogram(entry.get("histogram"), entry.get("atol")),
@@ -216,7 +259,7 @@ def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
         if load.format and load.format != target.kind:
             facts.insert(0, ("Format", load.format))
         if load.model_class:
-            facts.append(("Model class", load.model_class))
+            facts.append(("Model class", display_class(load.model_class, target.path)))
         if load.saved_training is not None:
             label = "Returned in training mode" if target.kind == "factory" else "Saved in training mode"
             facts.append((label, "yes" if load.saved_training else "no"))
