@@ -64,7 +64,7 @@ def test_lstm_text_output_lists_rules_that_did_not_run(run_cli, lstm):
     assert code == 0
     assert "all checks passed" not in out
     assert "not checked: EG104: the batch dimension is unknown" in out
-    assert "checks did not run" in out.splitlines()[-1]
+    assert "rules did not run" in out.splitlines()[-1]
 
 
 def test_bug_in_the_loader_is_eg900_not_the_files_fault(run_cli, tmp_path, monkeypatch):
