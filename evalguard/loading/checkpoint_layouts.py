@@ -73,7 +73,7 @@ def describe_optimizer(state: Mapping, info: dict, where: str, name: str | None 
 
 def interpret(obj, path: str) -> Layout:
     """Classify the loaded object; ``TargetError`` when it holds no model at all."""
-    import torch.nn as nn
+    from torch import nn
 
     if isinstance(obj, nn.Module):
         return Layout("full-module-pickle", module=obj)
@@ -114,7 +114,7 @@ def _lightning(obj: Mapping, path: str) -> Layout:
 
 
 def _checkpoint(obj: Mapping, path: str) -> Layout:
-    import torch.nn as nn
+    from torch import nn
 
     layout = Layout("checkpoint", info=_scalars(obj, ("epoch", "global_step", "step", "iteration")))
     candidates = [k for k in MODEL_KEYS if k in obj] + [k for k in obj if k not in MODEL_KEYS]
@@ -165,7 +165,7 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     assign = _can_assign(model, renamed, target)
     result = model.load_state_dict(renamed, strict=False, assign=assign)
     missing = _untied(model, result.missing_keys, set(matched))
-    info: dict[str, Any] = {"loaded_keys": len(matched), "architecture": spec}
+    info: dict[str, Any] = {"loaded_keys": len(matched), "expected_keys": len(target), "architecture": spec}
     if prefix:
         info["stripped_prefix"] = prefix
     info.update(_key_report(missing, result.unexpected_keys))
@@ -230,7 +230,7 @@ def _can_assign(model, state_dict: Mapping, target: Mapping) -> bool:
     if len({id(t) for t in tensors}) != len(tensors):
         return False
     for key, value in state_dict.items():
-        if key in target and is_tensor(value):
-            if value.dtype != target[key].dtype or value.device != target[key].device:
-                return False
+        if key in target and is_tensor(value) and (
+                value.dtype != target[key].dtype or value.device != target[key].device):
+            return False
     return True

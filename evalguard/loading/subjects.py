@@ -59,7 +59,8 @@ def model_subject(path: Path, kind: str, model, options: AuditOptions, info: dic
 #: Loader keys that ``load_facts`` maps to typed fields; any other key becomes a ``details`` line.
 _WEIGHT_KEYS = {"architecture": "architecture", "loaded_keys": "loaded", "missing_keys": "missing",
                 "missing_key_count": "missing_count", "unexpected_keys": "unexpected",
-                "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix"}
+                "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix",
+                "expected_keys": "expected", "renamed_keys": "renamed"}
 _TOP_KEYS = ("format", "model_class", "saved_training", "mode_source", "file_size")
 _OPTIMIZER_KEYS = {"optimizer_state": "location", "optimizer": "name", "optimizer_source": "name_source",
                    "optimizer_count": "count"}
@@ -82,7 +83,7 @@ def load_facts(info: dict, default_format: str = ""):
             values[field] = tuple(values.get(field, ()))
         values.setdefault("missing_count", len(values["missing"]))
         values.setdefault("unexpected_count", len(values["unexpected"]))
-        values["expected"] = values.get("loaded", 0) + values["missing_count"]
+        values.setdefault("expected", values.get("loaded", 0) + values["missing_count"])
         weights = WeightsFacts(**values)
     optimizer = None
     if "optimizer_state" in info:
