@@ -168,11 +168,12 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     info: dict[str, Any] = {"loaded_keys": len(matched), "expected_keys": len(target), "architecture": spec}
     if prefix:
         info["stripped_prefix"] = prefix
-    info.update(_key_report(missing, result.unexpected_keys))
+    info.update(key_report(missing, result.unexpected_keys))
     return info
 
 
-def _key_report(missing, unexpected) -> dict:
+def key_report(missing, unexpected) -> dict:
+    """The info lines about missing and unexpected keys (first names, exact counts, a warning)."""
     info: dict[str, Any] = {}
     warnings = []
     notes = {"missing": "missing from the checkpoint (left at the architecture's initial values)",
