@@ -76,6 +76,12 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         raise UsageError(f"--onnx: no such file {request.onnx_file}")
     if request.example_inputs and not Path(request.example_inputs).is_file():
         raise UsageError(f"--example-inputs: no such file {request.example_inputs}")
+    trust_modules = tuple(dict.fromkeys([*config.trust_module, *request.trust_modules]))
+    if trust_modules:
+        from evalguard.loading.allowlist import check_trust_modules
+        from evalguard.loading.factory import import_trusted_modules
+
+        import_trusted_modules(check_trust_modules(trust_modules))
     shapes = request.input_shapes or config.input_shape
     return AuditOptions(
         selected=selected_rules(request.select or config.select, request.ignore or config.ignore),
@@ -85,7 +91,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         input_dtype=parse_dtype(request.input_dtype or config.input_dtype),
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
-        trust_modules=tuple(dict.fromkeys([*config.trust_module, *request.trust_modules])),
+        trust_modules=trust_modules,
         onnx_file=request.onnx_file,
         onnx_enabled=not request.no_onnx,
         keep_onnx=request.keep_onnx,

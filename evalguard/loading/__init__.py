@@ -22,12 +22,17 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
             return inputs_mod.load_example_inputs(options.example_inputs_file)
         if options.input_shapes:
             return inputs_mod.inputs_from_shapes(options.input_shapes, options.input_dtype, seed=options.seed)
+        inferred = None
         if model is not None:
             from evalguard.loading.infer_inputs import infer_inputs
 
             inferred = infer_inputs(model, options)
-            if inferred is not None:
-                return inferred
+        if options.onnx_file and options.onnx_enabled:
+            from evalguard.loading.onnx_file import onnx_inputs_for
+
+            return onnx_inputs_for(options.onnx_file, options, hint=inferred)
+        if inferred is not None:
+            return inputs_mod.with_dtype(inferred, options.input_dtype, seed=options.seed)
         raise TargetError(f"cannot infer inputs for {extra_hint or 'the model'}; "
                           "pass --input-shape or --example-inputs")
 
@@ -35,9 +40,8 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
 
 
 def load_factory_subject(options: AuditOptions) -> AuditSubject:
-    from evalguard.loading.factory import build_model
-
     from evalguard.facts import LoadFacts
+    from evalguard.loading.factory import build_model
 
     model = build_model(options.model_factory)
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
