@@ -157,8 +157,17 @@ def execute(request: CheckRequest) -> int:
         click.echo(annotations(report), nl=False)
     for target in report.targets:
         if target.status == "error":
-            click.echo(f"error: {target.detail}", err=True)
+            click.echo(error_line(target.path, target.detail), err=True)
     return exit_code(report, fail_on)
+
+
+def error_line(path: str, detail: str) -> str:
+    """``error: PATH: reason``, one line, whether or not the reason already starts with the path."""
+    for sep in (": ", " "):
+        if detail.startswith(path + sep):
+            detail = detail[len(path) + len(sep):]
+            break
+    return f"error: {path}: {' '.join(detail.split())}"
 
 
 def apply_baseline(report: Report, path: str) -> Report:

@@ -161,3 +161,80 @@ def test_trust_module_that_cannot_be_imported_is_a_usage_error(run_cli, tmp_path
     assert out == ""
     assert err.splitlines() == [err.strip()] and err.startswith("error: --trust-module eg_t_no_such_package:")
     assert "EG901" not in err
+
+
+# ---------------------------------------------------------------- --model together with targets
+def test_model_with_a_target_that_does_not_take_it_audits_both(run_cli, tmp_path, net):
+    torch.save(torch.nn.Linear(4, 2).eval(), tmp_path / "full.pt")
+    _, report, _ = json_report(run_cli, tmp_path / "full.pt", "--model", f"{net}:build",
+                                    "--input-shape", "2x3x12x12", "--no-onnx", "--select", "EG1")
+    paths = [t["path"] for t in report["targets"]]
+    assert paths == [str(tmp_path / "full.pt"), f"{net}:build"]
+    assert report["targets"][1]["kind"] == "factory"
+
+
+def test_model_with_a_source_target_audits_both(run_cli, tmp_path, net):
+    (tmp_path / "infer.py").write_text("import torch\n")
+    _, report, _ = json_report(run_cli, tmp_path / "infer.py", "--model", f"{net}:build",
+                                    "--input-shape", "2x3x12x12", "--no-onnx")
+    assert [t["kind"] for t in report["targets"]] == ["python-source", "factory"]
+
+
+def test_model_used_as_the_architecture_is_not_audited_twice(run_cli, tmp_path, net):
+    import runpy
+
+    torch.save(runpy.run_path(str(net))["build"]().state_dict(), tmp_path / "w.pt")
+    _, report, _ = json_report(run_cli, tmp_path / "w.pt", "--model", f"{net}:build",
+                               "--input-shape", "2x3x12x12", "--no-onnx")
+    assert [t["path"] for t in report["targets"]] == [str(tmp_path / "w.pt")]
+    assert report["targets"][0]["facts"]["load"]["weights"]["architecture"] == f"--model {net}:build"
+
+
+# ---------------------------------------------------------------- checkpoints without --model
+def _adam_checkpoint(path: Path, with_optimizer: bool = True) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    optimizer = torch.optim.Adam(model.parameters(), weight_decay=0.01)
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()
+    checkpoint = {"epoch": 1, "model": model.state_dict()}
+    if with_optimizer:
+        checkpoint["optimizer"] = optimizer.state_dict()
+    torch.save(checkpoint, path)
+
+
+def test_checkpoint_without_model_runs_the_optimizer_rules_and_skips_the_rest(run_cli, tmp_path):
+    _adam_checkpoint(tmp_path / "ckpt.pt")
+    _, report, err = json_report(run_cli, tmp_path / "ckpt.pt")
+    (target,) = report["targets"]
+    assert target["status"] == "audited", target
+    assert "EG301" in {f["rule"] for f in report["findings"]}
+    assert target["coverage"]["EG301"]["status"] == "failed"
+    for rule in ("EG101", "EG207", "EG208", "EG401"):
+        assert target["coverage"][rule]["status"] == "skipped"
+        assert "--model" in target["coverage"][rule]["reason"]
+    assert err == ""
+
+
+def test_checkpoint_without_model_or_optimizer_is_one_error_line(run_cli, tmp_path):
+    _adam_checkpoint(tmp_path / "ckpt.pt", with_optimizer=False)
+    code, _, err = run_cli("check", tmp_path / "ckpt.pt")
+    assert code == 2
+    expected = (f"error: {tmp_path / 'ckpt.pt'}: is a checkpoint holding a state_dict; "
+                "pass --model MODULE:CALLABLE to give its architecture")
+    assert err.splitlines() == [expected]
+
+
+# ---------------------------------------------------------------- one error line per target
+def test_each_unauditable_target_is_one_error_line_naming_it(run_cli, tmp_path, net):
+    import runpy
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(runpy.run_path(str(net))["build"]().state_dict(), tmp_path / "w.pt")
+    # --input-shape that the Linear cannot take: the forward fails (user code), after loading
+    code, _, err = run_cli("check", tmp_path / "empty.pt", tmp_path / "w.pt", "--model", f"{net}:build",
+                             "--input-shape", "2x3x8x8", "--no-onnx")
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0] == f"error: {tmp_path / 'empty.pt'}: empty file"
+    assert lines[1].startswith(f"error: {tmp_path / 'w.pt'}: forward failed")

@@ -51,6 +51,15 @@ def load_factory_subject(options: AuditOptions) -> AuditSubject:
                         inputs_resolver=default_inputs_resolver(options, model, options.model_factory))
 
 
+def factory_used(result, spec: str) -> bool:
+    """Whether a target's audit took ``--model spec`` as its architecture (or tried to)."""
+    load = result.facts.get("load") if result.facts else None
+    if load is not None and load.weights is not None and load.weights.architecture == f"--model {spec}":
+        return True
+    detail = result.detail or ""
+    return f"--model {spec}" in detail or detail.startswith("--model:")
+
+
 def load_source_subject(path: Path) -> AuditSubject:
     try:
         text = path.read_text(encoding="utf-8")

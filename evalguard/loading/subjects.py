@@ -16,10 +16,24 @@ def subject_from_object(path: Path, obj, options: AuditOptions, info: dict) -> A
     if layout.module is not None:
         return model_subject(path, layout.kind, layout.module, options, info,
                              optimizer_state=layout.optimizer_state, mode_source="file")
+    if not options.model_factory and layout.optimizer_state is not None:
+        return optimizer_only_subject(path, layout, info)
     model = architecture_for(path, options, what="a state_dict" if layout.kind == "state-dict"
                              else f"a {layout.kind} holding a state_dict")
     return state_dict_subject(path, layout.kind, model, layout.state_dict, options, info,
                               optimizer_state=layout.optimizer_state)
+
+
+def optimizer_only_subject(path: Path, layout, info: dict) -> AuditSubject:
+    """A training checkpoint without ``--model``: its optimizer state can still be judged
+    (EG301/EG302 need no architecture); the engine skips the rules that need the model."""
+    info = {**info, "model": "not loaded: no architecture given (--model); optimizer state only"}
+    if path.is_file():
+        info["file_size"] = path.stat().st_size
+    return AuditSubject(path=str(path), kind=layout.kind, model=None, optimizer_state=layout.optimizer_state,
+                        load=load_facts(info, default_format=layout.kind),
+                        no_model_reason="no architecture to load the weights into: pass --model MODULE:CALLABLE "
+                                        "to check the model")
 
 
 def architecture_for(path: Path, options: AuditOptions, what: str):
