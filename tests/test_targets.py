@@ -2,6 +2,7 @@
 the current directory, --model together with targets, checkpoints without --model, and one
 error line per target that cannot be audited."""
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -238,3 +239,39 @@ def test_each_unauditable_target_is_one_error_line_naming_it(run_cli, tmp_path, 
     assert len(lines) == 2, err
     assert lines[0] == f"error: {tmp_path / 'empty.pt'}: empty file"
     assert lines[1].startswith(f"error: {tmp_path / 'w.pt'}: forward failed")
+
+
+# ---------------------------------------------------------------- folders hold models too
+def test_a_folder_yields_its_model_files_hf_folders_and_sources(tmp_path):
+    from evalguard.loading.discover import expand_targets
+
+    root = tmp_path / "project"
+    (root / "ckpts").mkdir(parents=True)
+    (root / "hf").mkdir()
+    (root / "hf" / "model.safetensors").write_bytes(b"x")
+    (root / "hf" / "config.json").write_text("{}")
+    (root / "hf" / "helper.py").write_text("")          # inside the HF folder: part of that model
+    for name in ("ckpts/last.ckpt", "ckpts/best.pt", "model.onnx", "prog.pt2", "w.safetensors", "train.py",
+                 "notes.txt", "data.bin", "ckpts/old.pt"):
+        (root / name).write_bytes(b"")
+    found = expand_targets([str(root)], exclude=("old.pt",))
+    assert [os.path.relpath(p, root) for p in found] == sorted(
+        ["ckpts/best.pt", "ckpts/last.ckpt", "hf", "model.onnx", "prog.pt2", "train.py", "w.safetensors"])
+
+
+def test_excluded_folders_are_not_walked(tmp_path):
+    from evalguard.loading.discover import expand_targets
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "x.pt").write_bytes(b"")
+    (tmp_path / "m.pt").write_bytes(b"")
+    assert expand_targets([str(tmp_path)], exclude=("runs",)) == [str(tmp_path / "m.pt")]
+
+
+def test_a_folder_of_model_files_only_is_audited(run_cli, tmp_path):
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2)).eval(), tmp_path / "a.pt")
+    _adam_checkpoint(tmp_path / "b.pt")
+    _, report, err = json_report(run_cli, tmp_path, "--input-shape", "2x4", "--no-onnx")
+    assert [Path(t["path"]).name for t in report["targets"]] == ["a.pt", "b.pt"]
+    assert all(t["status"] == "audited" for t in report["targets"]), err
+    assert "EG301" in {f["rule"] for f in report["findings"]}

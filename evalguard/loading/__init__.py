@@ -76,7 +76,8 @@ def load_target(path: str, options: AuditOptions) -> AuditSubject:
         from evalguard.loading.discover import is_model_folder
 
         if not is_model_folder(target):
-            raise TargetError(f"{path}: is a directory with no model files or Python sources")
+            raise TargetError(f"{path}: is a directory with no model files (checkpoints, .pt2, .onnx, "
+                              ".safetensors, Hugging Face folders) or Python sources")
         from evalguard.loading.formats import load_model_file
 
         return load_model_file(target, options)
