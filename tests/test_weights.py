@@ -259,3 +259,33 @@ def test_legacy_named_pytorch_model_bin_is_scanned_then_renamed(tmp_path):
     subject = load_target(str(folder), AuditOptions(selected=frozenset({"EG208"})))
     assert subject.load.weights.missing_count == 0 and subject.load.weights.renamed > 0
     assert all(torch.equal(subject.model.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+VIT_FACTORY = textwrap.dedent('''
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+
+    def build():
+        torch.manual_seed(5)   # different random weights from the saved ones
+        return ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=37, image_size=32, patch_size=8)).eval()
+''')
+
+
+def test_transformers_factory_takes_a_legacy_named_checkpoint_through_transformers(tmp_path):
+    from safetensors.torch import load_file
+
+    from evalguard.loading import load_target
+    from evalguard.subject import AuditOptions
+
+    model, folder = _saved(tmp_path, "vit")
+    state = load_file(str(folder / "model.safetensors"))
+    torch.save({"epoch": 1, "model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ckpt.pt")
+    (tmp_path / "vit_factory.py").write_text(VIT_FACTORY)
+    options = AuditOptions(selected=frozenset({"EG208"}), model_factory=f"{tmp_path / 'vit_factory.py'}:build")
+    subject = load_target(str(tmp_path / "ckpt.pt"), options)
+    weights = subject.load.weights
+    assert (weights.missing_count, weights.unexpected_count) == (0, 0)
+    assert weights.renamed > 0 and weights.stripped_prefix == "module."
+    assert all(torch.equal(subject.model.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -149,8 +149,14 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     keys are kept in the returned info (and a warning line), because a partly-loaded model
     is still worth auditing for its layout and mode.
     """
+    from evalguard.loading.hf_folder import is_transformers_model
+
     target = model.state_dict()
     renamed, prefix = _match_keys(state_dict, target)
+    if is_transformers_model(model):
+        info = _apply_with_transformers(model, renamed, path=path, spec=spec)
+        if info is not None:
+            return {**info, **({"stripped_prefix": prefix} if prefix else {})}
     matched = [k for k in renamed if k in target]
     if not matched:
         example = next(iter(state_dict), "?")
@@ -169,6 +175,27 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     if prefix:
         info["stripped_prefix"] = prefix
     info.update(key_report(missing, result.unexpected_keys))
+    return info
+
+
+def _apply_with_transformers(model, state_dict: Mapping, *, path: str, spec: str) -> dict | None:
+    """A transformers model from --model takes its weights the way ``from_pretrained`` gives them
+    (the architecture's key renames, weight tying): a twin is loaded by transformers, then its
+    tensors are copied into the user's model, which keeps its identity and mode. None (plain
+    matching instead) when the user's model no longer has the keys of its class."""
+    from evalguard.loading.hf_folder import transformers_load
+
+    name = type(model).__name__
+    twin, missing, unexpected, renamed = transformers_load(type(model), model.config, state_dict, path, name)
+    loaded = twin.state_dict()
+    if set(loaded) != set(model.state_dict()):
+        return None
+    model.load_state_dict(loaded, strict=True)
+    expected = len(loaded)
+    info: dict[str, Any] = {"loaded_keys": expected - len(missing), "expected_keys": expected, "architecture": spec}
+    if renamed:
+        info["renamed_keys"] = renamed
+    info.update(key_report(missing, unexpected))
     return info
 
 

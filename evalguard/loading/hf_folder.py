@@ -11,6 +11,7 @@ the model in eval mode, exactly as a user's ``from_pretrained`` would.
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,28 +101,45 @@ def _load_with_transformers(folder: Path, state: dict):
     from evalguard.loading.checkpoint_layouts import key_report
 
     model_class, config, name = _architecture_from_config(folder)
-    file_keys = list(state)
-    try:
-        with _quiet_transformers():
-            model, loading = model_class.from_pretrained(None, config=config, state_dict=state,
-                                                         output_loading_info=True, trust_remote_code=False)
-    except Exception as exc:
-        raise TargetError(f"{folder}: transformers cannot load the weights into {name}: {_first_line(exc)}") from exc
-    mismatched = sorted(loading.get("mismatched_keys") or ())
-    if mismatched:
-        shown = "; ".join(f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in mismatched[:3])
-        raise TargetError(f"{folder}: {len(mismatched)} tensor shape(s) differ from {name}: {shown}")
-    model_keys = set(model.state_dict())
-    missing = sorted(loading.get("missing_keys") or ())
-    unexpected = sorted(loading.get("unexpected_keys") or ())
-    renamed = sum(1 for key in file_keys if key not in model_keys and key not in set(unexpected))
+    model, missing, unexpected, renamed = transformers_load(model_class, config, state, f"{folder}", name)
+    expected = len(model.state_dict())
     weights_info = {"architecture": f"transformers.{name} from config.json",
-                    "loaded_keys": len(model_keys) - len(missing), "expected_keys": len(model_keys),
+                    "loaded_keys": expected - len(missing), "expected_keys": expected,
                     **key_report(missing, unexpected)}
     if renamed:
         weights_info["renamed_keys"] = renamed
     model.eval()
     return model, weights_info
+
+
+def is_transformers_model(model) -> bool:
+    """A ``transformers.PreTrainedModel`` (checked without importing transformers for others)."""
+    module = sys.modules.get("transformers")
+    pretrained = getattr(module, "PreTrainedModel", None) if module is not None else None
+    return isinstance(pretrained, type) and isinstance(model, pretrained)
+
+
+def transformers_load(model_class, config, state: dict, where: str, name: str):
+    """``model_class.from_pretrained(None, config=..., state_dict=state)``: transformers' own
+    loading path (its key renames for the architecture, weight tying; never remote code).
+    Returns the model, the missing and unexpected keys and how many file keys were renamed."""
+    file_keys = list(state)
+    try:
+        with _quiet_transformers():
+            model, loading = model_class.from_pretrained(None, config=config, state_dict=dict(state),
+                                                         output_loading_info=True, trust_remote_code=False)
+    except Exception as exc:
+        raise TargetError(f"{where}: transformers cannot load the weights into {name}: {_first_line(exc)}") from exc
+    mismatched = sorted(loading.get("mismatched_keys") or ())
+    if mismatched:
+        shown = "; ".join(f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in mismatched[:3])
+        raise TargetError(f"{where}: {len(mismatched)} tensor shape(s) differ from {name}: {shown}")
+    model_keys = set(model.state_dict())
+    missing = sorted(loading.get("missing_keys") or ())
+    unexpected = sorted(loading.get("unexpected_keys") or ())
+    unexpected_set = set(unexpected)
+    renamed = sum(1 for key in file_keys if key not in model_keys and key not in unexpected_set)
+    return model, missing, unexpected, renamed
 
 
 @contextmanager
