@@ -1,4 +1,4 @@
-"""ONNX targets: confirm the file parses, read its graph inputs for example inputs."""
+"""ONNX files, as targets and as `--onnx FILE`: check the file parses; example inputs from its graph."""
 from __future__ import annotations
 
 from dataclasses import dataclass
