@@ -275,3 +275,16 @@ def test_a_folder_of_model_files_only_is_audited(run_cli, tmp_path):
     assert [Path(t["path"]).name for t in report["targets"]] == ["a.pt", "b.pt"]
     assert all(t["status"] == "audited" for t in report["targets"]), err
     assert "EG301" in {f["rule"] for f in report["findings"]}
+
+
+def test_full_module_pickle_with_onnx_file_and_no_input_shape(run_cli, tmp_path):
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 12 * 12, 5)).eval()
+    torch.save(model, tmp_path / "model.pt")
+    _export(model, tmp_path / "model.onnx")
+    code, report, err = json_report(run_cli, tmp_path / "model.pt", "--onnx", tmp_path / "model.onnx",
+                                    "--select", "EG4")
+    assert code == 0, (err, report and report["targets"])
+    assert report["targets"][0]["coverage"]["EG401"]["status"] == "passed"
