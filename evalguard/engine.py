@@ -106,6 +106,9 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
             checked.runs.update({rule: RuleRun(SKIPPED, spec.disabled_reason or f"{spec.name} turned off")
                                  for rule in owned})
             continue
+        if spec.needs_model and subject.no_model_reason:
+            checked.runs.update({rule: RuleRun(SKIPPED, subject.no_model_reason) for rule in owned})
+            continue
         try:
             outcome = spec.load()(subject, options)
             if not isinstance(outcome, CheckOutcome):
@@ -266,8 +269,9 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
 def audit(targets: list[str], options: AuditOptions,
           severity_overrides: Mapping[str, Severity] | None = None,
           metadata: Mapping | None = None) -> Report:
-    """Audit command-line targets (or the ``--model`` factory alone when there are none)."""
-    from evalguard.loading import load_factory_subject, load_target
+    """Audit command-line targets, and the ``--model`` factory itself unless a target took it
+    as its architecture (so a ``--model`` given with other targets is never ignored)."""
+    from evalguard.loading import factory_used, load_factory_subject, load_target
     from evalguard.loading.discover import expand_targets
 
     results: list[TargetResult] = []
@@ -278,10 +282,11 @@ def audit(targets: list[str], options: AuditOptions,
         results.append(result)
         findings.extend(found)
 
-    if not targets and options.model_factory:
-        audit_loaded(lambda: load_factory_subject(options), options.model_factory)
     for path in expand_targets(targets, options.exclude):
         audit_loaded(lambda path=path: load_target(path, options), path)
+    if options.model_factory and not any(factory_used(r, options.model_factory) for r in results):
+        # --model alone, or a --model that no target took as its architecture: audit it too
+        audit_loaded(lambda: load_factory_subject(options), options.model_factory)
 
     ordered = sorted(findings, key=Finding.sort_key)
     return Report(targets=tuple(results), findings=tuple(ordered),

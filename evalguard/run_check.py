@@ -116,6 +116,12 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         raise UsageError(f"--onnx: no such file {request.onnx_file}")
     if request.example_inputs and not Path(request.example_inputs).is_file():
         raise UsageError(f"--example-inputs: no such file {request.example_inputs}")
+    trust_modules = tuple(dict.fromkeys([*config.trust_module, *request.trust_modules]))
+    if trust_modules:
+        from evalguard.loading.allowlist import check_trust_modules
+        from evalguard.loading.factory import import_trusted_modules
+
+        import_trusted_modules(check_trust_modules(trust_modules))
     shapes = request.input_shapes or config.input_shape
     return AuditOptions(
         selected=request_selection(request, config),
@@ -127,7 +133,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
                                  lambda: parse_dtype(request.input_dtype or config.input_dtype)),
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
-        trust_modules=tuple(dict.fromkeys([*config.trust_module, *request.trust_modules])),
+        trust_modules=trust_modules,
         onnx_file=request.onnx_file,
         onnx_enabled=not request.no_onnx,
         keep_onnx=request.keep_onnx,
@@ -181,9 +187,10 @@ def _write(path: str, text: str, flag: str) -> None:
 
 
 def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero: bool = False) -> int:
-    """2 when a target could not be audited; else 1 when a finding is at or above its target's
-    ``--fail-on`` (``fail_on`` maps a path to its threshold when configs differ), unless ``--exit-zero``."""
-    if any(t.status == "error" for t in report.targets):
+    """2 when a target could not be audited (an error, or a file the safe loader refused); else 1
+    when a finding is at or above its target's ``--fail-on`` (``fail_on`` maps a path to its
+    threshold when configs differ), unless ``--exit-zero``."""
+    if any(t.status in ("error", "refused") for t in report.targets):
         return EXIT_ERROR
     if exit_zero:
         return EXIT_OK
@@ -298,9 +305,18 @@ def execute(request: CheckRequest) -> int:
 
         click.echo(annotations(report), nl=False)
     for target in report.targets:
-        if target.status == "error":
-            click.echo(f"error: {target.detail}", err=True)
+        if target.status in ("error", "refused"):
+            click.echo(error_line(target.path, target.detail or "refused"), err=True)
     return exit_code(report, fail_on, request.exit_zero)
+
+
+def error_line(path: str, detail: str) -> str:
+    """``error: PATH: reason``, one line, whether or not the reason already starts with the path."""
+    for sep in (": ", " "):
+        if detail.startswith(path + sep):
+            detail = detail[len(path) + len(sep):]
+            break
+    return f"error: {path}: {' '.join(detail.split())}"
 
 
 def text_output(report: Report, request: CheckRequest) -> str:

@@ -94,6 +94,9 @@ class AuditSubject:
     source_text: str | None = None
     load: Any = None                      # evalguard.facts.LoadFacts: what the loader found
     inputs_resolver: Callable[[], ExampleInputs] | None = None
+    #: Set when a model kind was loaded without its module (a checkpoint without --model): the
+    #: checks that need the model are skipped with this reason; the others still run.
+    no_model_reason: str | None = None
     _inputs: ExampleInputs | None = None
 
     @property

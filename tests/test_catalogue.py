@@ -10,7 +10,7 @@ from evalguard.catalogue import REQUIRED_KEYS, load_catalogue, parse_rule
 from evalguard.checks import implemented_rules
 
 REPO = Path(__file__).resolve().parent.parent
-DESIGN_IDS = {f"EG{n}" for n in (101, 102, 103, 104, 105, 106, 107, 201, 202, 203, 204, 205, 206, 207,
+DESIGN_IDS = {f"EG{n}" for n in (101, 102, 103, 104, 105, 106, 107, 201, 202, 203, 204, 205, 206, 207, 208,
                                  301, 302, 401, 402, 403, 404, 405, 900, 901, 902, 903, 904, 905)}
 
 

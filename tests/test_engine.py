@@ -155,7 +155,7 @@ def test_missing_target_is_an_error_result_not_an_exception(tmp_path):
 
 
 @pytest.mark.parametrize("selectors,expected", [
-    (["EG20"], {"EG201", "EG202", "EG203", "EG204", "EG205", "EG206", "EG207"}),
+    (["EG20"], {"EG201", "EG202", "EG203", "EG204", "EG205", "EG206", "EG207", "EG208"}),
     (["eg101", "EG903"], {"EG101", "EG903"}),
 ])
 def test_rule_selectors_expand_prefixes(selectors, expected):

@@ -18,6 +18,9 @@ class CheckSpec:
     enabled_by: str | None = None
     #: the reason reported for every rule of this check when ``enabled_by`` is false
     disabled_reason: str = ""
+    #: False for checks that judge a model kind without its module (optimizer state in a
+    #: checkpoint loaded without --model); the others are skipped there, with the reason
+    needs_model: bool = True
 
     def enabled(self, options) -> bool:
         return self.enabled_by is None or bool(getattr(options, self.enabled_by))

@@ -22,12 +22,17 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
             return inputs_mod.load_example_inputs(options.example_inputs_file)
         if options.input_shapes:
             return inputs_mod.inputs_from_shapes(options.input_shapes, options.input_dtype, seed=options.seed)
+        inferred = None
         if model is not None:
             from evalguard.loading.infer_inputs import infer_inputs
 
             inferred = infer_inputs(model, options)
-            if inferred is not None:
-                return inferred
+        if options.onnx_file and options.onnx_enabled:
+            from evalguard.loading.onnx_file import onnx_inputs_for
+
+            return onnx_inputs_for(options.onnx_file, options, hint=inferred)
+        if inferred is not None:
+            return inputs_mod.with_dtype(inferred, options.input_dtype, seed=options.seed)
         raise TargetError(f"cannot infer inputs for {extra_hint or 'the model'}; "
                           "pass --input-shape or --example-inputs")
 
@@ -35,9 +40,8 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
 
 
 def load_factory_subject(options: AuditOptions) -> AuditSubject:
-    from evalguard.loading.factory import build_model
-
     from evalguard.facts import LoadFacts
+    from evalguard.loading.factory import build_model
 
     model = build_model(options.model_factory)
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
@@ -45,6 +49,15 @@ def load_factory_subject(options: AuditOptions) -> AuditSubject:
                         load=LoadFacts(format="factory", model_class=model_class, saved_training=model.training,
                                        mode_source="the mode the factory returned it in"),
                         inputs_resolver=default_inputs_resolver(options, model, options.model_factory))
+
+
+def factory_used(result, spec: str) -> bool:
+    """Whether a target's audit took ``--model spec`` as its architecture (or tried to)."""
+    load = result.facts.get("load") if result.facts else None
+    if load is not None and load.weights is not None and load.weights.architecture == f"--model {spec}":
+        return True
+    detail = result.detail or ""
+    return f"--model {spec}" in detail or detail.startswith("--model:")
 
 
 def load_source_subject(path: Path) -> AuditSubject:
@@ -63,7 +76,8 @@ def load_target(path: str, options: AuditOptions) -> AuditSubject:
         from evalguard.loading.discover import is_model_folder
 
         if not is_model_folder(target):
-            raise TargetError(f"{path}: is a directory with no model files or Python sources")
+            raise TargetError(f"{path}: is a directory with no model files (checkpoints, .pt2, .onnx, "
+                              ".safetensors, Hugging Face folders) or Python sources")
         from evalguard.loading.formats import load_model_file
 
         return load_model_file(target, options)

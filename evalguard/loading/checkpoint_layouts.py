@@ -73,7 +73,7 @@ def describe_optimizer(state: Mapping, info: dict, where: str, name: str | None 
 
 def interpret(obj, path: str) -> Layout:
     """Classify the loaded object; ``TargetError`` when it holds no model at all."""
-    import torch.nn as nn
+    from torch import nn
 
     if isinstance(obj, nn.Module):
         return Layout("full-module-pickle", module=obj)
@@ -114,7 +114,7 @@ def _lightning(obj: Mapping, path: str) -> Layout:
 
 
 def _checkpoint(obj: Mapping, path: str) -> Layout:
-    import torch.nn as nn
+    from torch import nn
 
     layout = Layout("checkpoint", info=_scalars(obj, ("epoch", "global_step", "step", "iteration")))
     candidates = [k for k in MODEL_KEYS if k in obj] + [k for k in obj if k not in MODEL_KEYS]
@@ -149,8 +149,14 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     keys are kept in the returned info (and a warning line), because a partly-loaded model
     is still worth auditing for its layout and mode.
     """
+    from evalguard.loading.hf_folder import is_transformers_model
+
     target = model.state_dict()
     renamed, prefix = _match_keys(state_dict, target)
+    if is_transformers_model(model):
+        info = _apply_with_transformers(model, renamed, path=path, spec=spec)
+        if info is not None:
+            return {**info, **({"stripped_prefix": prefix} if prefix else {})}
     matched = [k for k in renamed if k in target]
     if not matched:
         example = next(iter(state_dict), "?")
@@ -165,14 +171,36 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
     assign = _can_assign(model, renamed, target)
     result = model.load_state_dict(renamed, strict=False, assign=assign)
     missing = _untied(model, result.missing_keys, set(matched))
-    info: dict[str, Any] = {"loaded_keys": len(matched), "architecture": spec}
+    info: dict[str, Any] = {"loaded_keys": len(matched), "expected_keys": len(target), "architecture": spec}
     if prefix:
         info["stripped_prefix"] = prefix
-    info.update(_key_report(missing, result.unexpected_keys))
+    info.update(key_report(missing, result.unexpected_keys))
     return info
 
 
-def _key_report(missing, unexpected) -> dict:
+def _apply_with_transformers(model, state_dict: Mapping, *, path: str, spec: str) -> dict | None:
+    """A transformers model from --model takes its weights the way ``from_pretrained`` gives them
+    (the architecture's key renames, weight tying): a twin is loaded by transformers, then its
+    tensors are copied into the user's model, which keeps its identity and mode. None (plain
+    matching instead) when the user's model no longer has the keys of its class."""
+    from evalguard.loading.hf_folder import transformers_load
+
+    name = type(model).__name__
+    twin, missing, unexpected, renamed = transformers_load(type(model), model.config, state_dict, path, name)
+    loaded = twin.state_dict()
+    if set(loaded) != set(model.state_dict()):
+        return None
+    model.load_state_dict(loaded, strict=True)
+    expected = len(loaded)
+    info: dict[str, Any] = {"loaded_keys": expected - len(missing), "expected_keys": expected, "architecture": spec}
+    if renamed:
+        info["renamed_keys"] = renamed
+    info.update(key_report(missing, unexpected))
+    return info
+
+
+def key_report(missing, unexpected) -> dict:
+    """The info lines about missing and unexpected keys (first names, exact counts, a warning)."""
     info: dict[str, Any] = {}
     warnings = []
     notes = {"missing": "missing from the checkpoint (left at the architecture's initial values)",
@@ -230,7 +258,7 @@ def _can_assign(model, state_dict: Mapping, target: Mapping) -> bool:
     if len({id(t) for t in tensors}) != len(tensors):
         return False
     for key, value in state_dict.items():
-        if key in target and is_tensor(value):
-            if value.dtype != target[key].dtype or value.device != target[key].device:
-                return False
+        if key in target and is_tensor(value) and (
+                value.dtype != target[key].dtype or value.device != target[key].device):
+            return False
     return True

@@ -23,6 +23,26 @@ def parse_factory_spec(spec: str) -> tuple[str, str]:
     return left, func
 
 
+def make_cwd_importable() -> None:
+    """Modules in the current directory import as they would under ``python -m`` (which puts
+    the current directory first on ``sys.path``); the ``evalguard`` script alone does not."""
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def import_trusted_modules(names) -> None:
+    """``--trust-module`` names must import (their classes are checked by importing them); a
+    name that does not is the user's typo or a missing install: a usage error, not a refusal."""
+    make_cwd_importable()
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's module is reported
+            detail = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UsageError(f"--trust-module {name}: cannot be imported ({type(exc).__name__}: {detail})") from None
+
+
 def import_factory_module(left: str):
     if left.endswith(".py") or "/" in left or "\\" in left:
         path = Path(left)
@@ -42,6 +62,7 @@ def import_factory_module(left: str):
         finally:
             sys.path.remove(str(path.resolve().parent))
         return module
+    make_cwd_importable()
     try:
         return importlib.import_module(left)
     except Exception as exc:
@@ -63,7 +84,7 @@ def resolve_factory(spec: str):
 
 def build_model(spec: str):
     """Call the factory and check it returned an ``nn.Module``."""
-    import torch.nn as nn
+    from torch import nn
 
     factory = resolve_factory(spec)
     if isinstance(factory, type) and issubclass(factory, nn.Module):

@@ -1,12 +1,18 @@
 """Hugging Face ``save_pretrained`` folders: weights (+ optional optimizer.pt) into an architecture.
 
-The architecture comes from ``--model``; without it, from ``config.json`` through the
-installed ``transformers`` (the class named in ``architectures``; remote code is never
-enabled), switched to eval mode as ``from_pretrained`` would return it.
+The weights are read by evalguard itself (safetensors, or a torch.save archive scanned and
+vetted first and loaded weights-only). The architecture comes from ``--model``; without it,
+from ``config.json`` through the installed ``transformers`` (the class named in
+``architectures``; remote code is never enabled), and the weights go in through transformers'
+own loading path (``from_pretrained(None, config=..., state_dict=...)``), which applies the key
+renames of that architecture (legacy names, ``gamma``/``beta``), ties shared weights and returns
+the model in eval mode, exactly as a user's ``from_pretrained`` would.
 """
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from evalguard.errors import TargetError
@@ -97,10 +103,12 @@ def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
 
         model = build_model(options.model_factory)
         return state_dict_subject(folder, "hf-folder", model, state, options, info, optimizer_state=optimizer_state)
-    model, spec = _model_from_config(folder)
-    return state_dict_subject(folder, "hf-folder", model, state, options, info,
-                              optimizer_state=optimizer_state, spec=spec,
-                              mode_source="config.json (eval mode, as from_pretrained returns it)")
+    from evalguard.loading.subjects import model_subject
+
+    model, weights_info = _load_with_transformers(folder, state)
+    return model_subject(folder, "hf-folder", model, options, {**info, **weights_info},
+                         optimizer_state=optimizer_state,
+                         mode_source="config.json (eval mode, as from_pretrained returns it)")
 
 
 _WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
@@ -134,7 +142,75 @@ def check_config_size(folder: Path, config: dict) -> None:
                                        f"but the weights hold {weights / 2**20:.1f} MiB", kind="hf-folder")
 
 
-def _model_from_config(folder: Path):
+def _load_with_transformers(folder: Path, state: dict):
+    """The architecture of ``config.json`` with ``state`` loaded by transformers itself; returns
+    the model and what to record about how the keys matched."""
+    from evalguard.loading.checkpoint_layouts import key_report
+
+    model_class, config, name = _architecture_from_config(folder)
+    model, missing, unexpected, renamed = transformers_load(model_class, config, state, f"{folder}", name)
+    expected = len(model.state_dict())
+    weights_info = {"architecture": f"transformers.{name} from config.json",
+                    "loaded_keys": expected - len(missing), "expected_keys": expected,
+                    **key_report(missing, unexpected)}
+    if renamed:
+        weights_info["renamed_keys"] = renamed
+    model.eval()
+    return model, weights_info
+
+
+def is_transformers_model(model) -> bool:
+    """A ``transformers.PreTrainedModel`` (checked without importing transformers for others)."""
+    module = sys.modules.get("transformers")
+    pretrained = getattr(module, "PreTrainedModel", None) if module is not None else None
+    return isinstance(pretrained, type) and isinstance(model, pretrained)
+
+
+def transformers_load(model_class, config, state: dict, where: str, name: str):
+    """``model_class.from_pretrained(None, config=..., state_dict=state)``: transformers' own
+    loading path (its key renames for the architecture, weight tying; never remote code).
+    Returns the model, the missing and unexpected keys and how many file keys were renamed."""
+    file_keys = list(state)
+    try:
+        with _quiet_transformers():
+            model, loading = model_class.from_pretrained(None, config=config, state_dict=dict(state),
+                                                         output_loading_info=True, trust_remote_code=False)
+    except Exception as exc:
+        raise TargetError(f"{where}: transformers cannot load the weights into {name}: {_first_line(exc)}") from exc
+    mismatched = sorted(loading.get("mismatched_keys") or ())
+    if mismatched:
+        shown = "; ".join(f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in mismatched[:3])
+        raise TargetError(f"{where}: {len(mismatched)} tensor shape(s) differ from {name}: {shown}")
+    model_keys = set(model.state_dict())
+    missing = sorted(loading.get("missing_keys") or ())
+    unexpected = sorted(loading.get("unexpected_keys") or ())
+    unexpected_set = set(unexpected)
+    renamed = sum(1 for key in file_keys if key not in model_keys and key not in unexpected_set)
+    return model, missing, unexpected, renamed
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers prints a progress bar and a load report; evalguard reports the keys itself."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _architecture_from_config(folder: Path):
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise TargetError(f"{folder}: Hugging Face folder without config.json; pass --model MODULE:CALLABLE")
@@ -156,10 +232,9 @@ def _model_from_config(folder: Path):
                           "(remote code is never run); pass --model MODULE:CALLABLE")
     check_config_size(folder, config_data)
     try:
-        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        model = model_class(config)
+        with _quiet_transformers():
+            config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True,
+                                                             trust_remote_code=False)
     except Exception as exc:
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise TargetError(f"{folder}: cannot build {architectures[0]} from config.json: {text}") from exc
-    model.eval()
-    return model, f"transformers.{architectures[0]} from config.json"
+        raise TargetError(f"{folder}: cannot read config.json for {architectures[0]}: {_first_line(exc)}") from exc
+    return model_class, config, architectures[0]

@@ -51,6 +51,39 @@ def inputs_from_shapes(shapes, dtype: str | None, *, seed: int = 0, int_high: in
     return ExampleInputs(args=args, kwargs={}, source=f"--input-shape {label}" + (f" ({dtype})" if dtype else ""))
 
 
+def with_dtype(inputs: ExampleInputs, dtype: str | None, *, seed: int = 0) -> ExampleInputs:
+    """Inferred inputs in the ``--input-dtype`` the user asked for.
+
+    Floating-point inputs (features, pixels) take the dtype: cast when it is floating too,
+    regenerated when it is an integer or bool type. Integer inputs (token ids, masks) keep
+    theirs unless the dtype is an integer type as well.
+    """
+    import torch
+
+    if dtype is None:
+        return inputs
+    wanted = getattr(torch, dtype)
+
+    def convert(value, index: int):
+        if not isinstance(value, torch.Tensor) or value.dtype == wanted:
+            return value
+        if value.is_floating_point():
+            if wanted.is_floating_point:
+                return value.to(wanted)
+            return make_tensor(tuple(value.shape), dtype, seed=seed + index)
+        if not wanted.is_floating_point and wanted != torch.bool and value.dtype != torch.bool:
+            return value.to(wanted)
+        return value
+
+    args = tuple(convert(v, i) for i, v in enumerate(inputs.args))
+    kwargs = {k: convert(v, len(args) + i) for i, (k, v) in enumerate(inputs.kwargs.items())}
+    changed = any(a is not b for a, b in zip(args, inputs.args)) or any(
+        kwargs[k] is not inputs.kwargs[k] for k in kwargs)
+    if not changed:
+        return inputs
+    return ExampleInputs(args=args, kwargs=kwargs, source=f"{inputs.source} (as --input-dtype {dtype})")
+
+
 def load_example_inputs(path: str) -> ExampleInputs:
     """A tensor, tuple/list of tensors (positional) or dict (keyword), loaded weights-only."""
     import torch

@@ -1,6 +1,7 @@
-"""ONNX targets: confirm the file parses, read its graph inputs for example inputs."""
+"""ONNX files, as targets and as `--onnx FILE`: check the file parses; example inputs from its graph."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import TargetError
@@ -8,8 +9,10 @@ from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 #: onnx.TensorProto element types we can generate, as torch dtype names.
 _ELEM_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 7: "int64", 6: "int32", 9: "bool"}
-#: Size used for a dynamic (named or unknown) dimension.
-DYNAMIC_DIM = 2
+#: Size of a dynamic (named or unknown) first dimension: the batch.
+DYNAMIC_BATCH = 2
+#: Size of any other dynamic dimension (a sequence length, an image side) with nothing better to go on.
+DYNAMIC_OTHER = 16
 
 
 def read_onnx(path: Path):
@@ -83,18 +86,90 @@ def _tensors(proto):
                     pending.append(attribute.g)
 
 
-def input_specs(proto) -> list[tuple[str, tuple[int, ...], int]]:
-    """(name, shape with dynamic dims set to 2, element type) of each real graph input."""
+@dataclass(frozen=True)
+class GraphInput:
+    name: str
+    dims: tuple[int | str | None, ...]      # a fixed size, a symbolic name, or None (unknown)
+    elem: int                               # onnx.TensorProto element type
+
+    @property
+    def dtype(self) -> str | None:
+        return _ELEM_TYPES.get(self.elem)
+
+
+def graph_inputs(proto) -> list[GraphInput]:
+    """The real graph inputs (not the initializers old exporters list as inputs too)."""
     initializers = {init.name for init in proto.graph.initializer}
-    specs = []
+    found = []
     for value in proto.graph.input:
         if value.name in initializers:
-            continue  # old exporters list weights as inputs too
+            continue
         tensor_type = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else DYNAMIC_DIM
-                     for d in tensor_type.shape.dim)
-        specs.append((value.name, dims, tensor_type.elem_type))
-    return specs
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                     else (d.dim_param or None) for d in tensor_type.shape.dim)
+        found.append(GraphInput(value.name, dims, tensor_type.elem_type))
+    return found
+
+
+def input_specs(proto) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, shape with dynamic dims resolved without a hint, element type) of each graph input."""
+    return [(gi.name, _resolve(gi.dims, None)[0], gi.elem) for gi in graph_inputs(proto)]
+
+
+def _resolve(dims, hint_shape) -> tuple[tuple[int, ...], list[str]]:
+    """Fixed dims as they are; a dynamic one from the hint (same rank), else batch 2 / other 16."""
+    shape, notes = [], []
+    for index, dim in enumerate(dims):
+        if isinstance(dim, int):
+            shape.append(dim)
+            continue
+        if hint_shape is not None and len(hint_shape) == len(dims):
+            size, why = int(hint_shape[index]), "from the model"
+        else:
+            size, why = (DYNAMIC_BATCH, "batch") if index == 0 else (DYNAMIC_OTHER, "default")
+        shape.append(size)
+        notes.append(f"{dim or f'dim {index}'}={size} ({why})")
+    return tuple(shape), notes
+
+
+def onnx_example_inputs(path, proto, options: AuditOptions, hint: ExampleInputs | None = None) -> ExampleInputs:
+    """Example inputs shaped and typed as the ONNX file's graph inputs say, in graph order.
+
+    Dynamic dimensions take the size of the model's own inferred input when there is one of
+    the same rank (``hint``), else 2 for the first (batch) and 16 for the others; ``--input-dtype``
+    wins over the file's element types. The source names the file and every resolved dim.
+    """
+    from evalguard.loading.inputs import make_tensor
+
+    hints = list(hint.args) if hint is not None else []
+    args, described, notes = [], [], []
+    for index, gi in enumerate(graph_inputs(proto)):
+        dtype = options.input_dtype or gi.dtype
+        if dtype is None:
+            raise TargetError(f"cannot generate ONNX input {gi.name!r} of element type {gi.elem} for {path}; "
+                              "pass --example-inputs")
+        like = hints[index] if index < len(hints) and hasattr(hints[index], "shape") else None
+        shape, resolved = _resolve(gi.dims, tuple(like.shape) if like is not None else None)
+        if like is not None and tuple(like.shape) == shape and str(like.dtype).removeprefix("torch.") == dtype:
+            args.append(like)         # the model's own input (e.g. token ids within its vocabulary)
+        else:
+            args.append(make_tensor(shape, dtype, high=2, seed=options.seed + index))
+        described.append(f"{gi.name}: {dtype}[{'x'.join(map(str, shape))}]")
+        notes += [f"{gi.name} {note}" for note in resolved]
+    source = f"graph inputs of {path}: {', '.join(described)}"
+    if notes:
+        source += f" (dynamic dims: {', '.join(notes)})"
+    if options.input_dtype:
+        source += f" (--input-dtype {options.input_dtype})"
+    return ExampleInputs(args=tuple(args), source=source)
+
+
+def onnx_inputs_for(onnx_file: str, options: AuditOptions, hint: ExampleInputs | None = None) -> ExampleInputs:
+    """Inputs for a model compared with ``--onnx FILE``: the file says what it takes."""
+    proto = read_onnx(Path(onnx_file))
+    if proto is None:
+        raise TargetError(f"--onnx: {onnx_file} is not a valid ONNX model; pass --input-shape or --example-inputs")
+    return onnx_example_inputs(onnx_file, proto, options, hint)
 
 
 def load_onnx_subject(path: Path, proto, options: AuditOptions) -> AuditSubject:
@@ -107,17 +182,7 @@ def load_onnx_subject(path: Path, proto, options: AuditOptions) -> AuditSubject:
     def resolve() -> ExampleInputs:
         if options.example_inputs_file or options.input_shapes:
             return fallback()
-        from evalguard.loading.inputs import make_tensor
-
-        args = []
-        for index, (name, shape, elem) in enumerate(specs):
-            dtype = _ELEM_TYPES.get(elem)
-            if dtype is None:
-                raise TargetError(f"cannot generate ONNX input {name!r} of element type {elem} for {path}; "
-                                  "pass --example-inputs")
-            args.append(make_tensor(shape, dtype, high=2, seed=options.seed + index))
-        described = ", ".join(f"{n}[{'x'.join(map(str, s))}]" for n, s, _ in specs)
-        return ExampleInputs(args=tuple(args), source=f"ONNX graph inputs {described} (dynamic dims = {DYNAMIC_DIM})")
+        return onnx_example_inputs(path, proto, options)
 
     opsets = {entry.domain or "ai.onnx": entry.version for entry in proto.opset_import}
     info = {"format": "onnx", "ir_version": proto.ir_version, "opset": opsets,

@@ -16,10 +16,24 @@ def subject_from_object(path: Path, obj, options: AuditOptions, info: dict) -> A
     if layout.module is not None:
         return model_subject(path, layout.kind, layout.module, options, info,
                              optimizer_state=layout.optimizer_state, mode_source="file")
+    if not options.model_factory and layout.optimizer_state is not None:
+        return optimizer_only_subject(path, layout, info)
     model = architecture_for(path, options, what="a state_dict" if layout.kind == "state-dict"
                              else f"a {layout.kind} holding a state_dict")
     return state_dict_subject(path, layout.kind, model, layout.state_dict, options, info,
                               optimizer_state=layout.optimizer_state)
+
+
+def optimizer_only_subject(path: Path, layout, info: dict) -> AuditSubject:
+    """A training checkpoint without ``--model``: its optimizer state can still be judged
+    (EG301/EG302 need no architecture); the engine skips the rules that need the model."""
+    info = {**info, "model": "not loaded: no architecture given (--model); optimizer state only"}
+    if path.is_file():
+        info["file_size"] = path.stat().st_size
+    return AuditSubject(path=str(path), kind=layout.kind, model=None, optimizer_state=layout.optimizer_state,
+                        load=load_facts(info, default_format=layout.kind),
+                        no_model_reason="no architecture to load the weights into: pass --model MODULE:CALLABLE "
+                                        "to check the model")
 
 
 def architecture_for(path: Path, options: AuditOptions, what: str):
@@ -59,7 +73,8 @@ def model_subject(path: Path, kind: str, model, options: AuditOptions, info: dic
 #: Loader keys that ``load_facts`` maps to typed fields; any other key becomes a ``details`` line.
 _WEIGHT_KEYS = {"architecture": "architecture", "loaded_keys": "loaded", "missing_keys": "missing",
                 "missing_key_count": "missing_count", "unexpected_keys": "unexpected",
-                "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix"}
+                "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix",
+                "expected_keys": "expected", "renamed_keys": "renamed"}
 _TOP_KEYS = ("format", "model_class", "saved_training", "mode_source", "file_size")
 _OPTIMIZER_KEYS = {"optimizer_state": "location", "optimizer": "name", "optimizer_source": "name_source",
                    "optimizer_count": "count"}
@@ -82,7 +97,7 @@ def load_facts(info: dict, default_format: str = ""):
             values[field] = tuple(values.get(field, ()))
         values.setdefault("missing_count", len(values["missing"]))
         values.setdefault("unexpected_count", len(values["unexpected"]))
-        values["expected"] = values.get("loaded", 0) + values["missing_count"]
+        values.setdefault("expected", values.get("loaded", 0) + values["missing_count"])
         weights = WeightsFacts(**values)
     optimizer = None
     if "optimizer_state" in info:

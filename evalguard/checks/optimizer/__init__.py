@@ -3,4 +3,5 @@
 from evalguard.checks.spec import CheckSpec
 from evalguard.subject import MODEL_KINDS
 
-CHECK = CheckSpec("optimizer-state", ("EG301", "EG302"), MODEL_KINDS, "evalguard.checks.optimizer.check:run")
+CHECK = CheckSpec("optimizer-state", ("EG301", "EG302"), MODEL_KINDS, "evalguard.checks.optimizer.check:run",
+                  needs_model=False)
