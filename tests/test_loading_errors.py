@@ -207,7 +207,7 @@ def test_cli_malicious_checkpoint_reports_eg901_and_runs_nothing(run_cli, tmp_pa
     torch.save({"model": Payload()}, tmp_path / "model.pt")
     code, out, err = run_cli("check", tmp_path / "model.pt", "--no-onnx", "--format", "json")
     report = json.loads(out)
-    assert code == 1
+    assert code == 2              # refused: the file was not loaded, so it was not audited
     assert [f["rule"] for f in report["findings"]] == ["EG901"]
     assert report["targets"][0]["status"] == "refused"
     assert not (tmp_path / "pwned").exists()

@@ -288,7 +288,8 @@ def test_cli_reports_a_torchscript_payload_and_runs_nothing(tmp_path, marker, ru
     path = P.torchscript(tmp_path, P.SetStateFromFile(str(marker)), "setstate.pt")
     code, out, err = run_cli("check", path, "--no-onnx", "--format", "json")
     report = json.loads(out)
-    assert code == 1 and report["targets"][0]["status"] == "refused"
+    assert report["targets"][0]["status"] == "refused"
+    assert code == 2              # refused: not loaded, so not audited
     assert [f["rule"] for f in report["findings"]] == ["EG904"]
     assert "Traceback" not in err
 
