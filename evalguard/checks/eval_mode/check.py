@@ -4,10 +4,14 @@ EG101 reads the module tree only. The other rules run the model on a private cop
 once, with as few passes as the selected rules allow:
 
 * served mode (only when some module is in training mode): pass S1, pass S2 -> EG102;
-* eval mode: the reference pass E1 (S1 itself when the model is served in eval), then a
-  probe pass on rows of the batch (a smaller batch, reordered) -> EG104; when every row
-  matches, the model is also deterministic (EG103) and nothing more runs. A mismatch needs
-  one more pass on the original batch to tell randomness (EG103) from batch dependence (EG104).
+* eval mode: the reference pass E1 (S1 itself when the model is served in eval) and a second
+  pass E2 on the same input, both with a cheap per-module fingerprint (``fingerprint``):
+  determinism (EG103) is decided on identical inputs, bitwise per module, so a random module
+  deep inside is seen even when its effect at the output is below the tolerance. Any
+  difference is then located at the strict tolerance (two more passes with hooks): modules
+  whose outputs differ beyond it are EG103 sources; bit differences within it are kernel
+  noise. Only a deterministic model gets the probe pass on rows of the batch (a smaller
+  batch, reordered) -> EG104. A clean model served in eval costs 3 passes (E1, E2, probe).
 * EG107 needs no pass of its own: every pass runs under ``torch.no_grad()``, and outputs that
   still require grad prove the forward turns autograd back on.
 
@@ -21,16 +25,25 @@ from typing import Any
 
 import torch
 
+from evalguard.checks.eval_mode import CHECK, runner
 from evalguard.checks.eval_mode import batch as batching
-from evalguard.checks.eval_mode import runner
 from evalguard.checks.eval_mode.compare import (
-    BATCH_TOLERANCE_FACTOR, Tolerance, compare_flat, compare_rows, worst,
+    BATCH_TOLERANCE_FACTOR,
+    Tolerance,
+    compare_flat,
+    compare_rows,
+    worst,
+)
+from evalguard.checks.eval_mode.fingerprint import Prints, Recorder
+from evalguard.checks.eval_mode.mode_table import (
+    ModeRow,
+    capped_table,
+    is_allowed,
+    mode_fixed,
+    mode_rows,
+    summary,
 )
 from evalguard.checks.eval_mode.trace import Trace, grad_source, locate, rows_mapper
-from evalguard.checks.eval_mode.mode_table import (
-    ModeRow, capped_table, is_allowed, mode_fixed, mode_rows, summary,
-)
-from evalguard.checks.eval_mode import CHECK
 from evalguard.errors import TargetError
 from evalguard.facts import ModeFacts, ModeRowFact, PairedForwardFacts
 from evalguard.findings import Finding, Location, Severity
@@ -134,6 +147,7 @@ class PairedPasses:
         self.batch_probe: dict[str, Any] | None = None
         self.facts: PairedForwardFacts | None = None
         self.last_requires_grad = False
+        self.last_prints = Prints(note="not recorded")
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
@@ -154,9 +168,13 @@ class PairedPasses:
             self.skipped.setdefault(rule, reason)
 
     # one pass ------------------------------------------------------------------------------
-    def _run(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+    def _run(self, work, inputs: ExampleInputs, record: bool = False) -> dict[str, torch.Tensor]:
         self.passes += 1
-        output = runner.call(work, inputs)
+        if record:
+            with Recorder(work) as self.last_prints:
+                output = runner.call(work, inputs)
+        else:
+            output = runner.call(work, inputs)
         named = flatten_outputs(output)
         if not named:
             raise runner.ForwardFailed(f"forward returned {type(output).__name__} with no tensors")
@@ -164,9 +182,9 @@ class PairedPasses:
         # Detached copies: a later pass (in-place ops, output caches) must not alter them.
         return {name: t.detach().clone() for name, t in named}
 
-    def _pass(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+    def _pass(self, work, inputs: ExampleInputs, record: bool = False) -> dict[str, torch.Tensor]:
         try:
-            return self._run(work, inputs)
+            return self._run(work, inputs, record)
         except runner.ForwardFailed as exc:
             raise runner.first_pass_error(inputs, str(exc)) from exc
 
@@ -180,8 +198,8 @@ class PairedPasses:
     def _all(self, work, inputs: ExampleInputs) -> list[Finding]:
         findings: list[Finding] = []
         if not self.served_train:  # served in eval mode: the served pass is the eval reference
-            reference = self._served_pass(work, inputs, findings)
-            findings.extend(self._eval_checks(work, inputs, reference))
+            reference = self._served_pass(work, inputs, findings, record=True)
+            findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
             return findings
         if self.options.wants("EG102", "EG107"):
             # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
@@ -197,12 +215,14 @@ class PairedPasses:
                                      "re-export after model.eval()")
             return findings
         work.eval()
-        findings.extend(self._eval_checks(work, inputs, self._pass(work, inputs)))
+        reference = self._pass(work, inputs, record=True)
+        findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
         return findings
 
-    def _served_pass(self, work, inputs: ExampleInputs, findings: list[Finding]) -> dict[str, torch.Tensor]:
+    def _served_pass(self, work, inputs: ExampleInputs, findings: list[Finding],
+                     record: bool = False) -> dict[str, torch.Tensor]:
         """The first pass in the served mode; it also answers EG107 (it runs under no_grad)."""
-        outputs = self._pass(work, inputs)
+        outputs = self._pass(work, inputs, record)
         if self.options.wants("EG107") and self.last_requires_grad:
             findings.append(self._grad_finding(work, inputs))
         return outputs
@@ -214,41 +234,65 @@ class PairedPasses:
         trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
         return [self._random_finding("EG102", diff, trace)]
 
-    def _eval_checks(self, work, inputs: ExampleInputs, reference) -> list[Finding]:
+    def _eval_checks(self, work, inputs: ExampleInputs, reference, prints: Prints) -> list[Finding]:
         served_eval = not self.served_train
         random_rule = "EG103" if self.options.wants("EG103") else (
             "EG102" if served_eval and self.options.wants("EG102") else None)
+        if not (random_rule or self.options.wants("EG104")):
+            return []
         findings = []
-        deterministic = None
-        batch_diff, probe = None, None
-        if self.options.wants("EG104"):
-            probe, batch_diff, deterministic = self._batch_probe(work, inputs, reference)
-        if deterministic is None and (random_rule or batch_diff is not None):
-            diff = worst(compare_flat(self._pass(work, inputs), reference, self.tol))
-            deterministic = diff is None
-            if diff is not None and random_rule:
-                trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
-                findings.append(self._random_finding(random_rule, diff, trace))
-                if served_eval and random_rule == "EG103" and self.options.wants("EG102"):
-                    self.notes.append("served in eval mode: the served passes are the eval passes, so "
-                                      "the nondeterminism is reported once, as EG103")
+        random = self._same_input(work, inputs, reference, prints, random_rule, findings)
+        if served_eval and random and random_rule == "EG103" and self.options.wants("EG102"):
+            self.notes.append("served in eval mode: the served passes are the eval passes, so "
+                              "the nondeterminism is reported once, as EG103")
+        if not self.options.wants("EG104"):
+            return findings
+        if random:
+            self.skip("EG104", "eval-mode outputs are random, so batch dependence "
+                               "cannot be told apart from randomness")
+            return findings
+        probe, batch_diff = self._batch_probe(work, inputs, reference)
         if batch_diff is not None:
-            if deterministic:
-                findings.append(self._batch_finding(work, inputs, probe, batch_diff))
-            else:
-                self.skip("EG104", "eval-mode outputs are random, so batch dependence "
-                                   "cannot be told apart from randomness")
+            findings.append(self._batch_finding(work, inputs, probe, batch_diff))
         return findings
 
+    def _same_input(self, work, inputs, reference, prints: Prints, random_rule, findings) -> bool:
+        """Pass E2 on the same input: True when the eval model is random (finding added for ``random_rule``).
+
+        Decided bitwise per module call; a difference is then located at the strict tolerance,
+        so a random module counts even when the model's outputs still agree within it.
+        """
+        second = self._pass(work, inputs, record=True)
+        diff = worst(compare_flat(second, reference, self.tol))
+        first_module = prints.first_difference(self.last_prints)
+        if diff is None and first_module is None:
+            self.notes.append("eval passes on the same input: every module's outputs bit-identical"
+                              if not prints.note else f"eval passes on the same input agree ({prints.note})")
+            return False
+        # Outputs within tolerance: module outputs are held to the loosest tolerance the user set.
+        module_tol = self.tol if diff is not None else self.tol.loosest()
+        trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), module_tol)
+        if diff is None and not trace.sources:
+            self.notes.append(f"eval passes on the same input differ in the last bits from module "
+                              f"{first_module or '(root)'!r} on, within the tolerance: nondeterministic "
+                              f"kernels, not randomness")
+            return False
+        if random_rule:
+            within = diff is None
+            if within:
+                diff = max(compare_flat(second, reference, Tolerance(0.0, 0.0)), key=lambda d: d.max_abs_diff)
+            findings.append(self._random_finding(random_rule, diff, trace, within_tolerance=within))
+        return True
+
     def _batch_probe(self, work, inputs, reference):
-        """(probe, failing row difference or None, deterministic or None) for EG104."""
+        """(probe, failing row difference or None) for EG104, on a model known to be deterministic."""
         batch, why = batching.batch_size(inputs)
         sequence_first = batching.sequence_first_module(work)
         if sequence_first:
             batch, why = None, f"the batch dimension is unknown: {sequence_first} takes sequence-first inputs"
         if batch is None:
             self.skip("EG104", why)
-            return None, None, None
+            return None, None
         rows, companions = batching.probe_rows(batch)
         candidates = [batching.make_probe(inputs, batch, rows, companions)]
         if len(rows) + companions == 1:  # e.g. BatchNorm1d refuses a batch of one: add a companion
@@ -261,30 +305,36 @@ class PairedPasses:
                 failure = f"forward failed on {probe.inputs.source}: {exc}"
         else:
             self.skip("EG104", failure)
-            return None, None, None
+            return None, None
         self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
         diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
         if not diffs:
             self.skip("EG104", "no output can be compared sample by sample "
                                "(none keeps the batch dimension and its other dimensions)")
-            return None, None, None
-        diff = worst(diffs)
-        every_leaf_compared = len(diffs) == len(reference)
-        return probe, diff, (True if diff is None and every_leaf_compared else None)
+            return None, None
+        return probe, worst(diffs)
 
     # findings --------------------------------------------------------------------------------
-    def _random_finding(self, rule: str, diff: Difference, trace: Trace) -> Finding:
+    def _random_finding(self, rule: str, diff: Difference, trace: Trace, within_tolerance: bool = False) -> Finding:
         sources = trace.sources
         allow = self.options.allow_stochastic
         only_allowed = bool(sources) and all(is_allowed(s.module, allow) for s in sources)
         where = (f"the difference starts in {_module_label(sources[0].module, sources[0].type)}"
                  if sources else trace.note or "module not identified")
+        if within_tolerance and sources:
+            where += f" (max abs diff {sources[0].max_abs_diff:.3g} there)"
         if sources and sources[0].random_calls:
             where += f", which calls {', '.join(sources[0].random_calls[:3])}"
         if len(sources) > 1:
             where += f" and {len(sources) - 1} more module(s)"
         numbers = f"max abs diff {diff.max_abs_diff:.3g} in {diff.name}"
-        if rule == "EG103":
+        if within_tolerance:
+            effect = (f"the outputs still agree within the tolerance ({numbers})" if diff.max_abs_diff
+                      else "the outputs happen to be bit-identical")
+            pass_kind = "after eval()" if rule == "EG103" else f"in the served ({'training' if self.served_train else 'eval'}) mode"
+            message = (f"a module is random between two passes on the same input {pass_kind}; {where}; "
+                       f"{effect}, but a larger model, other inputs or weights can move them")
+        elif rule == "EG103":
             message = f"outputs still differ between two passes on the same input after eval() ({numbers}); {where}"
         else:
             mode = "training" if self.served_train else "eval"
@@ -292,7 +342,9 @@ class PairedPasses:
                        f"({numbers}); {where}")
         if only_allowed:
             message += "; allowed stochastic module(s) (--allow-stochastic)"
-        return Finding(rule, message, self._location(sources), self._evidence(diff, trace, self.tol),
+        evidence = self._evidence(diff, trace, self.tol)
+        evidence["outputs_within_tolerance"] = within_tolerance
+        return Finding(rule, message, self._location(sources), evidence,
                        severity=Severity.INFO if only_allowed else None)
 
     def _batch_finding(self, work, inputs, probe, diff: Difference) -> Finding:
