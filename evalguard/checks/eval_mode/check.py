@@ -60,21 +60,23 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     model = _model_of(subject)
     rows = mode_rows(model, options.allow_stochastic)
     fixed = mode_fixed(model)
-    if options.wants("EG101"):
-        out.extend(training_mode_findings(subject.path, rows, fixed=fixed))
-        out.ran("EG101")
-    paired = None
+    paired, passes, dynamic = None, None, []
     if options.wants(*DYNAMIC_RULES):
         served_train = any(r.offending for r in rows) if fixed else any(m.training for m in model.modules())
         passes = PairedPasses(subject, options, served_train, fixed)
         try:
-            out.extend(passes.run(model))
+            dynamic = passes.run(model)
         except TargetError as exc:          # the user's forward failed: nothing dynamic could be judged
             out.error(str(exc), DYNAMIC_RULES)
         for rule, reason in passes.skipped.items():
             out.skip(rule, reason)
         out.ran(*DYNAMIC_RULES)
         paired = passes.facts
+    if options.wants("EG101"):
+        train_eval = passes.train_eval if passes is not None else None
+        out.extend(training_mode_findings(subject.path, rows, fixed=fixed, train_eval=train_eval))
+        out.ran("EG101")
+    out.extend(dynamic)
     table, omitted = capped_table(rows)
     out.fact(ModeFacts(rows=tuple(ModeRowFact(**row) for row in table), omitted=omitted,
                        paired=paired, **summary(rows, model)))
@@ -102,32 +104,69 @@ def _module_label(name: str, type_name: str) -> str:
 
 # --- EG101 ---------------------------------------------------------------------------------
 
-def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False) -> list[Finding]:
+#: Module names listed per type in the EG101 message (all of them are in the evidence).
+NAMES_PER_TYPE = 3
+READS_TRAINING = "its forward reads self.training"
+
+
+def _grouped(offenders: list[ModeRow]) -> tuple[dict[str, list[str]], str]:
+    """{type: [module names]} in first-seen order, and the same as text for the message."""
+    groups: dict[str, list[str]] = {}
+    for row in offenders:
+        groups.setdefault(row.type, []).append(row.module or "(root)")
+    parts = []
+    for type_name, names in sorted(groups.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(names[:NAMES_PER_TYPE])
+        more = f", +{len(names) - NAMES_PER_TYPE} more" if len(names) > NAMES_PER_TYPE else ""
+        parts.append(f"{type_name} x{len(names)}: {shown}{more}")
+    return groups, "; ".join(parts)
+
+
+def _effect(train_eval: Difference | None) -> str:
+    """How much the training mode changed the outputs of the example inputs, when measured."""
+    if train_eval is None:
+        return ""
+    if train_eval.max_abs_diff == 0:
+        return ("; on the example inputs the train- and eval-mode outputs are bit-identical, so here the mode "
+                "changes nothing (e.g. every dropout probability is 0), but it will once the config differs")
+    return (f"; on the example inputs the train-mode outputs differ from the eval-mode ones by up to "
+            f"{train_eval.max_abs_diff:.3g} ({train_eval.name})")
+
+
+def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
+                           train_eval: Difference | None = None) -> list[Finding]:
+    """EG101; ``train_eval`` is the measured train-vs-eval difference of the outputs, when the passes ran."""
     offenders = [r for r in rows if r.offending]
     if not offenders:
         return []
     counts = Counter(r.type for r in offenders)
-    kinds = ", ".join(f"{t} x{n}" for t, n in counts.most_common())
+    groups, listing = _grouped(offenders)
     allowed = [r.module for r in offenders if r.allowed]
     only_allowed = len(allowed) == len(offenders)
     if fixed:
-        message = (f"the exported graph holds {len(offenders)} training-mode op(s) ({kinds}), e.g. in "
-                   f"module '{offenders[0].module}'; call model.eval() before torch.export")
+        message = (f"the exported graph holds {len(offenders)} training-mode op(s) ({listing}); "
+                   f"call model.eval() before torch.export")
     else:
-        message = (f"{len(offenders)} module(s) whose behaviour differs between train and eval are in "
-                   f"training mode ({kinds}), e.g. {_module_label(offenders[0].module, offenders[0].type)}; "
-                   f"call model.eval() before serving")
+        what = ("whose forward reads self.training" if all(r.reason == READS_TRAINING for r in offenders)
+                else "whose behaviour differs between train and eval")
+        message = (f"{len(offenders)} module(s) {what} are in training mode ({listing})"
+                   f"{_effect(train_eval)}; call model.eval() before serving")
     if only_allowed:
         message += "; all of them are allowed stochastic modules (--allow-stochastic)"
     evidence = {
         "count": len(offenders),
         "types": dict(counts),
+        "by_type": {t: names[:EVIDENCE_CAP] for t, names in groups.items()},
         "modules": [{"module": r.module, "type": r.type, "reason": r.reason} for r in offenders[:EVIDENCE_CAP]],
         "root_training": next((r.mode == "train" for r in rows if r.module == ""), None),
     }
+    if train_eval is not None:
+        evidence["train_eval_max_abs_diff"] = _number(train_eval.max_abs_diff)
+        evidence["train_eval_output"] = train_eval.name
     if allowed:
         evidence["allowed"] = allowed[:EVIDENCE_CAP]
-    return [Finding("EG101", message, Location(path), evidence,
+    first = next((r.module for r in offenders if r.module), None)
+    return [Finding("EG101", message, Location(path, module=first), evidence,
                     severity=Severity.INFO if only_allowed else None)]
 
 
@@ -148,6 +187,7 @@ class PairedPasses:
         self.facts: PairedForwardFacts | None = None
         self.last_requires_grad = False
         self.last_prints = Prints(note="not recorded")
+        self.train_eval: Difference | None = None   # served (train) outputs vs eval outputs, when both ran
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
@@ -201,6 +241,7 @@ class PairedPasses:
             reference = self._served_pass(work, inputs, findings, record=True)
             findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
             return findings
+        served = None
         if self.options.wants("EG102", "EG107"):
             # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
             buffers = runner.Snapshot.take(work, parameters=False)
@@ -216,6 +257,9 @@ class PairedPasses:
             return findings
         work.eval()
         reference = self._pass(work, inputs, record=True)
+        if served is not None:
+            self.train_eval = max(compare_flat(served, reference, Tolerance(0.0, 0.0)),
+                                  key=lambda d: d.max_abs_diff)
         findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
         return findings
 
