@@ -273,3 +273,26 @@ def test_bit_noise_within_the_tolerance_is_not_randomness():
     assert list(outcome.findings) == []
     [facts] = [f for f in outcome.facts if type(f).__name__ == "ModeFacts"]
     assert any("nondeterministic kernels" in note for note in facts.paired.notes)
+
+
+def test_fingerprints_survive_outputs_they_cannot_reduce():
+    """A module returning a quantized tensor (no float sum) must not make the forward fail."""
+
+    class Inner(nn.Module):
+        def forward(self, x):
+            return torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.inner = nn.Linear(8, 8), Inner()
+
+        def forward(self, x):
+            return self.inner(self.linear(x)).dequantize()
+
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    subject = AuditSubject(path="m", kind="factory", model=Model().eval(),
+                           inputs_resolver=lambda: ExampleInputs(args=(x,), source="test"))
+    outcome = eval_mode.run(subject, AuditOptions(selected=ALL))
+    assert not outcome.target_errors
+    assert list(outcome.findings) == []
