@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -117,8 +118,7 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
             _debug_traceback(options)
             if isinstance(exc, SystemExit):
                 exc = TargetError(f"{subject.path}: the model's code tried to exit the process (SystemExit {exc.code!r})")
-            if str(exc) not in checked.errors:
-                checked.errors.append(str(exc))
+            _add_error(checked.errors, str(exc), subject.path)
             checked.runs.update({rule: RuleRun(SKIPPED, str(exc)) for rule in owned})
             continue
         except Exception as exc:  # noqa: BLE001 - evalguard's own bug: EG900, never the user's fault
@@ -137,9 +137,18 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
             checked.runs[rule] = outcome.coverage.get(
                 rule, RuleRun(SKIPPED, f"check '{spec.name}' did not report on this rule"))
         for message in outcome.target_errors:
-            if message not in checked.errors:
-                checked.errors.append(message)
+            _add_error(checked.errors, message, subject.path)
     return checked
+
+
+def _add_error(errors: list[str], message: str, path: str) -> None:
+    """Keep one message per failure: two checks failing on the same forward word it a little
+    differently (one prefixes the target path, one describes the inputs in parentheses)."""
+    def key(text: str) -> str:
+        return re.sub(r" \([^()]*\)(?=:)", "", text.removeprefix(f"{path}: ")).strip()
+
+    if key(message) not in {key(known) for known in errors}:
+        errors.append(message)
 
 
 def applicable_rules(kind: str) -> set[str]:

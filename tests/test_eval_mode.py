@@ -237,7 +237,7 @@ def test_eg102_bad_dropout_in_training_mode_names_the_dropout():
 def test_eg102_good_in_eval_mode():
     findings, subject = audit(mlp_with_dropout().eval(), x())
     assert findings == []
-    assert subject.paired.passes == 2  # served == eval: pass + batch probe
+    assert subject.paired.passes == 3  # served == eval: pass, same-input pass, batch probe
 
 
 def test_eg102_names_the_leaf_of_a_structured_output():
@@ -566,7 +566,7 @@ def test_runs_are_reproducible():
 def test_pass_budget_for_a_clean_train_mode_model():
     findings, subject = audit(trained_bn(), x())
     assert rules(findings) == ["EG101"]
-    assert subject.paired.passes == 4  # 2 served + eval reference + batch probe
+    assert subject.paired.passes == 5  # 2 served + eval reference + same-input pass + batch probe
 
 
 def test_only_selected_rules_are_reported():

@@ -87,7 +87,7 @@ def test_bert_after_eval_is_clean():
     torch.manual_seed(0)
     findings, subject = audit(bert().eval(), token_inputs())
     assert findings == []
-    assert subject.paired.passes == 2
+    assert subject.paired.passes == 3  # served == eval: pass, same-input pass, batch probe
 
 
 @pytest.mark.parametrize("name", ["gpt2", "vit", "resnet"])

@@ -383,7 +383,7 @@ def test_transformers_full_pickle_needs_trust_module(tmp_path):
 
     subject = load(tmp_path / "bert.pt", trust_modules=("transformers",))
     assert type(subject.model).__name__ == "BertModel" and subject.load.saved_training is False
-    ids = subject.inputs.args[0]
+    ids = subject.inputs.kwargs["input_ids"]  # keyword inputs from the forward signature
     assert ids.dtype == torch.int64 and int(ids.max()) < 97
     with torch.no_grad():
         assert torch.allclose(subject.model(ids).last_hidden_state, model(ids).last_hidden_state)
@@ -400,6 +400,6 @@ def test_transformers_save_pretrained_folder_builds_from_config(tmp_path):
     assert subject.load.weights.architecture == "transformers.BertForSequenceClassification from config.json"
     assert subject.load.saved_training is False
     assert subject.load.weights.missing_count == 0
-    ids = subject.inputs.args[0]
+    ids = subject.inputs.kwargs["input_ids"]
     with torch.no_grad():
         assert torch.allclose(subject.model(ids).logits, model(ids).logits, atol=1e-6)

@@ -1,4 +1,5 @@
-"""Guess example inputs from a model's first layer, for the simple cases only."""
+"""Example inputs when none were given: from what a transformers model says it takes
+(``hf_inputs``), else guessed from a model's first layer, for the simple cases only."""
 from __future__ import annotations
 
 from evalguard.subject import AuditOptions, ExampleInputs
@@ -8,32 +9,13 @@ _CONV_DIMS = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3}
 
 def _layer_kind(module) -> str:
     """The nn class name, also for TorchScript modules (which keep it as ``original_name``)."""
-    import torch.nn as nn
+    from torch import nn
 
     for cls in (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d):
         if isinstance(module, cls):
             return cls.__name__
     name = getattr(module, "original_name", "")
     return name if name in ("Linear", "Embedding", *_CONV_DIMS) else ""
-
-
-def _transformers_inputs(model, options: AuditOptions) -> ExampleInputs | None:
-    """transformers models say what they take: token ids in [0, vocab_size) or pixel values."""
-    from evalguard.loading.inputs import make_tensor
-
-    config = getattr(model, "config", None)
-    main = getattr(model, "main_input_name", None)
-    if config is None or not isinstance(main, str):
-        return None
-    vocab = getattr(config, "vocab_size", None)
-    if main == "input_ids" and isinstance(vocab, int) and vocab > 0:
-        tensor = make_tensor((2, 8), "int64", high=vocab, seed=options.seed)
-        return ExampleInputs(args=(tensor,), source=f"token ids in [0, {vocab}) from the model's config")
-    size, channels = getattr(config, "image_size", None), getattr(config, "num_channels", None)
-    if main == "pixel_values" and isinstance(size, int) and isinstance(channels, int):
-        tensor = make_tensor((2, channels, size, size), "float32", seed=options.seed)
-        return ExampleInputs(args=(tensor,), source="pixel values shaped from the model's config")
-    return None
 
 
 def _size(module, attribute: str, weight_dim: int) -> int:
@@ -47,10 +29,12 @@ def _size(module, attribute: str, weight_dim: int) -> int:
 
 
 def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
-    """Batch of 2 shaped for the first Linear/Embedding/Conv found; None when unsure."""
+    """transformers models: from their forward signature and config; others: a batch of 2 shaped
+    for the first Linear/Embedding/Conv found; None when unsure."""
+    from evalguard.loading.hf_inputs import transformers_inputs
     from evalguard.loading.inputs import make_tensor
 
-    from_config = _transformers_inputs(model, options)
+    from_config = transformers_inputs(model, options.seed)
     if from_config is not None:
         return from_config
     batch = 2

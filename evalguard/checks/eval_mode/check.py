@@ -4,10 +4,14 @@ EG101 reads the module tree only. The other rules run the model on a private cop
 once, with as few passes as the selected rules allow:
 
 * served mode (only when some module is in training mode): pass S1, pass S2 -> EG102;
-* eval mode: the reference pass E1 (S1 itself when the model is served in eval), then a
-  probe pass on rows of the batch (a smaller batch, reordered) -> EG104; when every row
-  matches, the model is also deterministic (EG103) and nothing more runs. A mismatch needs
-  one more pass on the original batch to tell randomness (EG103) from batch dependence (EG104).
+* eval mode: the reference pass E1 (S1 itself when the model is served in eval) and a second
+  pass E2 on the same input, both with a cheap per-module fingerprint (``fingerprint``):
+  determinism (EG103) is decided on identical inputs, bitwise per module, so a random module
+  deep inside is seen even when its effect at the output is below the tolerance. Any
+  difference is then located at the strict tolerance (two more passes with hooks): modules
+  whose outputs differ beyond it are EG103 sources; bit differences within it are kernel
+  noise. Only a deterministic model gets the probe pass on rows of the batch (a smaller
+  batch, reordered) -> EG104. A clean model served in eval costs 3 passes (E1, E2, probe).
 * EG107 needs no pass of its own: every pass runs under ``torch.no_grad()``, and outputs that
   still require grad prove the forward turns autograd back on.
 
@@ -21,16 +25,25 @@ from typing import Any
 
 import torch
 
+from evalguard.checks.eval_mode import CHECK, runner
 from evalguard.checks.eval_mode import batch as batching
-from evalguard.checks.eval_mode import runner
 from evalguard.checks.eval_mode.compare import (
-    BATCH_TOLERANCE_FACTOR, Tolerance, compare_flat, compare_rows, worst,
+    BATCH_TOLERANCE_FACTOR,
+    Tolerance,
+    compare_flat,
+    compare_rows,
+    worst,
+)
+from evalguard.checks.eval_mode.fingerprint import Prints, Recorder
+from evalguard.checks.eval_mode.mode_table import (
+    ModeRow,
+    capped_table,
+    is_allowed,
+    mode_fixed,
+    mode_rows,
+    summary,
 )
 from evalguard.checks.eval_mode.trace import Trace, grad_source, locate, rows_mapper
-from evalguard.checks.eval_mode.mode_table import (
-    ModeRow, capped_table, is_allowed, mode_fixed, mode_rows, summary,
-)
-from evalguard.checks.eval_mode import CHECK
 from evalguard.errors import TargetError
 from evalguard.facts import ModeFacts, ModeRowFact, PairedForwardFacts
 from evalguard.findings import Finding, Location, Severity
@@ -47,21 +60,23 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     model = _model_of(subject)
     rows = mode_rows(model, options.allow_stochastic)
     fixed = mode_fixed(model)
-    if options.wants("EG101"):
-        out.extend(training_mode_findings(subject.path, rows, fixed=fixed))
-        out.ran("EG101")
-    paired = None
+    paired, passes, dynamic = None, None, []
     if options.wants(*DYNAMIC_RULES):
         served_train = any(r.offending for r in rows) if fixed else any(m.training for m in model.modules())
         passes = PairedPasses(subject, options, served_train, fixed)
         try:
-            out.extend(passes.run(model))
+            dynamic = passes.run(model)
         except TargetError as exc:          # the user's forward failed: nothing dynamic could be judged
             out.error(str(exc), DYNAMIC_RULES)
         for rule, reason in passes.skipped.items():
             out.skip(rule, reason)
         out.ran(*DYNAMIC_RULES)
         paired = passes.facts
+    if options.wants("EG101"):
+        train_eval = passes.train_eval if passes is not None else None
+        out.extend(training_mode_findings(subject.path, rows, fixed=fixed, train_eval=train_eval))
+        out.ran("EG101")
+    out.extend(dynamic)
     table, omitted = capped_table(rows)
     out.fact(ModeFacts(rows=tuple(ModeRowFact(**row) for row in table), omitted=omitted,
                        paired=paired, **summary(rows, model)))
@@ -89,32 +104,69 @@ def _module_label(name: str, type_name: str) -> str:
 
 # --- EG101 ---------------------------------------------------------------------------------
 
-def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False) -> list[Finding]:
+#: Module names listed per type in the EG101 message (all of them are in the evidence).
+NAMES_PER_TYPE = 3
+READS_TRAINING = "its forward reads self.training"
+
+
+def _grouped(offenders: list[ModeRow]) -> tuple[dict[str, list[str]], str]:
+    """{type: [module names]} in first-seen order, and the same as text for the message."""
+    groups: dict[str, list[str]] = {}
+    for row in offenders:
+        groups.setdefault(row.type, []).append(row.module or "(root)")
+    parts = []
+    for type_name, names in sorted(groups.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(names[:NAMES_PER_TYPE])
+        more = f", +{len(names) - NAMES_PER_TYPE} more" if len(names) > NAMES_PER_TYPE else ""
+        parts.append(f"{type_name} x{len(names)}: {shown}{more}")
+    return groups, "; ".join(parts)
+
+
+def _effect(train_eval: Difference | None) -> str:
+    """How much the training mode changed the outputs of the example inputs, when measured."""
+    if train_eval is None:
+        return ""
+    if train_eval.max_abs_diff == 0:
+        return ("; on the example inputs the train- and eval-mode outputs are bit-identical, so here the mode "
+                "changes nothing (e.g. every dropout probability is 0), but it will once the config differs")
+    return (f"; on the example inputs the train-mode outputs differ from the eval-mode ones by up to "
+            f"{train_eval.max_abs_diff:.3g} ({train_eval.name})")
+
+
+def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
+                           train_eval: Difference | None = None) -> list[Finding]:
+    """EG101; ``train_eval`` is the measured train-vs-eval difference of the outputs, when the passes ran."""
     offenders = [r for r in rows if r.offending]
     if not offenders:
         return []
     counts = Counter(r.type for r in offenders)
-    kinds = ", ".join(f"{t} x{n}" for t, n in counts.most_common())
+    groups, listing = _grouped(offenders)
     allowed = [r.module for r in offenders if r.allowed]
     only_allowed = len(allowed) == len(offenders)
     if fixed:
-        message = (f"the exported graph holds {len(offenders)} training-mode op(s) ({kinds}), e.g. in "
-                   f"module '{offenders[0].module}'; call model.eval() before torch.export")
+        message = (f"the exported graph holds {len(offenders)} training-mode op(s) ({listing}); "
+                   f"call model.eval() before torch.export")
     else:
-        message = (f"{len(offenders)} module(s) whose behaviour differs between train and eval are in "
-                   f"training mode ({kinds}), e.g. {_module_label(offenders[0].module, offenders[0].type)}; "
-                   f"call model.eval() before serving")
+        what = ("whose forward reads self.training" if all(r.reason == READS_TRAINING for r in offenders)
+                else "whose behaviour differs between train and eval")
+        message = (f"{len(offenders)} module(s) {what} are in training mode ({listing})"
+                   f"{_effect(train_eval)}; call model.eval() before serving")
     if only_allowed:
         message += "; all of them are allowed stochastic modules (--allow-stochastic)"
     evidence = {
         "count": len(offenders),
         "types": dict(counts),
+        "by_type": {t: names[:EVIDENCE_CAP] for t, names in groups.items()},
         "modules": [{"module": r.module, "type": r.type, "reason": r.reason} for r in offenders[:EVIDENCE_CAP]],
         "root_training": next((r.mode == "train" for r in rows if r.module == ""), None),
     }
+    if train_eval is not None:
+        evidence["train_eval_max_abs_diff"] = _number(train_eval.max_abs_diff)
+        evidence["train_eval_output"] = train_eval.name
     if allowed:
         evidence["allowed"] = allowed[:EVIDENCE_CAP]
-    return [Finding("EG101", message, Location(path), evidence,
+    first = next((r.module for r in offenders if r.module), None)
+    return [Finding("EG101", message, Location(path, module=first), evidence,
                     severity=Severity.INFO if only_allowed else None)]
 
 
@@ -134,6 +186,8 @@ class PairedPasses:
         self.batch_probe: dict[str, Any] | None = None
         self.facts: PairedForwardFacts | None = None
         self.last_requires_grad = False
+        self.last_prints = Prints(note="not recorded")
+        self.train_eval: Difference | None = None   # served (train) outputs vs eval outputs, when both ran
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
@@ -154,9 +208,13 @@ class PairedPasses:
             self.skipped.setdefault(rule, reason)
 
     # one pass ------------------------------------------------------------------------------
-    def _run(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+    def _run(self, work, inputs: ExampleInputs, record: bool = False) -> dict[str, torch.Tensor]:
         self.passes += 1
-        output = runner.call(work, inputs)
+        if record:
+            with Recorder(work) as self.last_prints:
+                output = runner.call(work, inputs)
+        else:
+            output = runner.call(work, inputs)
         named = flatten_outputs(output)
         if not named:
             raise runner.ForwardFailed(f"forward returned {type(output).__name__} with no tensors")
@@ -164,9 +222,9 @@ class PairedPasses:
         # Detached copies: a later pass (in-place ops, output caches) must not alter them.
         return {name: t.detach().clone() for name, t in named}
 
-    def _pass(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
+    def _pass(self, work, inputs: ExampleInputs, record: bool = False) -> dict[str, torch.Tensor]:
         try:
-            return self._run(work, inputs)
+            return self._run(work, inputs, record)
         except runner.ForwardFailed as exc:
             raise runner.first_pass_error(inputs, str(exc)) from exc
 
@@ -180,9 +238,10 @@ class PairedPasses:
     def _all(self, work, inputs: ExampleInputs) -> list[Finding]:
         findings: list[Finding] = []
         if not self.served_train:  # served in eval mode: the served pass is the eval reference
-            reference = self._served_pass(work, inputs, findings)
-            findings.extend(self._eval_checks(work, inputs, reference))
+            reference = self._served_pass(work, inputs, findings, record=True)
+            findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
             return findings
+        served = None
         if self.options.wants("EG102", "EG107"):
             # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
             buffers = runner.Snapshot.take(work, parameters=False)
@@ -197,12 +256,17 @@ class PairedPasses:
                                      "re-export after model.eval()")
             return findings
         work.eval()
-        findings.extend(self._eval_checks(work, inputs, self._pass(work, inputs)))
+        reference = self._pass(work, inputs, record=True)
+        if served is not None:
+            self.train_eval = max(compare_flat(served, reference, Tolerance(0.0, 0.0)),
+                                  key=lambda d: d.max_abs_diff)
+        findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
         return findings
 
-    def _served_pass(self, work, inputs: ExampleInputs, findings: list[Finding]) -> dict[str, torch.Tensor]:
+    def _served_pass(self, work, inputs: ExampleInputs, findings: list[Finding],
+                     record: bool = False) -> dict[str, torch.Tensor]:
         """The first pass in the served mode; it also answers EG107 (it runs under no_grad)."""
-        outputs = self._pass(work, inputs)
+        outputs = self._pass(work, inputs, record)
         if self.options.wants("EG107") and self.last_requires_grad:
             findings.append(self._grad_finding(work, inputs))
         return outputs
@@ -214,41 +278,65 @@ class PairedPasses:
         trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
         return [self._random_finding("EG102", diff, trace)]
 
-    def _eval_checks(self, work, inputs: ExampleInputs, reference) -> list[Finding]:
+    def _eval_checks(self, work, inputs: ExampleInputs, reference, prints: Prints) -> list[Finding]:
         served_eval = not self.served_train
         random_rule = "EG103" if self.options.wants("EG103") else (
             "EG102" if served_eval and self.options.wants("EG102") else None)
+        if not (random_rule or self.options.wants("EG104")):
+            return []
         findings = []
-        deterministic = None
-        batch_diff, probe = None, None
-        if self.options.wants("EG104"):
-            probe, batch_diff, deterministic = self._batch_probe(work, inputs, reference)
-        if deterministic is None and (random_rule or batch_diff is not None):
-            diff = worst(compare_flat(self._pass(work, inputs), reference, self.tol))
-            deterministic = diff is None
-            if diff is not None and random_rule:
-                trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), self.tol)
-                findings.append(self._random_finding(random_rule, diff, trace))
-                if served_eval and random_rule == "EG103" and self.options.wants("EG102"):
-                    self.notes.append("served in eval mode: the served passes are the eval passes, so "
-                                      "the nondeterminism is reported once, as EG103")
+        random = self._same_input(work, inputs, reference, prints, random_rule, findings)
+        if served_eval and random and random_rule == "EG103" and self.options.wants("EG102"):
+            self.notes.append("served in eval mode: the served passes are the eval passes, so "
+                              "the nondeterminism is reported once, as EG103")
+        if not self.options.wants("EG104"):
+            return findings
+        if random:
+            self.skip("EG104", "eval-mode outputs are random, so batch dependence "
+                               "cannot be told apart from randomness")
+            return findings
+        probe, batch_diff = self._batch_probe(work, inputs, reference)
         if batch_diff is not None:
-            if deterministic:
-                findings.append(self._batch_finding(work, inputs, probe, batch_diff))
-            else:
-                self.skip("EG104", "eval-mode outputs are random, so batch dependence "
-                                   "cannot be told apart from randomness")
+            findings.append(self._batch_finding(work, inputs, probe, batch_diff))
         return findings
 
+    def _same_input(self, work, inputs, reference, prints: Prints, random_rule, findings) -> bool:
+        """Pass E2 on the same input: True when the eval model is random (finding added for ``random_rule``).
+
+        Decided bitwise per module call; a difference is then located at the strict tolerance,
+        so a random module counts even when the model's outputs still agree within it.
+        """
+        second = self._pass(work, inputs, record=True)
+        diff = worst(compare_flat(second, reference, self.tol))
+        first_module = prints.first_difference(self.last_prints)
+        if diff is None and first_module is None:
+            self.notes.append("eval passes on the same input: every module's outputs bit-identical"
+                              if not prints.note else f"eval passes on the same input agree ({prints.note})")
+            return False
+        # Outputs within tolerance: module outputs are held to the loosest tolerance the user set.
+        module_tol = self.tol if diff is not None else self.tol.loosest()
+        trace = locate(work, self._replay(work, inputs), self._replay(work, inputs), module_tol)
+        if diff is None and not trace.sources:
+            self.notes.append(f"eval passes on the same input differ in the last bits from module "
+                              f"{first_module or '(root)'!r} on, within the tolerance: nondeterministic "
+                              f"kernels, not randomness")
+            return False
+        if random_rule:
+            within = diff is None
+            if within:
+                diff = max(compare_flat(second, reference, Tolerance(0.0, 0.0)), key=lambda d: d.max_abs_diff)
+            findings.append(self._random_finding(random_rule, diff, trace, within_tolerance=within))
+        return True
+
     def _batch_probe(self, work, inputs, reference):
-        """(probe, failing row difference or None, deterministic or None) for EG104."""
+        """(probe, failing row difference or None) for EG104, on a model known to be deterministic."""
         batch, why = batching.batch_size(inputs)
         sequence_first = batching.sequence_first_module(work)
         if sequence_first:
             batch, why = None, f"the batch dimension is unknown: {sequence_first} takes sequence-first inputs"
         if batch is None:
             self.skip("EG104", why)
-            return None, None, None
+            return None, None
         rows, companions = batching.probe_rows(batch)
         candidates = [batching.make_probe(inputs, batch, rows, companions)]
         if len(rows) + companions == 1:  # e.g. BatchNorm1d refuses a batch of one: add a companion
@@ -261,30 +349,36 @@ class PairedPasses:
                 failure = f"forward failed on {probe.inputs.source}: {exc}"
         else:
             self.skip("EG104", failure)
-            return None, None, None
+            return None, None
         self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
         diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
         if not diffs:
             self.skip("EG104", "no output can be compared sample by sample "
                                "(none keeps the batch dimension and its other dimensions)")
-            return None, None, None
-        diff = worst(diffs)
-        every_leaf_compared = len(diffs) == len(reference)
-        return probe, diff, (True if diff is None and every_leaf_compared else None)
+            return None, None
+        return probe, worst(diffs)
 
     # findings --------------------------------------------------------------------------------
-    def _random_finding(self, rule: str, diff: Difference, trace: Trace) -> Finding:
+    def _random_finding(self, rule: str, diff: Difference, trace: Trace, within_tolerance: bool = False) -> Finding:
         sources = trace.sources
         allow = self.options.allow_stochastic
         only_allowed = bool(sources) and all(is_allowed(s.module, allow) for s in sources)
         where = (f"the difference starts in {_module_label(sources[0].module, sources[0].type)}"
                  if sources else trace.note or "module not identified")
+        if within_tolerance and sources:
+            where += f" (max abs diff {sources[0].max_abs_diff:.3g} there)"
         if sources and sources[0].random_calls:
             where += f", which calls {', '.join(sources[0].random_calls[:3])}"
         if len(sources) > 1:
             where += f" and {len(sources) - 1} more module(s)"
         numbers = f"max abs diff {diff.max_abs_diff:.3g} in {diff.name}"
-        if rule == "EG103":
+        if within_tolerance:
+            effect = (f"the outputs still agree within the tolerance ({numbers})" if diff.max_abs_diff
+                      else "the outputs happen to be bit-identical")
+            pass_kind = "after eval()" if rule == "EG103" else f"in the served ({'training' if self.served_train else 'eval'}) mode"
+            message = (f"a module is random between two passes on the same input {pass_kind}; {where}; "
+                       f"{effect}, but a larger model, other inputs or weights can move them")
+        elif rule == "EG103":
             message = f"outputs still differ between two passes on the same input after eval() ({numbers}); {where}"
         else:
             mode = "training" if self.served_train else "eval"
@@ -292,7 +386,9 @@ class PairedPasses:
                        f"({numbers}); {where}")
         if only_allowed:
             message += "; allowed stochastic module(s) (--allow-stochastic)"
-        return Finding(rule, message, self._location(sources), self._evidence(diff, trace, self.tol),
+        evidence = self._evidence(diff, trace, self.tol)
+        evidence["outputs_within_tolerance"] = within_tolerance
+        return Finding(rule, message, self._location(sources), evidence,
                        severity=Severity.INFO if only_allowed else None)
 
     def _batch_finding(self, work, inputs, probe, diff: Difference) -> Finding:

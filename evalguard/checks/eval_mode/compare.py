@@ -44,6 +44,13 @@ class Tolerance:
         short = name.removeprefix("output.")
         return self.per_output.get(name) or self.per_output.get(short) or (self.atol, self.rtol)
 
+    def loosest(self) -> Tolerance:
+        """One tolerance for tensors that are no named output (module outputs): the loosest the
+        user allowed anywhere, so a per-output allowance also covers the modules feeding it."""
+        atol = max([self.atol, *(a for a, _ in self.per_output.values())])
+        rtol = max([self.rtol, *(r for _, r in self.per_output.values())])
+        return Tolerance(atol, rtol)
+
     def as_evidence(self) -> dict:
         return {"atol": float(f"{self.atol:.3g}"), "rtol": float(f"{self.rtol:.3g}")}
 

@@ -1,4 +1,5 @@
-"""Notice random torch calls (functional dropout, ``torch.rand*``, SDPA with ``dropout_p``) while a
+"""Notice random torch calls (functional dropout, ``torch.rand*``, SDPA or
+``multi_head_attention_forward`` with ``dropout_p``) while a
 forward runs, so a finding can say *which call* inside the responsible module is random.
 
 A ``TorchFunctionMode`` sees every torch function and Tensor method; it is only switched on
@@ -55,6 +56,10 @@ def random_call(func, args, kwargs) -> str | None:
     if name == "scaled_dot_product_attention":
         p = _arg(args, kwargs, 4, "dropout_p", 0.0)
         return f"{label}(dropout_p={p})" if p else None
+    if name == "multi_head_attention_forward":
+        p = _arg(args, kwargs, 10, "dropout_p", 0.0)
+        training = _arg(args, kwargs, 13, "training", True)
+        return f"{label}(dropout_p={p}, training=True)" if p and training else None
     if name in _ALWAYS_RANDOM or name.rstrip("_") in _ALWAYS_RANDOM:
         return label
     return None

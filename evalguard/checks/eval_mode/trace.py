@@ -3,9 +3,10 @@
 Only run after a difference was already seen at the model's outputs, so the clean path pays
 no hook overhead. Pass A records, for every module call, its inputs (at entry, before any
 in-place op) and its outputs; pass B compares call by call. A module is a *source* when its
-inputs matched pass A but its outputs did not: the difference was born inside its forward.
-Pass B then continues with pass A's output in place of the differing one ("teacher
-forcing"), so every later source is found too, not just the first.
+inputs matched pass A but its outputs did not, or when it hands a child module inputs that
+differ (a functional dropout or SDPA call between two children): the difference was born in
+its own code. Pass B then continues with pass A's tensors in place of the differing ones
+("teacher forcing"), so every later source is found too, not just the first.
 
 The two passes may run on different batches (EG104): ``mapper`` turns a pass-A tensor into
 the tensor pass B should have produced (identity, or the matching rows), or None when the
@@ -89,6 +90,29 @@ def _differs(a_leaves, b_leaves, mapper: Mapper, tol: Tolerance) -> float | None
     return worst
 
 
+def _force(reference_leaves, value, mapper: Mapper):
+    """``value`` with each tensor leaf replaced by what pass A says it should be, where known."""
+    leaves, spec = pytree.tree_flatten(value)
+    tensors = iter(reference_leaves)
+    forced = []
+    for leaf in leaves:
+        if not isinstance(leaf, torch.Tensor):
+            forced.append(leaf)
+            continue
+        a = next(tensors, None)
+        expected = mapper(a, leaf) if a is not None else None
+        forced.append(expected.clone() if expected is not None else leaf)
+    return pytree.tree_unflatten(forced, spec)
+
+
+@dataclass
+class _Frame:
+    call: _Call | None
+    inputs_equal: bool
+    type: str = ""
+    source: bool = False
+
+
 def _hookable(model) -> str:
     if isinstance(model, torch.jit.ScriptModule):
         return "forward hooks are not supported on TorchScript modules"
@@ -152,7 +176,7 @@ def locate(model, run_a: Callable[[], Any], run_b: Callable[[], Any], tol: Toler
         return Trace(False, note=f"module not identified: {reason}")
     reference = record(model, run_a)
     sources: list[Source] = []
-    stack: list[tuple[_Call | None, bool]] = []
+    stack: list[_Frame] = []
     entered = [0]
     diverged: list[str] = []
 
@@ -162,34 +186,54 @@ def locate(model, run_a: Callable[[], Any], run_b: Callable[[], Any], tol: Toler
         call = reference[index] if index < len(reference) and not diverged else None
         if call is None or call.name != name:
             diverged.append(name)
-            stack.append((None, False))
-            return
-        inputs_equal = _differs(call.inputs, _tensor_leaves((args, kwargs)), mapper, tol) is None
-        stack.append((call, inputs_equal))
+            stack.append(_Frame(None, False))
+            return None
+        gap_in = _differs(call.inputs, _tensor_leaves((args, kwargs)), mapper, tol)
+        parent = stack[-1] if stack else None
+        if gap_in is None or parent is None or parent.call is None or not parent.inputs_equal:
+            stack.append(_Frame(call, gap_in is None, _type_name(module)))
+            return None
+        # The parent's inputs matched, yet it hands this child different ones: born in the parent's code.
+        if not parent.source:
+            parent.source = True
+            sources.append(Source(parent.call.name, parent.type, gap_in, parent.call.random_calls))
+        stack.append(_Frame(call, True, _type_name(module)))
+        return _force(call.inputs, (args, kwargs), mapper)
 
     def leave(name, module, output):
-        call, inputs_equal = stack.pop()
+        frame = stack.pop()
+        call = frame.call
         if call is None:
             return None
         leaves, spec = pytree.tree_flatten(output)
         gap = _differs(call.outputs, leaves, mapper, tol)
         if gap is None:
             return None
-        if not inputs_equal:
+        if not frame.inputs_equal:
             return None  # born upstream: the enclosing module whose inputs matched is the source
-        sources.append(Source(name, _type_name(module), gap, call.random_calls))
+        if not frame.source:
+            sources.append(Source(name, _type_name(module), gap, call.random_calls))
         if spec != call.spec:
             return None
-        forced = []
-        for a, b in zip(call.outputs, leaves):
-            expected = mapper(a, b) if a is not None and isinstance(b, torch.Tensor) else None
-            forced.append(expected.clone() if expected is not None else b)
-        return pytree.tree_unflatten(forced, spec)
+        return _force(call.outputs, output, mapper)
 
     with _Hooks(model, enter, leave):
         run_b()
     note = f"call order diverged at module {diverged[0]!r}; later modules not compared" if diverged else ""
-    return Trace(True, sources, note)
+    return Trace(True, _once_each(sources), note)
+
+
+def _once_each(sources: list[Source]) -> list[Source]:
+    """One entry per module (a shared layer called several times is one source), in first-seen order."""
+    merged: dict[str, Source] = {}
+    for source in sources:
+        seen = merged.get(source.module)
+        if seen is None:
+            merged[source.module] = source
+            continue
+        seen.max_abs_diff = max(seen.max_abs_diff, source.max_abs_diff)
+        seen.random_calls.extend(c for c in source.random_calls if c not in seen.random_calls)
+    return list(merged.values())
 
 
 def grad_source(model, run: Callable[[], Any]) -> Trace:
