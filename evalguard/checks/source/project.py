@@ -213,11 +213,21 @@ def mode_dependent(symbol: Symbol, depth: int = 0) -> bool | None:
     return _MODE[key]
 
 
+def _is_plain_value(node: ast.AST) -> bool:
+    """Names that hold settings rather than modules (``self.p = p``, ``self.num_classes = k``)."""
+    name = node.id if isinstance(node, ast.Name) else ""
+    return bool(name) and not any(word in name.lower() for word in (
+        "model", "net", "layer", "module", "block", "feature", "encoder", "decoder", "backbone", "head", "body"))
+
+
 def _mode_dependent(symbol: Symbol, depth: int) -> bool | None:
-    index, known, unknown = symbol.index, 0, False
+    index, known = symbol.index, 0
     nodes = list(ast.walk(symbol.node))
-    submodules = {id(n.value) for n in nodes if isinstance(n, ast.Assign) and any(
-        isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" for t in n.targets)}
+    assigned = [n.value for n in nodes if isinstance(n, ast.Assign) and any(
+        isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self" for t in n.targets)]
+    submodules = {id(v) for v in assigned}
+    # self.features = features (a module handed in): what it holds is not known here
+    unknown = any(isinstance(v, (ast.Name, ast.Subscript)) and not _is_plain_value(v) for v in assigned)
     for node in nodes:
         if not isinstance(node, ast.Call):
             continue
