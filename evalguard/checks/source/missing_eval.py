@@ -120,7 +120,8 @@ def _inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str
                 any(_grad_off_call(index, d, scope) for d in scope.node.decorator_list):
             return [(c, "inference") for c in scope.calls()]
         if EVAL_NAME.search(name) and not has_backward(scope.calls()) and not (
-                name.startswith("test_") and (_is_pytest_file(index.path) or _in_test_case(cls))):
+                name.startswith("test_") and (_is_pytest_file(index.path) or _in_test_case(cls)
+                                              or any(isinstance(n, ast.Assert) for n in scope.nodes()))):
             return [(c, "evaluation") for c in scope.calls()]
     for node in scope.nodes():
         if isinstance(node, (ast.With, ast.AsyncWith)) and any(

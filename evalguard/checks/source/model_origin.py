@@ -177,7 +177,7 @@ class Tracer:
         """An untraceable model in evaluation code of a training file, or next to a loader that
         returns a training-mode model, is taken to be in training mode."""
         if use.kind == "evaluation" and self.file_trains():
-            return Origin("train", None, "it comes from the training code of this file (which calls backward())")
+            return Origin("train", None, "it arrives from the training code of this file, which calls backward()")
         return self.loader_origin()
 
     def file_trains(self) -> bool:

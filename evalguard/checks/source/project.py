@@ -29,7 +29,6 @@ MAX_DEPTH = 6
 
 _FILES: dict[str, tuple[tuple[int, int], FileIndex | None]] = {}
 _MODULES: dict[tuple[str, str, int], str | None] = {}
-_MODE: dict[int, bool | None] = {}
 
 #: torch.nn classes whose output depends on the mode.
 MODE_LAYERS = frozenset(f"torch.nn.{n}" for n in (
@@ -203,14 +202,23 @@ def base_symbols(symbol: Symbol) -> list[Symbol]:
 
 def mode_dependent(symbol: Symbol, depth: int = 0) -> bool | None:
     """True when the class (with its bases and in-project submodule classes) builds a mode-dependent
-    layer; False when every layer it builds is known and none is; None when that cannot be told."""
+    layer; False when every layer it builds is known and none is; None when that cannot be told
+    (a submodule of unknown type, a base outside the project, or no layer seen at all)."""
+    found, known, unknown = _layers_of(symbol, depth)
+    if found:
+        return True
+    return None if unknown or not known else False
+
+
+def _layers_of(symbol: Symbol, depth: int) -> tuple[bool, int, bool]:
+    """(a mode-dependent layer found, layers known not to be, something unknown) for a class."""
+    node = symbol.node              # the verdict lives on the class node: a re-parsed file starts afresh
     if depth > MAX_DEPTH:
-        return None
-    key = id(symbol.node)
-    if key not in _MODE:
-        _MODE[key] = None          # recursion: not known yet
-        _MODE[key] = _mode_dependent(symbol, depth)
-    return _MODE[key]
+        return False, 0, True
+    if not hasattr(node, "_evalguard_layers"):
+        node._evalguard_layers = (False, 0, True)          # recursion: not known yet
+        node._evalguard_layers = _scan_layers(symbol, depth)
+    return node._evalguard_layers
 
 
 def _is_plain_value(node: ast.AST) -> bool:
@@ -220,7 +228,7 @@ def _is_plain_value(node: ast.AST) -> bool:
         "model", "net", "layer", "module", "block", "feature", "encoder", "decoder", "backbone", "head", "body"))
 
 
-def _mode_dependent(symbol: Symbol, depth: int) -> bool | None:
+def _scan_layers(symbol: Symbol, depth: int) -> tuple[bool, int, bool]:
     index, known = symbol.index, 0
     nodes = list(ast.walk(symbol.node))
     assigned = [n.value for n in nodes if isinstance(n, ast.Assign) and any(
@@ -233,7 +241,7 @@ def _mode_dependent(symbol: Symbol, depth: int) -> bool | None:
             continue
         verdict = _call_mode(index, node, depth)
         if verdict is True:
-            return True
+            return True, known, unknown
         if verdict is None and id(node) in submodules:
             unknown = True
         known += verdict is False
@@ -245,13 +253,11 @@ def _mode_dependent(symbol: Symbol, depth: int) -> bool | None:
         if parent is None or not parent.is_class:
             unknown = True
             continue
-        verdict = mode_dependent(parent, depth + 1)
-        if verdict is True:
-            return True
-        unknown = unknown or verdict is None
-    if unknown or not known:
-        return None
-    return False
+        found, base_known, base_unknown = _layers_of(parent, depth + 1)
+        if found:
+            return True, known, unknown
+        known, unknown = known + base_known, unknown or base_unknown
+    return False, known, unknown
 
 
 def _call_mode(index: FileIndex, call: ast.Call, depth: int) -> bool | None:
@@ -263,5 +269,8 @@ def _call_mode(index: FileIndex, call: ast.Call, depth: int) -> bool | None:
         return False
     target = resolve(index, call.func)
     if target is not None and target.is_class:
-        return mode_dependent(target, depth + 1) if is_module_class(target) else False
+        if not is_module_class(target):
+            return False
+        found, _, unknown = _layers_of(target, depth + 1)
+        return True if found else None if unknown else False
     return None
