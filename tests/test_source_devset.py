@@ -6,11 +6,11 @@ copied to a temporary folder (so no requirement file of this repository is in re
 a folder, through the engine, as ``evalguard check DIR`` does.
 """
 import shutil
-import tomllib
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from evalguard.engine import audit
 from evalguard.subject import AuditOptions

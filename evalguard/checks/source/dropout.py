@@ -17,10 +17,17 @@ an expression. ``scaled_dot_product_attention`` needs the same of its ``dropout_
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
-from evalguard.checks.source.index import (UNKNOWN, FileIndex, Hit, Scope, argument, module_like,
-                                           spelled)
+from evalguard.checks.source.index import (
+    UNKNOWN,
+    FileIndex,
+    Hit,
+    Scope,
+    argument,
+    module_like,
+    spelled,
+)
 
 F = "torch.nn.functional."
 #: function -> default of its training argument (None: the argument is required)

@@ -7,7 +7,7 @@ bare call is reported then too). A project that requires torch >= 2.6 gets the s
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from evalguard.checks.source.index import FileIndex, Hit, argument, calls_in, spelled
 from evalguard.checks.source.requirements import torch_floor

@@ -26,6 +26,8 @@ The heuristic (documented for users in rules/EG106.toml):
    except a parameter named like a model (``model``, ``net``, ``task_model``, ...) in evaluation code
    of a file that also trains (calls ``backward()``), or in inference code of a file whose loader
    returns a training-mode model: evaluation inside or after training, serving next to its loader.
+   ``self(x)`` in a module's own predict/evaluate method is reported only when the class is known to
+   hold a mode-dependent layer.
 """
 from __future__ import annotations
 
@@ -33,11 +35,29 @@ import ast
 import builtins
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from evalguard.checks.source.index import FUNCTION_NODES, FileIndex, Hit, Scope, call_arg, module_like, walk_scope
-from evalguard.checks.source.model_origin import (MODEL_METHODS, SAME_MODULE, SELF_CALL, Origin, Tracer, Use,
-                                                  class_of, has_backward, key_of, position)
+from evalguard.checks.source.index import (
+    FUNCTION_NODES,
+    FileIndex,
+    Hit,
+    Scope,
+    call_arg,
+    module_like,
+    walk_scope,
+)
+from evalguard.checks.source.model_origin import (
+    MODEL_METHODS,
+    SAME_MODULE,
+    SELF_CALL,
+    Origin,
+    Tracer,
+    Use,
+    class_of,
+    has_backward,
+    key_of,
+    position,
+)
 
 GRAD_OFF = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
             "torch.autograd.inference_mode", "torch.autograd.grad_mode.no_grad",

@@ -12,7 +12,12 @@ import re
 from dataclasses import dataclass
 
 from evalguard.checks.source import project
-from evalguard.checks.source.index import FUNCTION_NODES, FileIndex, Scope, call_arg, spelled
+from evalguard.checks.source.index import (
+    FileIndex,
+    Scope,
+    call_arg,
+    spelled,
+)
 
 TRAINING_SOURCES = {"torch.load", "torch.jit.load", "torch.hub.load", "timm.create_model"}
 MODEL_CLASS_NAME = re.compile(r"(Net|Network|Model|Classifier|Regressor|Encoder|Decoder|Transformer|Detector|"
@@ -39,7 +44,7 @@ class Origin:
     text: str = ""
 
     @staticmethod
-    def combine(origins: list["Origin"]) -> "Origin":
+    def combine(origins: list[Origin]) -> Origin:
         for state in ("eval", "train"):
             for origin in origins:
                 if origin.state == state:
@@ -142,7 +147,7 @@ class Tracer:
                 self._methods.setdefault(id(scope.cls), []).append(scope)
 
     @staticmethod
-    def of(index: FileIndex) -> "Tracer":
+    def of(index: FileIndex) -> Tracer:
         tracer = getattr(index, "_tracer", None)
         if tracer is None:
             tracer = index._tracer = Tracer(index)
@@ -169,9 +174,10 @@ class Tracer:
         cls = class_of(scope)
         if any(self._evaluated_in(m, SELF_CALL) for m in self._methods.get(id(cls), [])):
             return EVAL_ORIGIN
-        if project.mode_dependent(project.Symbol(self.index, cls)) is False:
-            return STATIC_ORIGIN
-        return Origin("train", None, f"{cls.name} is an nn.Module and {scope.name}() runs it without self.eval()")
+        if project.mode_dependent(project.Symbol(self.index, cls)) is not True:
+            return UNKNOWN_ORIGIN       # no mode-dependent layer seen (e.g. a from_pretrained class): left alone
+        return Origin("train", None, f"{cls.name} holds Dropout/BatchNorm-like layers and {scope.name}() runs it "
+                                     "without self.eval()")
 
     def _assumed(self, use: Use) -> Origin:
         """An untraceable model in evaluation code of a training file, or next to a loader that
@@ -253,7 +259,7 @@ class Tracer:
                 return True
         return False
 
-    def _callees(self, scope: Scope, call: ast.Call) -> list[tuple["Tracer", Scope, int]]:
+    def _callees(self, scope: Scope, call: ast.Call) -> list[tuple[Tracer, Scope, int]]:
         """Functions a call may reach, in this file or imported from the project, with the
         parameter offset (1 for methods via self)."""
         func = call.func
@@ -357,7 +363,7 @@ class Tracer:
         return self._sites.get(id(target), [])
 
     # attributes ---------------------------------------------------------------------------
-    def _class_methods(self, cls: ast.ClassDef, depth: int = 0) -> list[tuple["Tracer", Scope]]:
+    def _class_methods(self, cls: ast.ClassDef, depth: int = 0) -> list[tuple[Tracer, Scope]]:
         """Methods of the class and of its bases defined in the project (other files too)."""
         found = [(self, m) for m in self._methods.get(id(cls), [])]
         if depth < 4:

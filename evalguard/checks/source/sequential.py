@@ -18,9 +18,16 @@ after it. Any other layer (a LayerNorm, say) ends the chain. A Dropout with ``p=
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
-from evalguard.checks.source.index import FileIndex, Hit, Scope, argument, calls_in, spelled
+from evalguard.checks.source.index import (
+    FileIndex,
+    Hit,
+    Scope,
+    argument,
+    calls_in,
+    spelled,
+)
 
 SEQUENTIAL = "torch.nn.Sequential"
 ORDERED_DICT = {"collections.OrderedDict", "OrderedDict", "typing.OrderedDict"}
