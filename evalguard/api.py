@@ -39,6 +39,7 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
     import torch.nn as nn
 
     from evalguard.engine import audit_subject, run_metadata
+    from evalguard.facts import LoadFacts, OptimizerHint
     from evalguard.run_check import selected_rules
     from evalguard.subject import AuditOptions, AuditSubject
 
@@ -53,11 +54,12 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
     subject = AuditSubject(
         path=name or type(model).__name__, kind="live-module", model=model,
         optimizer_state=optimizer.state_dict() if optimizer is not None else None,
-        info={"format": "live nn.Module", "saved_training": model.training},
+        load=LoadFacts(format="live nn.Module", model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+                       saved_training=model.training, mode_source="the model as passed to audit()",
+                       optimizer=None if optimizer is None else OptimizerHint(
+                           "audit(optimizer=...)", type(optimizer).__name__, "the optimizer object")),
         inputs_resolver=lambda: inputs,
     )
-    if optimizer is not None:
-        subject.info["optimizer"] = type(optimizer).__name__
     overrides = {rule.upper(): Severity.parse(level) for rule, level in (severity or {}).items()}
     result, findings = audit_subject(subject, options, overrides)
     return Report(targets=(result,), findings=tuple(findings), metadata=run_metadata(options))

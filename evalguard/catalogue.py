@@ -39,10 +39,6 @@ class Rule:
     references: tuple[str, ...] = ()
     examples: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def help_uri(self) -> str:
-        return f"https://evalguard.readthedocs.io/rules/{self.id}"
-
 
 def _rules_dir():
     packaged = resources.files("evalguard") / "rules"

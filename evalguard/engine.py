@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from evalguard.catalogue import load_catalogue
-from evalguard.checks import CHECKS, CheckSpec
-from evalguard.errors import RefusedTarget, TargetError
-from evalguard.findings import Finding, Location, Report, Severity, TargetResult
-from evalguard.subject import AuditOptions, AuditSubject
+from evalguard.checks import CHECKS, ENGINE_RULES, CheckSpec
+from evalguard.errors import RefusedTarget, TargetError, UsageError
+from evalguard.findings import (FAILED, NOT_APPLICABLE, PASSED, SKIPPED, Finding, Location, Report,
+                                RuleCoverage, Severity, TargetResult)
+from evalguard.outcome import RAN, CheckOutcome, RuleRun
+from evalguard.subject import PICKLE_KINDS, AuditOptions, AuditSubject
 from evalguard.suppression import is_suppressed
 
 
@@ -46,36 +48,114 @@ def _debug_traceback(options: AuditOptions) -> None:
 
 
 def checks_for(subject: AuditSubject, options: AuditOptions) -> list[CheckSpec]:
+    """Checks that handle this kind and own a selected rule (enabled or not: a disabled
+    check's rules are reported as skipped, not silently left out)."""
     return [spec for spec in CHECKS
-            if subject.kind in spec.kinds and spec.enabled(options)
-            and any(rule in options.selected for rule in spec.rules)]
+            if subject.kind in spec.kinds and any(rule in options.selected for rule in spec.rules)]
 
 
-def run_checks(subject: AuditSubject, options: AuditOptions) -> tuple[list[Finding], list[str]]:
-    """Run every applicable check. A crashing check becomes one EG900 finding; a check that
-    finds the target cannot be audited (e.g. forward raises) records the reason, and the
-    other checks still run. Returns (findings, reasons the target could not be audited)."""
-    findings: list[Finding] = []
-    failures: list[str] = []
+def _crash(spec_name: str, rules, path: str, exc: BaseException, options: AuditOptions) -> Finding:
+    """EG900: evalguard's own code raised; the finding names the step and the rules it left unchecked."""
+    _debug_traceback(options)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return Finding(
+        rule="EG900",
+        message=f"internal error in evalguard's {spec_name}: {text}",
+        location=Location(path=path),
+        evidence={"check": spec_name, "rules_not_checked": sorted(rules),
+                  "exception": type(exc).__name__, "raised_at": where},
+    )
+
+
+@dataclass
+class _Checked:
+    """The merged outcomes of every check on one subject."""
+
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+    runs: dict[str, RuleRun] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
+    """Run every applicable check. A check that raises is evalguard's bug (EG900, its rules
+    skipped); user code that fails (a forward that raises) comes back as the outcome's
+    ``target_errors``, and the other checks still run."""
+    checked = _Checked()
     for spec in checks_for(subject, options):
+        owned = [rule for rule in spec.rules if rule in options.selected]
+        if not spec.enabled(options):
+            checked.runs.update({rule: RuleRun(SKIPPED, spec.disabled_reason or f"{spec.name} turned off")
+                                 for rule in owned})
+            continue
         try:
-            findings.extend(spec.load()(subject, options))
-        except TargetError as exc:
+            outcome = spec.load()(subject, options)
+            if not isinstance(outcome, CheckOutcome):
+                raise TypeError(f"check returned {type(outcome).__name__}, not CheckOutcome")
+        except TargetError as exc:   # raised from user code on the way (e.g. inputs cannot be built)
             _debug_traceback(options)
-            if str(exc) not in failures:
-                failures.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
-            _debug_traceback(options)
-            frames = traceback.extract_tb(exc.__traceback__)
-            where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
-            findings.append(Finding(
-                rule="EG900",
-                message=f"check '{spec.name}' crashed: {type(exc).__name__}: {exc}".splitlines()[0][:300],
-                location=Location(path=subject.path),
-                evidence={"check": spec.name, "rules_not_checked": list(spec.rules),
-                          "exception": type(exc).__name__, "raised_at": where},
-            ))
-    return findings, failures
+            if str(exc) not in checked.errors:
+                checked.errors.append(str(exc))
+            checked.runs.update({rule: RuleRun(SKIPPED, str(exc)) for rule in owned})
+            continue
+        except Exception as exc:  # noqa: BLE001 - evalguard's own bug: EG900, never the user's fault
+            checked.findings.append(_crash(f"check '{spec.name}'", owned, subject.path, exc, options))
+            checked.runs.update({rule: RuleRun(SKIPPED, f"check '{spec.name}' crashed (EG900)")
+                                 for rule in owned})
+            continue
+        foreign = sorted({f.rule for f in outcome.findings} - set(spec.rules))
+        if foreign:
+            error = RuntimeError(f"check '{spec.name}' emitted rules it does not own: {', '.join(foreign)}")
+            checked.findings.append(_crash(f"check '{spec.name}'", foreign, subject.path, error, options))
+        checked.findings.extend(f for f in outcome.findings if f.rule in spec.rules)
+        for fact in outcome.facts:
+            checked.facts[fact.family] = fact
+        for rule in owned:
+            checked.runs[rule] = outcome.coverage.get(
+                rule, RuleRun(SKIPPED, f"check '{spec.name}' did not report on this rule"))
+        for message in outcome.target_errors:
+            if message not in checked.errors:
+                checked.errors.append(message)
+    return checked
+
+
+def applicable_rules(kind: str) -> set[str]:
+    """Rules that can fire on a target of this kind (engine rules included)."""
+    rules = {rule for spec in CHECKS if kind in spec.kinds for rule in spec.rules}
+    if not rules:
+        return set()
+    rules.add("EG900")
+    if kind in PICKLE_KINDS:
+        rules.update(("EG901", "EG902"))
+    return rules
+
+
+def coverage(kind: str, selected, findings: Iterable[Finding], runs: Mapping[str, RuleRun],
+             status: str = "audited", detail: str = "") -> dict[str, RuleCoverage]:
+    """Every selected rule's end state on one target: passed, failed, skipped or not-applicable."""
+    applicable = applicable_rules(kind)
+    fired = {f.rule for f in findings}
+    result = {}
+    for rule in sorted(selected):
+        if rule in fired:
+            result[rule] = RuleCoverage(FAILED)
+        elif rule not in applicable:
+            result[rule] = RuleCoverage(NOT_APPLICABLE, f"does not apply to a {kind} target")
+        elif rule in ENGINE_RULES:      # the pickle scan ran (it runs before any load); no crash
+            result[rule] = RuleCoverage(PASSED)
+        elif status == "refused":
+            result[rule] = RuleCoverage(SKIPPED, "the file was refused and not loaded")
+        elif rule in runs and runs[rule].status == RAN:
+            result[rule] = RuleCoverage(PASSED)
+        elif rule in runs and runs[rule].status == NOT_APPLICABLE:
+            result[rule] = RuleCoverage(NOT_APPLICABLE, runs[rule].reason)
+        elif rule in runs:
+            result[rule] = RuleCoverage(SKIPPED, runs[rule].reason)
+        else:
+            result[rule] = RuleCoverage(SKIPPED, detail or "no check ran on this target")
+    return result
 
 
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
@@ -119,11 +199,44 @@ def _read_lines(path: str) -> list[str]:
 def audit_subject(subject: AuditSubject, options: AuditOptions,
                   severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
     """Audit one already-loaded subject (the Python API enters here)."""
-    raw, failures = run_checks(subject, options)
+    if not checks_for(subject, options) and not applicable_rules(subject.kind):
+        detail = f"no check handles a target of kind {subject.kind!r}"
+        return TargetResult(subject.path, subject.kind, "error", detail,
+                            coverage(subject.kind, options.selected, (), {}, "error", detail)), []
+    checked = run_checks(subject, options)
     sources = {subject.path: subject.source_text} if subject.source_text is not None else None
-    findings = apply_policy(raw, options, severity_overrides, sources)
-    status, detail = ("error", "; ".join(failures)) if failures else ("audited", "")
-    return TargetResult(subject.path, subject.kind, status, detail, dict(subject.info)), findings
+    findings = apply_policy(checked.findings, options, severity_overrides, sources)
+    status, detail = ("error", "; ".join(checked.errors)) if checked.errors else ("audited", "")
+    facts = {}
+    for fact in (subject.load, subject.input_facts(), *checked.facts.values()):
+        if fact is not None:
+            facts[fact.family] = fact
+    return TargetResult(subject.path, subject.kind, status, detail,
+                        coverage(subject.kind, options.selected, findings, checked.runs, status, detail),
+                        facts), findings
+
+
+def audit_one(load: Callable[[], AuditSubject], display_path: str, options: AuditOptions,
+              severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
+    """Load one target and audit it. A refused file keeps its refusal findings; a file that
+    cannot be read is a target error; an exception in evalguard's own loader is EG900."""
+    try:
+        subject = load()
+    except RefusedTarget as exc:
+        findings = apply_policy(exc.findings, options, severity_overrides)
+        return TargetResult(display_path, exc.kind, "refused", str(exc),
+                            coverage(exc.kind, options.selected, findings, {}, "refused")), findings
+    except TargetError as exc:
+        _debug_traceback(options)
+        return TargetResult(display_path, "unknown", "error", str(exc)), []
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug in evalguard's loader is EG900, not the file's fault
+        crash = _crash("loader", sorted(options.selected), display_path, exc, options)
+        detail = f"internal error in evalguard's loader (EG900): {crash.evidence['exception']}"
+        return TargetResult(display_path, "unknown", "error", detail), apply_policy([crash], options,
+                                                                                   severity_overrides)
+    return audit_subject(subject, options, severity_overrides)
 
 
 def audit(targets: list[str], options: AuditOptions,
@@ -137,19 +250,9 @@ def audit(targets: list[str], options: AuditOptions,
     findings: list[Finding] = []
 
     def audit_loaded(load, display_path: str) -> None:
-        try:
-            subject = load()
-        except RefusedTarget as exc:
-            results.append(TargetResult(display_path, exc.kind, "refused", str(exc)))
-            findings.extend(apply_policy(exc.findings, options, severity_overrides))
-            return
-        except TargetError as exc:
-            _debug_traceback(options)
-            results.append(TargetResult(display_path, "unknown", "error", str(exc)))
-            return
-        result, subject_findings = audit_subject(subject, options, severity_overrides)
+        result, found = audit_one(load, display_path, options, severity_overrides)
         results.append(result)
-        findings.extend(subject_findings)
+        findings.extend(found)
 
     if not targets and options.model_factory:
         audit_loaded(lambda: load_factory_subject(options), options.model_factory)

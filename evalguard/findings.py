@@ -74,19 +74,36 @@ class Finding:
         return replace(self, severity=severity, name=name)
 
 
+#: Coverage statuses of one selected rule on one target (JSON ``targets[].coverage``).
+PASSED, FAILED, SKIPPED, NOT_APPLICABLE = "passed", "failed", "skipped", "not-applicable"
+
+
+@dataclass(frozen=True)
+class RuleCoverage:
+    status: str                 # passed | failed | skipped | not-applicable
+    reason: str | None = None
+
+
 @dataclass(frozen=True)
 class TargetResult:
     """What happened to one target: its detected kind and whether it could be audited.
 
-    status is ``audited``, ``refused`` (unsafe pickle: findings explain why) or ``error``
-    (could not be read at all; ``detail`` holds the one-line reason).
+    status is ``audited``, ``refused`` (unsafe file: findings explain why) or ``error``
+    (could not be read or run at all; ``detail`` holds the one-line reason). ``coverage`` says,
+    for every selected rule, whether it passed, failed, was skipped (and why) or does not apply;
+    ``facts`` maps a family name to its typed facts (``evalguard.facts``).
     """
 
     path: str
     kind: str
     status: str
     detail: str = ""
-    info: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    coverage: Mapping[str, RuleCoverage] = field(default_factory=dict, compare=False, hash=False)
+    facts: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def not_run(self) -> dict[str, RuleCoverage]:
+        """Selected, applicable rules that did not run on this target."""
+        return {rule: c for rule, c in self.coverage.items() if c.status == SKIPPED}
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,10 @@ class Report:
 
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity is not None and f.severity >= threshold)
+
+    def not_run(self) -> dict[str, dict[str, RuleCoverage]]:
+        """target path -> the selected, applicable rules that did not run there."""
+        return {t.path: t.not_run() for t in self.targets if t.not_run()}
 
     def ok(self, fail_on: str | Severity = "error") -> bool:
         """True when every target was audited and nothing is at or above ``fail_on``."""

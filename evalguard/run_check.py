@@ -108,6 +108,19 @@ def parse_extra_reports(values: list[str], formats) -> list[tuple[str, str]]:
     return parsed
 
 
+def check_writable(path: str, flag: str) -> None:
+    """Fail before any target is loaded when a file could not be written afterwards: a bad
+    path must never cost an audit, nor drop a report of targets already audited."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable")
+
+
 def _write(path: str, text: str, flag: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
@@ -133,6 +146,10 @@ def execute(request: CheckRequest) -> int:
     config = load_config(request.config_file)
     fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
     extra_reports = parse_extra_reports(request.extra_reports, FORMATS)
+    for flag, path in ([("--output", request.output)] + [("--report", p) for _, p in extra_reports]
+                       + [("--baseline", request.baseline)]):
+        if path:
+            check_writable(path, flag)
     options = build_options(request, config)
     report = engine.audit(request.targets, options, severity_overrides(config),
                           metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)})

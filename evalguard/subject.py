@@ -1,7 +1,8 @@
 """What a check receives: the loaded target (``AuditSubject``) and the run's options.
 
-Checks read these and return findings; they never mutate ``subject.model`` (dynamic checks
-work on a deep copy) and never decide severities (the engine does).
+Checks read these and return a ``CheckOutcome``; they never change what the user owns (a
+factory's or a live model is copied before it runs; a model the audit loaded itself runs in
+place with its modes and buffers put back) and never decide severities (the engine does).
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ MODEL_KINDS = frozenset({
 #: Model kinds loaded from a file by the audit itself: the audit owns that object, so checks may
 #: run it in place (restoring modes and buffers) instead of paying for a deep copy.
 OWNED_KINDS = MODEL_KINDS - {"factory", "live-module"}
+#: Kinds read through a pickle, which the scan vets before anything is loaded (EG901/EG902).
+PICKLE_KINDS = frozenset({"full-module-pickle", "checkpoint", "state-dict", "lightning-checkpoint",
+                          "hf-folder"})
 SOURCE_KINDS = frozenset({"python-source"})
 ONNX_KINDS = frozenset({"onnx"})
 
@@ -72,7 +76,7 @@ class AuditSubject:
     """One loaded target.
 
     ``model`` is private to the audit when it came from a file; a factory's model is the
-    object the user's code built, so checks that run it must work on ``copy.deepcopy``.
+    object the user's code built, so checks that run it must work on a copy.
     ``inputs`` are resolved lazily: only checks that run the model need them, and a run of
     static checks must not fail because no input shape could be inferred.
     """
@@ -83,7 +87,7 @@ class AuditSubject:
     optimizer_state: Mapping[str, Any] | None = None
     onnx_path: str | None = None
     source_text: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    load: Any = None                      # evalguard.facts.LoadFacts: what the loader found
     inputs_resolver: Callable[[], ExampleInputs] | None = None
     _inputs: ExampleInputs | None = None
 
@@ -99,6 +103,12 @@ class AuditSubject:
                 raise TargetError(
                     f"cannot infer inputs for {self.path}; pass --input-shape or --example-inputs")
             self._inputs = self.inputs_resolver()
-            self.info["inputs"] = self._inputs.describe()
-            self.info["inputs_source"] = self._inputs.source
         return self._inputs
+
+    def input_facts(self):
+        """``InputFacts`` for the inputs the checks used, or None when none were needed."""
+        if self._inputs is None:
+            return None
+        from evalguard.facts import InputFacts
+
+        return InputFacts(tuple(self._inputs.describe()), self._inputs.source)

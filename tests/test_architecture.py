@@ -14,16 +14,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from evalguard.checks.architecture import check as architecture
+from evalguard.facts import ArchitectureFacts
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset(architecture.RULES)
+
+
+class Audited:
+    """What the architecture check returned: its facts and each rule's coverage."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+        [self.facts] = [f for f in outcome.facts if isinstance(f, ArchitectureFacts)]
+
+    def skipped(self, rule: str) -> str | None:
+        run = self.outcome.coverage[rule]
+        return run.reason if run.status == "skipped" else None
 
 
 def audit(model, *inputs, rules=ALL, kind="factory"):
     """Run the check; returns (findings, subject). No inputs means the resolver fails like the CLI's."""
     resolver = (lambda: ExampleInputs(args=inputs)) if inputs else None
     subject = AuditSubject(path="m", kind=kind, model=model, inputs_resolver=resolver)
-    return list(architecture.run(subject, AuditOptions(selected=frozenset(rules)))), subject
+    outcome = architecture.run(subject, AuditOptions(selected=frozenset(rules)))
+    return list(outcome.findings), Audited(outcome)
 
 
 def only(findings, rule):
@@ -56,7 +70,7 @@ def test_eg201_custom_forward_found_by_fx_without_inputs():
     assert finding.evidence["view"] == "fx"
     assert finding.evidence["path"] == ["drop", "bn"]
     assert "BatchNorm2d `bn`" in finding.message
-    assert subject.info["architecture"]["dataflow"] == "fx"
+    assert subject.facts.dataflow == "fx"
 
 
 def test_eg201_weight_layer_activation_and_pooling_between_still_count():
@@ -111,9 +125,8 @@ def test_eg201_data_dependent_forward_uses_the_hooks_view():
     [finding] = only(findings, "EG201")
     assert finding.evidence["view"] == "hooks"
     assert finding.evidence["path"] == ["drop", "bn"]
-    info = subject.info["architecture"]
-    assert info["dataflow"] == "hooks"
-    assert any("torch.fx cannot trace" in note for note in info["dataflow_notes"])
+    assert subject.facts.dataflow == "hooks"
+    assert any("torch.fx cannot trace" in note for note in subject.facts.notes)
 
 
 def test_eg201_reused_dropout_reported_once_from_the_call_that_reaches_batchnorm():
@@ -377,7 +390,7 @@ def test_static_rules_need_no_inputs_and_no_forward():
 
     model = nn.Sequential(_block(0.5), nn.Flatten())
     subject = AuditSubject(path="m", kind="checkpoint", model=model, inputs_resolver=refuse)
-    findings = architecture.run(subject, AuditOptions(selected=frozenset({"EG205", "EG206", "EG207"})))
+    findings = architecture.run(subject, AuditOptions(selected=frozenset({"EG205", "EG206", "EG207"}))).findings
     assert {f.rule for f in findings} == {"EG205", "EG206"}
 
 
@@ -391,9 +404,9 @@ def test_untraceable_model_without_inputs_keeps_the_static_rules():
         model.conv.bias[0] = float("nan")
     findings, subject = audit(model)
     assert {f.rule for f in findings} == {"EG207"}
-    info = subject.info["architecture"]
-    assert info["dataflow"] == "unavailable"
-    assert any("EG201-EG204 skipped" in note for note in info["dataflow_notes"])
+    assert subject.facts.dataflow == "unavailable"
+    assert "no example inputs" in subject.skipped("EG201")
+    assert subject.skipped("EG207") is None
 
 
 def test_failing_forward_is_a_note_not_a_crash():
@@ -405,7 +418,8 @@ def test_failing_forward_is_a_note_not_a_crash():
 
     findings, subject = audit(Broken().eval(), img(2, 3, 4, 4))
     assert findings == []
-    assert "shape mismatch in user code" in subject.info["architecture"]["dataflow_notes"][-1]
+    assert "shape mismatch in user code" in subject.facts.notes[-1]
+    assert "shape mismatch in user code" in subject.skipped("EG202")
 
 
 def test_the_users_model_is_never_touched():
@@ -429,7 +443,7 @@ def test_hooks_view_leaves_no_hooks_or_modes_behind():
 
     model = Branchy()
     findings, subject = audit(model, img(2, 3, 4, 4))
-    assert subject.info["architecture"]["dataflow"] == "hooks"
+    assert subject.facts.dataflow == "hooks"
     assert model.training
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     assert torch._C._len_torch_function_stack() == 0
@@ -442,7 +456,7 @@ def test_torchscript_module_gets_the_static_rules():
     findings, subject = audit(torch.jit.script(model), img(1, 3, 5, 5), kind="torchscript")
     assert {(f.rule, f.location.module) for f in findings} == {
         ("EG205", "0.1"), ("EG206", "0.3"), ("EG207", "0.0")}
-    assert subject.info["architecture"]["dataflow"] == "unavailable"
+    assert subject.facts.dataflow == "unavailable"
 
 
 def test_only_selected_rules_are_reported():

@@ -15,6 +15,7 @@ import torch
 from evalguard.catalogue import load_catalogue
 from evalguard.checks.architecture import check as architecture
 from evalguard.findings import Severity
+from evalguard.facts import ArchitectureFacts
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 transformers = pytest.importorskip("transformers")
@@ -22,6 +23,18 @@ pytestmark = pytest.mark.realmodel
 
 IDS = torch.randint(0, 60, (2, 8), generator=torch.Generator().manual_seed(0))
 PIXELS = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+class Audited:
+    """What the architecture check returned: its facts and each rule's coverage."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+        [self.facts] = [f for f in outcome.facts if isinstance(f, ArchitectureFacts)]
+
+    def skipped(self, rule: str) -> str | None:
+        run = self.outcome.coverage[rule]
+        return run.reason if run.status == "skipped" else None
 
 
 def _bert_config():
@@ -54,8 +67,8 @@ BUILDERS = {
 
 def _audit(model, x, kind="factory"):
     subject = AuditSubject(path="m", kind=kind, model=model, inputs_resolver=lambda: ExampleInputs(args=(x,)))
-    findings = list(architecture.run(subject, AuditOptions(selected=frozenset(architecture.RULES))))
-    return findings, subject
+    outcome = architecture.run(subject, AuditOptions(selected=frozenset(architecture.RULES)))
+    return list(outcome.findings), Audited(outcome)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -67,7 +80,7 @@ def test_clean_architecture_raises_nothing_at_warning_or_above(name):
     assert {f.rule for f in findings} == expected, [f.message for f in findings]
     assert all(catalogue[f.rule].severity < Severity.WARNING for f in findings)
     # The dataflow rules really looked at the model (HF models do not fx-trace: the hooks view).
-    assert subject.info["architecture"]["dataflow"] in ("fx", "hooks")
+    assert subject.facts.dataflow in ("fx", "hooks")
 
 
 def test_bert_classifier_head_is_found_on_the_real_dataflow():

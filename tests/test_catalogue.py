@@ -63,3 +63,31 @@ def test_catalogue_is_read_from_the_built_wheel(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "25"
+
+
+def test_every_rule_has_an_owner_and_at_most_one_per_target_kind():
+    """One place per rule: for any target kind, exactly one family (or the engine) emits it.
+    EG201 and EG301 have two detection paths (a model's dataflow/optimizer state and a .py
+    file's syntax tree), owned by different families for disjoint kinds."""
+    from evalguard.checks import CHECKS, ENGINE_RULES, owners
+
+    table = owners()
+    assert set(table) == set(load_catalogue())
+    for rule, names in table.items():
+        if rule in ENGINE_RULES:
+            assert names == ["engine"]
+            continue
+        specs = [spec for spec in CHECKS if rule in spec.rules]
+        for i, first in enumerate(specs):
+            for second in specs[i + 1:]:
+                assert not (first.kinds & second.kinds), (rule, first.name, second.name)
+
+
+def test_family_declarations_do_not_import_torch():
+    import subprocess
+    import sys
+
+    script = ("import sys, evalguard.checks as c; assert len(c.CHECKS) >= 5; "
+              "assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

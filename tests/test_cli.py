@@ -113,8 +113,10 @@ def test_json_output_file_and_exit_code_for_findings(run_cli, tmp_path):
     code, out, err = run_cli("check", source, "--format", "json", "--output", out_file, "--select", "EG903")
     report = json.loads(out_file.read_text())
     assert out == ""
-    assert report["schema_version"] == 1 and report["tool"]["name"] == "evalguard"
-    assert report["targets"] == [{"path": str(source), "kind": "python-source", "status": "audited"}]
+    assert report["schema_version"] == 2
+    assert report["tool"]["name"] == "evalguard"
+    assert report["targets"] == [{"path": str(source), "kind": "python-source", "status": "audited",
+                                  "coverage": {"EG903": {"status": "failed", "reason": None}}}]
     [finding] = report["findings"]
     assert finding["rule"] == "EG903" and finding["severity"] == "error"
     assert finding["location"]["path"] == str(source) and finding["location"]["line"] == 2
@@ -183,10 +185,10 @@ def test_onnx_exporter_choice_is_recorded(run_cli, tmp_path):
     for choice in ("auto", "dynamo"):
         code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "2x4",
                                  "--onnx-exporter", choice, "--select", "EG4", "--format", "json")
-        info = json.loads(out)["targets"][0]["info"]
+        onnx = json.loads(out)["targets"][0]["facts"]["onnx"]
         assert code == 0, err
-        assert info["onnx_exporter"] == ("torchscript" if choice == "auto" else "dynamo")
-        assert all(row["passed"] for row in info["onnx_parity"])
+        assert onnx["exporter"] == ("torchscript" if choice == "auto" else "dynamo")
+        assert onnx["parity"] and all(row["passed"] for row in onnx["parity"])
 
 
 def test_onnx_exporter_config_is_validated(run_cli, tmp_path, monkeypatch):

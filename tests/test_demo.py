@@ -13,13 +13,22 @@ def test_demo_shows_the_bugs_it_was_built_with(run_cli):
     assert {f["rule"] for f in report["findings"]} == {"EG101", "EG102", "EG201", "EG206"}
     eg102 = next(f for f in report["findings"] if f["rule"] == "EG102")
     assert eg102["location"]["module"] == "drop"
-    assert [row["passed"] for row in report["targets"][0]["info"]["onnx_parity"]] == [True, True]
+    assert [row["passed"] for row in report["targets"][0]["facts"]["onnx"]["parity"]] == [True, True]
 
 
 def test_demo_good_model_passes(run_cli):
     code, out, _ = run_cli("check", "--model", f"{DEMO}:good_model", "--input-shape", "2x3x32x32",
+                           "--fail-on", "info")
+    assert code == 0
+    assert "all checks passed" in out
+
+
+def test_demo_good_model_without_onnx_is_not_called_all_passed(run_cli):
+    code, out, _ = run_cli("check", "--model", f"{DEMO}:good_model", "--input-shape", "2x3x32x32",
                            "--no-onnx", "--fail-on", "info")
-    assert code == 0 and "all checks passed" in out
+    assert code == 0
+    assert "all checks passed" not in out
+    assert "not checked: EG401, EG402, EG403, EG404, EG405: ONNX checks turned off (--no-onnx)" in out
 
 
 def test_two_runs_give_identical_json(run_cli):

@@ -6,6 +6,7 @@ import pytest
 from evalguard import engine
 from evalguard.catalogue import load_catalogue
 from evalguard.checks import CheckSpec
+from evalguard.outcome import CheckOutcome, RuleRun
 from evalguard.findings import Finding, Location, Severity
 from evalguard.subject import AuditOptions, AuditSubject
 
@@ -64,7 +65,18 @@ def _boom(subject, options):
 
 
 def _fine(subject, options):
-    yield Finding("EG207", "nan in w", Location(subject.path, module="w"))
+    return CheckOutcome(findings=(Finding("EG207", "nan in w", Location(subject.path, module="w")),),
+                        coverage={"EG207": RuleRun("ran")})
+
+
+def _half(subject, options):
+    """Owns EG101 and EG102: runs EG101, skips EG102, says nothing about EG103."""
+    return CheckOutcome(coverage={"EG101": RuleRun("ran"), "EG102": RuleRun("skipped", "no inputs")})
+
+
+def _foreign(subject, options):
+    return CheckOutcome(findings=(Finding("EG301", "not mine", Location(subject.path)),),
+                        coverage={"EG101": RuleRun("ran")})
 
 
 def test_crashing_check_becomes_eg900_and_others_still_run(monkeypatch):
@@ -81,6 +93,43 @@ def test_crashing_check_becomes_eg900_and_others_still_run(monkeypatch):
     assert "boom" in by_rule["EG900"].message and "kaboom" in by_rule["EG900"].message
     assert "second line" not in by_rule["EG900"].message
     assert by_rule["EG900"].evidence["rules_not_checked"] == ["EG101"]
+    assert result.coverage["EG101"].status == "skipped" and "crashed" in result.coverage["EG101"].reason
+    assert result.coverage["EG207"].status == "failed"
+
+
+def test_coverage_is_merged_per_rule(monkeypatch):
+    kinds = frozenset({"factory"})
+    monkeypatch.setattr(engine, "CHECKS", (
+        CheckSpec("half", ("EG101", "EG102", "EG103"), kinds, f"{__name__}:_half"),
+        CheckSpec("off", ("EG401",), kinds, f"{__name__}:_boom", enabled_by="onnx_enabled",
+                  disabled_reason="ONNX checks turned off (--no-onnx)"),
+    ))
+    selected = frozenset({"EG101", "EG102", "EG103", "EG401", "EG903"})
+    result, findings = engine.audit_subject(AuditSubject(path="m.pt", kind="factory"),
+                                            AuditOptions(selected=selected, onnx_enabled=False))
+    assert findings == []
+    status = {rule: (c.status, c.reason) for rule, c in result.coverage.items()}
+    assert status["EG101"] == ("passed", None)
+    assert status["EG102"] == ("skipped", "no inputs")
+    assert status["EG103"][0] == "skipped" and "did not report" in status["EG103"][1]
+    assert status["EG401"] == ("skipped", "ONNX checks turned off (--no-onnx)")
+    assert status["EG903"][0] == "not-applicable"
+    assert set(result.not_run()) == {"EG102", "EG103", "EG401"}
+
+
+def test_a_rule_emitted_by_a_check_that_does_not_own_it_is_eg900(monkeypatch):
+    monkeypatch.setattr(engine, "CHECKS", (CheckSpec("foreign", ("EG101",), frozenset({"factory"}),
+                                                     f"{__name__}:_foreign"),))
+    result, findings = engine.audit_subject(AuditSubject(path="m.pt", kind="factory"), AuditOptions(selected=ALL))
+    assert [f.rule for f in findings] == ["EG900"]
+    assert "does not own" in findings[0].message and "EG301" in findings[0].message
+
+
+def test_a_kind_no_check_handles_is_not_audited(monkeypatch):
+    monkeypatch.setattr(engine, "CHECKS", ())
+    result, findings = engine.audit_subject(AuditSubject(path="m.xyz", kind="mystery"), AuditOptions(selected=ALL))
+    assert result.status == "error" and "no check handles" in result.detail
+    assert findings == []
 
 
 def test_checks_skipped_when_none_of_their_rules_selected(monkeypatch):
@@ -137,3 +186,4 @@ def test_target_error_in_one_check_keeps_the_other_checks_findings(monkeypatch):
     result, findings = engine.audit_subject(AuditSubject(path="m.pt", kind="factory"), AuditOptions(selected=ALL))
     assert result.status == "error" and "forward failed" in result.detail
     assert [f.rule for f in findings] == ["EG207"]
+    assert result.coverage["EG101"].status == "skipped" and "forward failed" in result.coverage["EG101"].reason

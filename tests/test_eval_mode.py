@@ -5,6 +5,8 @@ with it) and a good one that raises nothing; the audit must leave the user's mod
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import dataclasses
 
 import pytest
@@ -16,9 +18,38 @@ from evalguard.checks.eval_mode import check as eval_mode
 from evalguard.checks.eval_mode.mode_table import ModeRow, capped_table, is_allowed
 from evalguard.errors import TargetError
 from evalguard.findings import Severity
+from evalguard.facts import ModeFacts
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset({"EG101", "EG102", "EG103", "EG104", "EG107"})
+
+
+class Audited:
+    """What the eval-mode check returned, read the way the tests need it."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+        [self.facts] = [f for f in outcome.facts if isinstance(f, ModeFacts)]
+
+    @property
+    def table(self) -> list[dict]:
+        return [asdict(row) for row in self.facts.rows]
+
+    @property
+    def paired(self):
+        return self.facts.paired
+
+    def skipped(self, rule: str) -> str | None:
+        """The reason ``rule`` did not run, or None when it ran."""
+        run = self.outcome.coverage[rule]
+        return run.reason if run.status == "skipped" else None
+
+
+def _check(subject, options):
+    outcome = eval_mode.run(subject, options)
+    if outcome.target_errors:      # the engine turns these into a target error
+        raise TargetError(outcome.target_errors[0])
+    return list(outcome.findings), Audited(outcome)
 
 
 def audit(model, *args, select=ALL, allow=(), tolerances=None, **kwargs):
@@ -26,7 +57,7 @@ def audit(model, *args, select=ALL, allow=(), tolerances=None, **kwargs):
                            inputs_resolver=lambda: ExampleInputs(args=args, kwargs=kwargs, source="test"))
     options = AuditOptions(selected=frozenset(select), allow_stochastic=tuple(allow),
                            tolerances=tolerances or {})
-    return list(eval_mode.run(subject, options)), subject
+    return _check(subject, options)
 
 
 def rules(findings):
@@ -116,16 +147,16 @@ def test_eg101_bad_batchnorm_in_training_mode():
     assert [m["module"] for m in finding.evidence["modules"]] == ["1"]
     assert finding.evidence["modules"][0]["type"] == "BatchNorm1d"
     assert finding.evidence["root_training"] is True
-    table = {row["module"]: row for row in subject.info["mode_table"]}
+    table = {row["module"]: row for row in subject.table}
     assert table["1"]["mode"] == "train" and table["1"]["behaviour_differs"]
     assert table["0"]["mode"] == "train" and not table["0"]["behaviour_differs"]
-    assert subject.info["mode_summary"]["behaviour_differs_in_training"] == 1
+    assert subject.facts.behaviour_differs_in_training == 1
 
 
 def test_eg101_good_after_eval():
     findings, subject = audit(trained_bn().eval(), x())
     assert findings == []
-    assert {row["mode"] for row in subject.info["mode_table"]} == {"eval"}
+    assert {row["mode"] for row in subject.table} == {"eval"}
 
 
 def test_eg101_ignores_modules_that_behave_the_same_in_both_modes():
@@ -150,7 +181,7 @@ def test_eg101_names_only_the_submodule_left_in_training_mode():
     model[2].train()
     findings, subject = audit(model, x(), select={"EG101"})
     assert [m["module"] for m in by_rule(findings, "EG101").evidence["modules"]] == ["2"]
-    assert subject.info["mode_summary"]["root_training"] is False
+    assert subject.facts.root_training is False
 
 
 def test_eg101_needs_no_forward_pass():
@@ -164,16 +195,16 @@ def test_eg101_needs_no_forward_pass():
 
     findings, subject = audit(Broken(), x(), select={"EG101"})
     assert rules(findings) == ["EG101"]
-    assert "paired_forward" not in subject.info
+    assert subject.paired is None
 
 
 def test_mode_table_is_capped_but_keeps_informative_rows():
     model = nn.Sequential(*[nn.Identity() for _ in range(300)], nn.Dropout(0.1))
     findings, subject = audit(model, x(), select={"EG101"})
-    table = subject.info["mode_table"]
+    table = subject.table
     assert len(table) < 50
     assert {row["module"] for row in table} == {"", "300"}
-    assert subject.info["mode_table_omitted"] == 302 - len(table)  # 300 Identity, Dropout, root
+    assert subject.facts.omitted == 302 - len(table)  # 300 Identity, Dropout, root
 
 
 def test_capped_table_keeps_mode_boundaries():
@@ -206,7 +237,7 @@ def test_eg102_bad_dropout_in_training_mode_names_the_dropout():
 def test_eg102_good_in_eval_mode():
     findings, subject = audit(mlp_with_dropout().eval(), x())
     assert findings == []
-    assert subject.info["paired_forward"]["passes"] == 2  # served == eval: pass + batch probe
+    assert subject.paired.passes == 2  # served == eval: pass + batch probe
 
 
 def test_eg102_names_the_leaf_of_a_structured_output():
@@ -241,7 +272,7 @@ def test_served_eval_randomness_is_reported_once_as_eg103():
     model = nn.Sequential(nn.Linear(8, 8), Noise()).eval()
     findings, subject = audit(model, x(), select={"EG102", "EG103"})
     assert rules(findings) == ["EG103"]
-    assert any("reported once" in note for note in subject.info["paired_forward"]["notes"])
+    assert any("reported once" in note for note in subject.paired.notes)
     findings, _ = audit(model, x(), select={"EG102"})
     assert rules(findings) == ["EG102"]
 
@@ -364,7 +395,7 @@ def test_eg104_good_layernorm():
     model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 4)).eval()
     findings, subject = audit(model, x())
     assert findings == []
-    assert subject.info["paired_forward"]["batch_probe"] == {"batch": 4, "rows": [3, 2, 1], "companions": 0}
+    assert subject.paired.batch_probe == {"batch": 4, "rows": [3, 2, 1], "companions": 0}
 
 
 def test_eg104_names_a_custom_module_normalising_over_the_batch():
@@ -382,7 +413,7 @@ def test_eg104_does_not_fire_on_randomness():
     model = nn.Sequential(nn.Linear(8, 8), Noise()).eval()
     findings, subject = audit(model, x())
     assert rules(findings) == ["EG103"]
-    assert any(note.startswith("EG104 skipped") for note in subject.info["paired_forward"]["notes"])
+    assert subject.skipped("EG104")
 
 
 def test_eg104_skips_inputs_without_a_common_batch_dimension():
@@ -392,7 +423,7 @@ def test_eg104_skips_inputs_without_a_common_batch_dimension():
 
     findings, subject = audit(Two().eval(), x(4), torch.randn(3, 2))
     assert findings == []
-    assert any("different first dimensions" in n for n in subject.info["paired_forward"]["notes"])
+    assert "different first dimensions" in subject.skipped("EG104")
 
 
 def test_eg104_skips_sequence_first_models():
@@ -406,7 +437,7 @@ def test_eg104_skips_sequence_first_models():
 
     findings, subject = audit(Seq().eval(), torch.randn(5, 2, 8))
     assert findings == []
-    assert any("sequence-first" in n for n in subject.info["paired_forward"]["notes"])
+    assert "sequence-first" in subject.skipped("EG104")
 
 
 def test_eg104_keeps_integer_inputs_valid():
@@ -495,7 +526,7 @@ def test_audit_leaves_model_and_rng_untouched():
     rng = torch.get_rng_state()
     findings, subject = audit(model, x())
     assert rules(findings) == ["EG101", "EG102"]
-    assert subject.info["paired_forward"]["copy"] == "deepcopy"
+    assert subject.paired.copy == "deepcopy"
     assert_same(model, before)
     assert model.training and int(model[1].num_batches_tracked) == 1
     assert torch.equal(torch.get_rng_state(), rng)
@@ -510,7 +541,7 @@ def test_model_that_cannot_be_deepcopied_is_restored():
     before = snapshot(model)
     findings, subject = audit(model, x())
     assert rules(findings) == ["EG101", "EG102"]
-    assert subject.info["paired_forward"]["copy"].startswith("snapshot-restore (deepcopy failed: TypeError")
+    assert subject.paired.copy.startswith("snapshot-restore (deepcopy failed: TypeError")
     assert_same(model, before)
 
 
@@ -535,7 +566,7 @@ def test_runs_are_reproducible():
 def test_pass_budget_for_a_clean_train_mode_model():
     findings, subject = audit(trained_bn(), x())
     assert rules(findings) == ["EG101"]
-    assert subject.info["paired_forward"]["passes"] == 4  # 2 served + eval reference + batch probe
+    assert subject.paired.passes == 4  # 2 served + eval reference + batch probe
 
 
 def test_only_selected_rules_are_reported():
@@ -583,7 +614,7 @@ def test_exported_program_in_training_mode():
     findings, subject = audit(program, x())
     assert rules(findings) == ["EG101", "EG102"]
     assert {m["type"] for m in by_rule(findings, "EG101").evidence["modules"]} == {"BatchNorm1d", "Dropout"}
-    assert any("exported graph" in n for n in subject.info["paired_forward"]["notes"])
+    assert "exported graph" in subject.skipped("EG103")
 
 
 def test_exported_program_in_eval_mode_is_clean():
@@ -591,4 +622,4 @@ def test_exported_program_in_eval_mode_is_clean():
     findings, subject = audit(program, x())
     assert findings == []
     # static batch size: the probe batch is refused, which is a note, not a finding
-    assert any(n.startswith("EG104 skipped") for n in subject.info["paired_forward"]["notes"])
+    assert subject.skipped("EG104")

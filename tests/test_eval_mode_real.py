@@ -2,16 +2,48 @@
 (random weights, nothing downloaded)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
 from evalguard.checks.eval_mode import check as eval_mode
+from evalguard.errors import TargetError
+from evalguard.facts import ModeFacts
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.realmodel
 
 ALL = frozenset({"EG101", "EG102", "EG103", "EG104", "EG107"})
+
+
+class Audited:
+    """What the eval-mode check returned, read the way the tests need it."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+        [self.facts] = [f for f in outcome.facts if isinstance(f, ModeFacts)]
+
+    @property
+    def table(self) -> list[dict]:
+        return [asdict(row) for row in self.facts.rows]
+
+    @property
+    def paired(self):
+        return self.facts.paired
+
+    def skipped(self, rule: str) -> str | None:
+        """The reason ``rule`` did not run, or None when it ran."""
+        run = self.outcome.coverage[rule]
+        return run.reason if run.status == "skipped" else None
+
+
+def _check(subject, options):
+    outcome = eval_mode.run(subject, options)
+    if outcome.target_errors:      # the engine turns these into a target error
+        raise TargetError(outcome.target_errors[0])
+    return list(outcome.findings), Audited(outcome)
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
@@ -33,7 +65,7 @@ def bert():
 def audit(model, inputs):
     subject = AuditSubject(path="m", kind="factory", model=model,
                            inputs_resolver=lambda: ExampleInputs(kwargs=inputs, source="test"))
-    return list(eval_mode.run(subject, AuditOptions(selected=ALL))), subject
+    return _check(subject, AuditOptions(selected=ALL))
 
 
 def test_bert_from_config_is_in_training_mode_and_nondeterministic():
@@ -55,7 +87,7 @@ def test_bert_after_eval_is_clean():
     torch.manual_seed(0)
     findings, subject = audit(bert().eval(), token_inputs())
     assert findings == []
-    assert subject.info["paired_forward"]["passes"] == 2
+    assert subject.paired.passes == 2
 
 
 @pytest.mark.parametrize("name", ["gpt2", "vit", "resnet"])
@@ -74,5 +106,5 @@ def test_other_architectures_in_eval_mode_are_clean(name):
         model, inputs = transformers.ResNetModel(config), pixels()
     findings, subject = audit(model.eval(), inputs)
     assert findings == []
-    assert subject.info["mode_summary"]["behaviour_differs"] > 0  # it has Dropout/BatchNorm, all in eval
-    assert "batch_probe" in subject.info["paired_forward"]  # EG104 really ran
+    assert subject.facts.behaviour_differs > 0  # it has Dropout/BatchNorm, all in eval
+    assert subject.paired.batch_probe is not None  # EG104 really ran

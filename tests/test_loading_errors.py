@@ -157,16 +157,22 @@ def test_model_without_inferable_inputs_fails_only_when_inputs_are_needed(tmp_pa
         subject.inputs
 
 
-def test_unexpected_internal_errors_become_one_line_target_errors(tmp_path, monkeypatch):
+def test_unexpected_internal_errors_are_eg900_naming_the_loader(tmp_path, monkeypatch):
+    """An exception from evalguard's own loading code is evalguard's bug (EG900), not the file's."""
     import evalguard.loading.formats as formats
+    from evalguard.engine import audit
 
     def boom(*_args, **_kwargs):
         raise KeyError("surprise")
 
     monkeypatch.setattr(formats, "sniff", boom)
     torch.save(small_model(), tmp_path / "m.pt")
-    with pytest.raises(TargetError, match="cannot be loaded: KeyError"):
-        load_target(str(tmp_path / "m.pt"), AuditOptions())
+    report = audit([str(tmp_path / "m.pt")], AuditOptions(selected=frozenset({"EG101", "EG900"})))
+    [target] = report.targets
+    assert target.status == "error" and "(EG900)" in target.detail
+    [finding] = report.findings
+    assert finding.rule == "EG900" and finding.evidence["check"] == "loader"
+    assert "KeyError" in finding.message and "\n" not in finding.message
 
 
 def test_trusting_the_standard_library_is_a_usage_error(tmp_path):

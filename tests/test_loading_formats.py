@@ -7,6 +7,8 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from evalguard.facts import to_json
 import torch
 import torch.nn as nn
 
@@ -58,21 +60,21 @@ def test_full_module_zip_keeps_training_flags_exactly(tmp_path):
     subject = load(tmp_path / "model.pt")
     assert subject.kind == "full-module-pickle"
     assert [m.training for m in subject.model.modules()] == [m.training for m in model.modules()]
-    assert subject.info["saved_training"] is False
-    assert subject.info["file_size"] == (tmp_path / "model.pt").stat().st_size
+    assert subject.load.saved_training is False
+    assert subject.load.file_size == (tmp_path / "model.pt").stat().st_size
     assert same_outputs(subject.model, model)
 
 
 def test_full_module_in_training_mode_stays_in_training_mode(tmp_path):
     torch.save(make_model().train(), tmp_path / "model.pt")
     subject = load(tmp_path / "model.pt")
-    assert subject.model.training and subject.info["saved_training"] is True
+    assert subject.model.training and subject.load.saved_training is True
 
 
 def test_full_module_zip_is_memory_mapped(tmp_path):
     torch.save(make_model(), tmp_path / "model.pt")
     subject = load(tmp_path / "model.pt")
-    assert "memory-mapped" in subject.info["format"]
+    assert "memory-mapped" in subject.load.format
 
 
 def test_transformer_layer_storing_an_activation_function_loads(tmp_path):
@@ -89,7 +91,7 @@ def test_legacy_format_state_dict_loads(tmp_path, arch):
     model = make_model()
     torch.save(model.state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     subject = load(tmp_path / "legacy.pt", model_factory=arch)
-    assert subject.kind == "state-dict" and "legacy" in subject.info["format"]
+    assert subject.kind == "state-dict" and "legacy" in subject.load.format
     assert same_outputs(subject.model, model)
 
 
@@ -138,9 +140,9 @@ def test_state_dict_into_factory_architecture(tmp_path, arch):
     subject = load(tmp_path / "weights.pt", model_factory=arch)
     assert subject.kind == "state-dict"
     assert same_outputs(subject.model, model)
-    assert subject.info["loaded_keys"] == len(model.state_dict())
-    assert "missing_keys" not in subject.info and "unexpected_keys" not in subject.info
-    assert subject.info["mode_source"] == "--model factory"
+    assert subject.load.weights.loaded == len(model.state_dict())
+    assert subject.load.weights.missing_count == 0 and subject.load.weights.unexpected_count == 0
+    assert subject.load.mode_source == "--model factory"
 
 
 def test_state_dict_without_model_asks_for_model(tmp_path):
@@ -163,15 +165,15 @@ def test_checkpoint_layouts_with_adam_optimizer(tmp_path, arch, model_key, optim
     assert subject.kind == "checkpoint"
     assert same_outputs(subject.model, model)
     assert subject.optimizer_state["param_groups"][0]["weight_decay"] == 0.01
-    assert subject.info["optimizer"] == "Adam" and subject.info["epoch"] == 7
-    assert subject.info["optimizer_state"] == f"checkpoint[{optim_key!r}]"
+    assert subject.load.optimizer.name == "Adam" and dict(subject.load.details)["Epoch"] == "7"
+    assert subject.load.optimizer.location == f"checkpoint[{optim_key!r}]"
 
 
 def test_adamw_is_told_apart_from_adam(tmp_path, arch):
     model = make_model()
     optimizer = torch.optim.AdamW(model.parameters(), weight_decay=0.05)
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, tmp_path / "c.pt")
-    assert load(tmp_path / "c.pt", model_factory=arch).info["optimizer"] == "AdamW"
+    assert load(tmp_path / "c.pt", model_factory=arch).load.optimizer.name == "AdamW"
 
 
 def test_checkpoint_holding_a_full_module(tmp_path):
@@ -179,7 +181,7 @@ def test_checkpoint_holding_a_full_module(tmp_path):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     torch.save({"model": model, "optimizer": optimizer.state_dict()}, tmp_path / "c.pt")
     subject = load(tmp_path / "c.pt")
-    assert subject.kind == "checkpoint" and subject.info["optimizer"] == "SGD"
+    assert subject.kind == "checkpoint" and subject.load.optimizer.name == "SGD"
     assert same_outputs(subject.model, model)
 
 
@@ -194,8 +196,8 @@ def test_lightning_checkpoint_strips_model_prefix(tmp_path, arch):
     torch.save(checkpoint, tmp_path / "last.ckpt")
     subject = load(tmp_path / "last.ckpt", model_factory=arch)
     assert subject.kind == "lightning-checkpoint"
-    assert subject.info["stripped_prefix"] == "model."
-    assert subject.info["optimizer_state"] == "checkpoint['optimizer_states'][0]"
+    assert subject.load.weights.stripped_prefix == "model."
+    assert subject.load.optimizer.location == "checkpoint['optimizer_states'][0]"
     assert subject.optimizer_state["param_groups"][0]["weight_decay"] == 0.1
     assert same_outputs(subject.model, model)
 
@@ -204,7 +206,7 @@ def test_ddp_module_prefix_is_stripped(tmp_path, arch):
     model = make_model()
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "ddp.pt")
     subject = load(tmp_path / "ddp.pt", model_factory=arch)
-    assert subject.info["stripped_prefix"] == "module." and same_outputs(subject.model, model)
+    assert subject.load.weights.stripped_prefix == "module." and same_outputs(subject.model, model)
 
 
 def test_missing_and_unexpected_keys_are_recorded(tmp_path, arch):
@@ -213,10 +215,10 @@ def test_missing_and_unexpected_keys_are_recorded(tmp_path, arch):
     state["extra.weight"] = torch.ones(2)
     torch.save(state, tmp_path / "partial.pt")
     subject = load(tmp_path / "partial.pt", model_factory=arch)
-    assert subject.info["missing_keys"] == ["4.bias"]
-    assert subject.info["unexpected_keys"] == ["extra.weight"]
-    assert any("missing" in w for w in subject.info["load_warnings"])
-    json.dumps(subject.info)  # reports serialise info
+    assert list(subject.load.weights.missing) == ["4.bias"]
+    assert list(subject.load.weights.unexpected) == ["extra.weight"]
+    assert "missing" in dict(subject.load.details)["Load warnings"]
+    json.dumps(to_json(subject.load))  # reports serialise the facts
 
 
 def test_no_matching_keys_is_a_target_error(tmp_path, arch):
@@ -250,7 +252,7 @@ def test_torchscript_script_and_trace(tmp_path):
     for name in ("scripted.pt", "traced.pt"):
         subject = load(tmp_path / name)
         assert subject.kind == "torchscript"
-        assert subject.info["saved_training"] is False
+        assert subject.load.saved_training is False
         assert subject.inputs.args[0].shape == (2, 6)  # inferred from the scripted first Linear
         assert same_outputs(subject.model, model)
 
@@ -261,7 +263,7 @@ def test_exported_program_uses_saved_example_inputs(tmp_path):
     torch.export.save(torch.export.export(model, (example,)), str(tmp_path / "model.pt2"))
     subject = load(tmp_path / "model.pt2")
     assert subject.kind == "exported-program"
-    assert subject.info["saved_training"] is False
+    assert subject.load.saved_training is False
     assert torch.equal(subject.inputs.args[0], example)
     with torch.no_grad():
         assert torch.allclose(subject.model(example), model(example))
@@ -271,8 +273,8 @@ def test_exported_program_of_a_training_model_reports_training_ops(tmp_path):
     model = make_model().train()
     torch.export.save(torch.export.export(model, (torch.randn(5, 6),)), str(tmp_path / "model.pt2"))
     subject = load(tmp_path / "model.pt2")
-    assert subject.info["saved_training"] is True
-    assert any("dropout" in op for op in subject.info["training_ops"])
+    assert subject.load.saved_training is True
+    assert "dropout" in dict(subject.load.details)["Training-mode ops in the graph"]
 
 
 def test_exported_program_input_shape_flag_wins(tmp_path):
@@ -302,7 +304,7 @@ def test_onnx_file_static_subject_with_inputs_from_the_graph(tmp_path):
     assert subject.kind == "onnx" and subject.model is None
     assert subject.onnx_path == str(tmp_path / "model.onnx")
     assert subject.inputs.args[0].shape == (2, 6)  # dynamic batch -> 2
-    assert subject.info["graph_inputs"] == ["features: float32[2, 6]"]
+    assert dict(subject.load.details)["Graph inputs"] == "features: float32[2, 6]"
 
 
 def test_onnx_content_is_recognised_without_the_extension(tmp_path):
@@ -327,7 +329,7 @@ def test_hf_style_folder_with_optimizer(tmp_path, arch, weights):
     torch.save(torch.optim.AdamW(model.parameters()).state_dict(), folder / "optimizer.pt")
     subject = load(folder, model_factory=arch)
     assert subject.kind == "hf-folder"
-    assert subject.info["optimizer"] == "AdamW" and subject.optimizer_state is not None
+    assert subject.load.optimizer.name == "AdamW" and subject.optimizer_state is not None
     assert same_outputs(subject.model, model)
 
 
@@ -342,7 +344,7 @@ def test_sharded_hf_folder(tmp_path, arch):
     weight_map = {k: name for name, shard_keys in shards.items() for k in shard_keys}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     subject = load(tmp_path, model_factory=arch)
-    assert subject.kind == "hf-folder" and subject.info["loaded_keys"] == len(state)
+    assert subject.kind == "hf-folder" and subject.load.weights.loaded == len(state)
 
 
 def test_hf_folder_optimizer_payload_is_refused(tmp_path, arch):
@@ -380,7 +382,7 @@ def test_transformers_full_pickle_needs_trust_module(tmp_path):
     assert "--trust-module transformers" in refused.value.findings[0].message
 
     subject = load(tmp_path / "bert.pt", trust_modules=("transformers",))
-    assert type(subject.model).__name__ == "BertModel" and subject.info["saved_training"] is False
+    assert type(subject.model).__name__ == "BertModel" and subject.load.saved_training is False
     ids = subject.inputs.args[0]
     assert ids.dtype == torch.int64 and int(ids.max()) < 97
     with torch.no_grad():
@@ -395,9 +397,9 @@ def test_transformers_save_pretrained_folder_builds_from_config(tmp_path):
     model.save_pretrained(tmp_path / "bert")
     subject = load(tmp_path / "bert")
     assert subject.kind == "hf-folder"
-    assert subject.info["architecture"] == "transformers.BertForSequenceClassification from config.json"
-    assert subject.info["saved_training"] is False
-    assert "missing_keys" not in subject.info
+    assert subject.load.weights.architecture == "transformers.BertForSequenceClassification from config.json"
+    assert subject.load.saved_training is False
+    assert subject.load.weights.missing_count == 0
     ids = subject.inputs.args[0]
     with torch.no_grad():
         assert torch.allclose(subject.model(ids).logits, model(ids).logits, atol=1e-6)

@@ -372,7 +372,7 @@ def test_trusted_package_classes_load_and_keep_training_flags(user_package, tmp_
     subject = load_target(str(tmp_path / "m.pt"), AuditOptions(trust_modules=(user_package,)))
     assert type(subject.model).__name__ == "Net"
     assert subject.model.training is False and subject.model.drop.training is True
-    assert subject.info["saved_training"] is False
+    assert subject.load.saved_training is False
 
 
 def test_trusted_package_re_exporting_popen_is_still_refused(user_package, tmp_path, sentinel):

@@ -21,6 +21,7 @@ from evalguard.checks.onnx import cuda as onnx_cuda
 from evalguard.checks.onnx import export as onnx_export
 from evalguard.checks.onnx import check as onnx_parity
 from evalguard.checks.onnx import static as onnx_static
+from evalguard.facts import OnnxFacts, to_json
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset({"EG401", "EG402", "EG403", "EG404", "EG405"})
@@ -31,10 +32,27 @@ def audit(model, *args, rules=ALL, kind="factory", **option_kwargs):
     subject = AuditSubject(path="m", kind=kind, model=model,
                            inputs_resolver=lambda: ExampleInputs(args=args, kwargs=kwargs))
     options = AuditOptions(selected=frozenset(rules), onnx_enabled=True, **option_kwargs)
-    findings = list(onnx_parity.run(subject, options))
+    outcome = onnx_parity.run(subject, options)
+    findings = list(outcome.findings)
     json.dumps([f.evidence for f in findings])   # evidence must be JSON-serialisable
-    json.dumps(subject.info)
-    return findings, subject.info
+    seen = Seen(outcome)
+    json.dumps(to_json(seen.facts))
+    return findings, seen
+
+
+class Seen:
+    """The ONNX check's facts (attributes of ``OnnxFacts``) and each rule's coverage."""
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+        [self.facts] = [f for f in outcome.facts if isinstance(f, OnnxFacts)]
+
+    def __getattr__(self, name):
+        return getattr(self.facts, name)
+
+    def skipped(self, rule: str) -> str | None:
+        run = self.outcome.coverage[rule]
+        return run.reason if run.status == "skipped" else None
 
 
 def rules_of(findings):
@@ -73,9 +91,9 @@ def test_clean_model_passes_and_records_the_parity_table(image):
     findings, info = audit(model, image)
     assert findings == []
     assert model.training, "the user's model must not be touched"
-    assert info["onnx_exporter"] == "torchscript"
-    assert info["ort_providers"] == ["CPUExecutionProvider"]
-    rows = info["onnx_parity"]
+    assert info.exporter == "torchscript"
+    assert list(info.providers) == ["CPUExecutionProvider"]
+    rows = info.parity
     assert [(r["output"], r["batch"]) for r in rows] == [("output", 2), ("output", 1)]
     first = rows[0]
     assert first["passed"] and first["max_abs_diff"] < 1e-5 and first["mismatched_fraction"] == 0
@@ -99,42 +117,49 @@ def test_keyword_inputs_and_structured_outputs():
     mask = torch.ones(2, 5, dtype=torch.long)
     findings, info = audit(KwModel(), kwargs={"input_ids": ids, "attention_mask": mask, "return_dict": True})
     assert findings == []
-    names = [(r["output"], r["onnx_output"]) for r in info["onnx_parity"] if r["batch"] == 2]
+    names = [(r["output"], r["onnx_output"]) for r in info.parity if r["batch"] == 2]
     assert names == [("output.hidden", "output.hidden"), ("output.logits", "output.logits")]
 
 
 def test_batch_of_one_is_exported_with_a_dynamic_axis():
     findings, info = audit(nn.Sequential(nn.Linear(6, 3)), torch.randn(1, 6))
     assert findings == []
-    assert [r["batch"] for r in info["onnx_parity"]] == [1, 2]
+    assert [r["batch"] for r in info.parity] == [1, 2]
 
 
 def test_scripted_model_is_exported_directly():
     scripted = torch.jit.script(nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Linear(6, 2)).eval())
     findings, info = audit(scripted, torch.randn(3, 6), kind="torchscript")
-    assert findings == [] and info["onnx_exporter"] == "torchscript"
+    assert findings == [] and info.exporter == "torchscript"
 
 
 def test_keep_onnx_keeps_the_exported_file(tmp_path):
     findings, info = audit(nn.Sequential(nn.Linear(4, 2)), torch.randn(2, 4), keep_onnx=str(tmp_path / "out"))
     assert findings == []
     kept = tmp_path / "out" / "m.onnx"
-    assert info["onnx_file"] == str(kept) and kept.is_file()
+    assert info.file == str(kept) and kept.is_file()
 
 
 def test_disabled_or_unselected_does_nothing():
     subject = AuditSubject(path="m", kind="factory", model=nn.Linear(2, 2),
                            inputs_resolver=lambda: pytest.fail("inputs must not be resolved"))
-    assert list(onnx_parity.run(subject, AuditOptions(selected=ALL, onnx_enabled=False))) == []
-    assert list(onnx_parity.run(subject, AuditOptions(selected=frozenset({"EG101"})))) == []
-    assert "onnx_exporter" not in subject.info
+    outcome = onnx_parity.run(subject, AuditOptions(selected=frozenset({"EG101"})))
+    assert outcome.findings == () and outcome.facts == () and outcome.coverage == {}
+    # --no-onnx: the engine does not call the check and reports its rules as skipped
+    from evalguard.engine import audit_subject
+
+    result, findings = audit_subject(subject, AuditOptions(selected=ALL, onnx_enabled=False))
+    assert findings == []
+    assert {rule: c.status for rule, c in result.coverage.items()} == {rule: "skipped" for rule in ALL}
+    assert result.coverage["EG401"].reason == "ONNX checks turned off (--no-onnx)"
 
 
 def test_static_rules_alone_skip_onnx_runtime():
     findings, info = audit(nn.Sequential(nn.Linear(4, 2)), torch.randn(2, 4), rules={"EG403"})
     assert findings == []
-    assert info["onnx_exporter"] == "torchscript"
-    assert "ort_providers" not in info and "onnx_parity" not in info
+    assert info.exporter == "torchscript"
+    assert info.providers == () and info.parity == ()
+    assert "EG401" not in info.outcome.coverage   # not selected
 
 
 # -- EG401 ------------------------------------------------------------------------------------
@@ -148,7 +173,7 @@ def test_stale_file_gives_eg401_naming_other_weights(tmp_path, image):
     assert outputs[0]["output"] == "output" and not outputs[0]["passed"]
     assert outputs[0]["max_abs_diff"] > 1e-2 and outputs[0]["mismatched_fraction"] > 0.5
     assert finding.evidence["failing"] == ["output"]
-    assert info["onnx_exporter"] == "user file" and info["onnx_file"] == stale
+    assert info.exporter == "user file" and info.file == stale
 
 
 def test_fresh_user_file_passes(tmp_path, image):
@@ -156,7 +181,7 @@ def test_fresh_user_file_passes(tmp_path, image):
     fresh = export_file(model, image, tmp_path / "fresh.onnx")
     findings, info = audit(model, image, onnx_file=fresh)
     assert findings == []
-    assert info["onnx_parity"][0]["passed"]
+    assert info.parity[0]["passed"]
 
 
 def test_training_mode_file_gives_eg403_and_explained_eg401(tmp_path, image):
@@ -212,14 +237,14 @@ def test_nondeterministic_model_gets_eg403_but_no_eg401():
     findings, info = audit(HardDropout(), torch.randn(4, 8))
     assert rules_of(findings) == ["EG403"]
     assert "Dropout" in findings[0].message
-    assert any("two identical passes" in note for note in info["onnx_notes"])
+    assert "two identical passes" in info.skipped("EG401")
 
 
 def test_tolerances_override_globally_and_per_output(tmp_path, image):
     stale = export_file(bn_cnn(seed=1), image, tmp_path / "stale.onnx")
     loose = {"atol": 100.0}
     findings, info = audit(bn_cnn(), image, onnx_file=stale, tolerances=loose)
-    assert findings == [] and info["onnx_parity"][0]["atol"] == 100.0
+    assert findings == [] and info.parity[0]["atol"] == 100.0
     per_output = {"outputs": {"output": {"atol": 100.0}}}
     findings, _ = audit(bn_cnn(), image, onnx_file=stale, tolerances=per_output)
     assert findings == []
@@ -248,7 +273,7 @@ def test_unexportable_model_gives_eg402_with_both_exporters():
     assert "torchscript" in message and "dynamo" in message and "aten::cumprod" in message
     assert len(message) < 700 and "\n" not in message
     assert findings[0].evidence["exporters_tried"] == ["torchscript", "dynamo"]
-    assert "onnx_parity" not in info
+    assert info.parity == ()
 
 
 def test_dynamo_training_mode_export_keeps_training_dropout(tmp_path):
@@ -288,14 +313,17 @@ def test_bare_onnx_target_gets_static_checks_only(tmp_path, image):
                        do_constant_folding=False)
     subject = AuditSubject(path=path, kind="onnx", onnx_path=path,
                            inputs_resolver=lambda: pytest.fail("static checks need no inputs"))
-    findings = list(onnx_parity.run(subject, AuditOptions(selected=ALL)))
+    findings = list(onnx_parity.run(subject, AuditOptions(selected=ALL)).findings)
     assert rules_of(findings) == ["EG403"]
     assert all(f.location.path == path for f in findings)
 
     fixed = export_file(nn.Linear(4, 2), torch.randn(3, 4), tmp_path / "fixed.onnx", dynamic_axes=None)
     subject = AuditSubject(path=fixed, kind="onnx", onnx_path=fixed)
-    assert list(onnx_parity.run(subject, AuditOptions(selected=ALL))) == []
-    assert subject.info["onnx_fixed_first_dims"] == {"x": 3}
+    outcome = onnx_parity.run(subject, AuditOptions(selected=ALL))
+    assert outcome.findings == ()
+    assert outcome.facts[0].fixed_first_dims == {"x": 3}
+    assert outcome.coverage["EG403"].status == "ran"
+    assert outcome.coverage["EG401"].status == "skipped"
 
 
 def _graph(nodes, initializers=(), opset=20):
@@ -370,7 +398,7 @@ def test_batch_size_baked_by_len_fails_at_another_batch():
     findings, info = audit(LenReshape(), torch.randn(2, 3, 4))
     assert rules_of(findings) == ["EG404"]
     assert "batch size 1" in findings[0].message and findings[0].evidence["batch"] == 1
-    assert info["onnx_parity"][0]["passed"]
+    assert info.parity[0]["passed"]
 
 
 def test_batch_size_baked_as_constant_mismatches_at_another_batch():
@@ -399,7 +427,7 @@ def test_cuda_requested_without_gpu_is_recorded_not_failed(image):
         pytest.skip("a CUDA GPU and CUDAExecutionProvider exist here: covered by test_cuda_provider_parity")
     findings, info = audit(bn_cnn(), image, device="cuda")
     assert findings == []
-    assert info["onnx_cuda_skipped"] == f"cuda checks skipped: {reason}"
+    assert info.skipped("EG405") == reason
 
 
 def test_cuda_verdict_logic_with_cpu_stand_ins():
@@ -427,9 +455,9 @@ def test_cuda_provider_parity(image):
         pytest.skip(f"no CUDA GPU / no CUDAExecutionProvider: {reason}")
     findings, info = audit(bn_cnn(), image, device="cuda")
     assert findings == []
-    comparisons = {r["comparison"] for r in info["onnx_parity"]}
+    comparisons = {r["comparison"] for r in info.parity}
     assert {onnx_cuda.CPU_VS_CUDA, onnx_cuda.TORCH_CUDA} <= comparisons
-    assert info["ort_providers_cuda"][0] == "CUDAExecutionProvider"
+    assert info.providers_cuda[0] == "CUDAExecutionProvider"
 
 
 # -- parts ------------------------------------------------------------------------------------
@@ -534,7 +562,7 @@ def test_progress_only_on_a_terminal(monkeypatch, capsys):
 def _no_eg4_and_rows(model, rules=ALL, **kwargs):
     findings, info = audit(model.eval(), **kwargs)
     assert findings == [], [(f.rule, f.message) for f in findings]
-    rows = info["onnx_parity"]
+    rows = info.parity
     assert rows and all(r["passed"] for r in rows)
     assert all("max_abs_diff" in r and "min_passing_atol" in r for r in rows)
     return info
@@ -549,7 +577,7 @@ def test_real_tiny_bert():
                                  intermediate_size=64, vocab_size=100))
     ids = torch.randint(0, 100, (2, 8))
     info = _no_eg4_and_rows(model, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    assert {r["output"] for r in info["onnx_parity"]} == {"output.last_hidden_state", "output.pooler_output"}
+    assert {r["output"] for r in info.parity} == {"output.last_hidden_state", "output.pooler_output"}
 
 
 @pytest.mark.realmodel
@@ -573,7 +601,7 @@ def test_real_tiny_gpt2():
     model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=32,
                                        bos_token_id=0, eos_token_id=0))
     info = _no_eg4_and_rows(model, kwargs={"input_ids": torch.randint(0, 100, (2, 8))})
-    assert info["onnx_exporter"] == "torchscript"
+    assert info.exporter == "torchscript"
 
 
 def test_feeds_by_name_by_position_and_with_missing_inputs(tmp_path):

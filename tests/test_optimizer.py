@@ -10,6 +10,7 @@ from torch import nn
 from evalguard.checks.optimizer.names import param_role
 from evalguard.checks.optimizer.state import family_from_hint
 from evalguard.checks.optimizer.check import run
+from evalguard.facts import LoadFacts, OptimizerFacts, OptimizerHint
 from evalguard.subject import AuditOptions, AuditSubject
 
 BOTH = frozenset({"EG301", "EG302"})
@@ -28,11 +29,13 @@ def stepped(model: nn.Module, optimizer, features: int = 4) -> dict:
     return optimizer.state_dict()
 
 
-def audit(state, model=None, rules=BOTH, info=None):
-    subject = AuditSubject(path="ckpt.pt", kind="checkpoint", model=model, optimizer_state=state,
-                           info=dict(info or {}))
-    findings = list(run(subject, AuditOptions(selected=rules)))
-    return findings, subject
+def audit(state, model=None, rules=BOTH, hint=None):
+    """(findings, OptimizerFacts or None) of the optimizer check on a checkpoint holding ``state``."""
+    load = LoadFacts(format="checkpoint", optimizer=hint)
+    subject = AuditSubject(path="ckpt.pt", kind="checkpoint", model=model, optimizer_state=state, load=load)
+    outcome = run(subject, AuditOptions(selected=rules))
+    facts = [f for f in outcome.facts if isinstance(f, OptimizerFacts)]
+    return list(outcome.findings), (facts[0] if facts else None)
 
 
 def rules_of(findings):
@@ -45,7 +48,7 @@ def test_adam_with_weight_decay_is_reported_from_its_recorded_flag():
     model = tiny_model()
     state = stepped(model, torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=0.01))
     assert state["param_groups"][0]["decoupled_weight_decay"] is False   # what torch 2.13 writes
-    findings, subject = audit(state, rules=frozenset({"EG301"}))
+    findings, facts = audit(state, rules=frozenset({"EG301"}))
     assert rules_of(findings) == ["EG301"]
     finding = findings[0]
     assert finding.severity is None and finding.location.path == "ckpt.pt"
@@ -54,16 +57,16 @@ def test_adam_with_weight_decay_is_reported_from_its_recorded_flag():
     assert finding.evidence["groups"] == [{"index": 0, "weight_decay": 0.01, "params": 6,
                                            "decoupled_weight_decay": False}]
     assert "weight_decay=0.01" in finding.message and "AdamW" in finding.message
-    assert subject.info["optimizer_groups"][0]["groups"][0]["optimizer"] == "Adam"
+    assert facts.optimizers[0].groups[0].optimizer == "Adam"
 
 
 def test_adamw_is_not_reported():
     model = tiny_model()
     state = stepped(model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01))
     assert state["param_groups"][0]["decoupled_weight_decay"] is True
-    findings, subject = audit(state, rules=frozenset({"EG301"}))
+    findings, facts = audit(state, rules=frozenset({"EG301"}))
     assert findings == []
-    assert subject.info["optimizer_groups"][0]["groups"][0]["optimizer"] == "AdamW"
+    assert facts.optimizers[0].groups[0].optimizer == "AdamW"
 
 
 @pytest.mark.parametrize("make", [
@@ -115,9 +118,9 @@ def test_old_adam_and_adamw_states_are_indistinguishable_and_not_reported():
     assert adam["param_groups"][0].keys() == adamw["param_groups"][0].keys()
     assert adam["state"][0].keys() == adamw["state"][0].keys()
     for state in (adam, adamw):
-        findings, subject = audit(state, rules=frozenset({"EG301"}))
+        findings, facts = audit(state, rules=frozenset({"EG301"}))
         assert findings == []
-        assert "cannot tell Adam" in subject.info["optimizer_groups"][0]["note"]
+        assert "cannot tell Adam" in facts.optimizers[0].note
 
 
 def test_old_state_with_a_class_hint_is_reported_with_medium_confidence():
@@ -127,13 +130,13 @@ def test_old_state_with_a_class_hint_is_reported_with_medium_confidence():
     assert rules_of(findings) == ["EG301"]
     assert findings[0].evidence["confidence"] == "medium"
     assert "confidence medium" in findings[0].message
-    # the loader puts a name found in the checkpoint into subject.info
-    named = {"optimizer": "Adam", "optimizer_source": "named in the checkpoint"}
-    findings, _ = audit(old, rules=frozenset({"EG301"}), info=named)
+    # the loader records a name found in the checkpoint in its OptimizerHint
+    named = OptimizerHint("checkpoint['optimizer']", "Adam", "named in the checkpoint")
+    findings, _ = audit(old, rules=frozenset({"EG301"}), hint=named)
     assert rules_of(findings) == ["EG301"]
     # ...but a class it only guessed from the param groups is no evidence
-    guessed = {"optimizer": "Adam", "optimizer_source": "inferred from param_groups"}
-    assert audit(old, rules=frozenset({"EG301"}), info=guessed)[0] == []
+    guessed = OptimizerHint("checkpoint['optimizer']", "Adam", "inferred from param_groups")
+    assert audit(old, rules=frozenset({"EG301"}), hint=guessed)[0] == []
     # a hint naming AdamW clears it
     findings, _ = audit({**old, "optimizer_name": "AdamW"}, rules=frozenset({"EG301"}))
     assert findings == []
@@ -163,16 +166,17 @@ def test_lightning_list_of_optimizer_states():
     model = tiny_model()
     adam = stepped(model, torch.optim.Adam(model.parameters(), weight_decay=0.01))
     sgd = stepped(model, torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01))
-    findings, subject = audit([sgd, adam], rules=frozenset({"EG301"}))
+    findings, facts = audit([sgd, adam], rules=frozenset({"EG301"}))
     assert rules_of(findings) == ["EG301"]
     assert findings[0].message.startswith("optimizer 1:")
-    assert len(subject.info["optimizer_groups"]) == 2
+    assert len(facts.optimizers) == 2
 
 
 def test_missing_or_malformed_state_yields_nothing():
     assert audit(None)[0] == []
-    findings, subject = audit({"state": {}, "lr": 0.1})
-    assert findings == [] and "not a torch optimizer state_dict" in subject.info["optimizer_groups"]
+    findings, facts = audit({"state": {}, "lr": 0.1})
+    assert findings == []
+    assert "not a torch optimizer state_dict" in facts.note
 
 
 def test_unselected_rules_are_skipped():

@@ -54,8 +54,8 @@ def test_checkpoint_model_is_run_in_place_and_restored(tmp_path):
 
     assert result.status == "audited"
     assert {"EG101", "EG102"} <= {f.rule for f in findings}
-    assert subject.info["paired_forward"]["copy"].startswith("in place")
+    assert result.facts["eval_mode"].paired.copy.startswith("in place")
     modes_after, tensors_after = state(subject.model)
     assert modes_after == modes_before
     assert all(torch.equal(tensors_before[k], tensors_after[k]) for k in tensors_before)
-    assert [row["passed"] for row in subject.info["onnx_parity"]] == [True, True]
+    assert [row["passed"] for row in result.facts["onnx"].parity] == [True, True]

@@ -68,7 +68,7 @@ def test_clean_eval_model_has_no_errors_and_onnx_parity(name):
     errors = [(f.rule, f.location.module, f.message) for f in report.findings if f.severity >= Severity.ERROR]
     assert errors == []
     assert not [f for f in report.findings if f.rule.startswith("EG4")], report.findings
-    parity = report.targets[0].info.get("onnx_parity")
+    parity = report.targets[0].facts["onnx"].parity
     assert parity and all(row["passed"] for row in parity)
 
 

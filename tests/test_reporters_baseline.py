@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from evalguard.findings import Finding, Location, Severity
-from evalguard.reporters.baseline import (filter_new, fingerprint, normalise_message, read_baseline,
+from evalguard.reporters.baseline import (filter_new, fingerprint, fingerprint_v1, normalise_message, read_baseline,
                                           write_baseline)
 from test_reporters_samples import SOURCE, blocked_report
 
@@ -24,7 +24,7 @@ def _retrained(report):
         loc = f.location
         moved.append(replace(f, message=f.message.replace("0.4137", "0.3088").replace("75%", "64%"),
                              location=replace(loc, line=None if loc.line is None else loc.line + 12),
-                             evidence={"max_abs_diff": 0.3088}))
+                             evidence={k: v / 2 if isinstance(v, float) else v for k, v in f.evidence.items()}))
     return replace(report, findings=tuple(moved))
 
 
@@ -33,12 +33,15 @@ def test_numbers_are_blanked_but_identifiers_with_digits_are_kept():
     assert normalise_message("Dropout2d layer.0.dropout fc1") == "Dropout2d layer.0.dropout fc1"
 
 
-def test_fingerprint_ignores_line_column_evidence_and_numbers():
+def test_fingerprint_ignores_line_column_numbers_and_message_wording():
     base = _f(path=SOURCE, line=10, module=None)
     assert fingerprint(base) == fingerprint(replace(base, location=Location(SOURCE, 99, 4)))
     assert fingerprint(base) == fingerprint(replace(base, evidence={"p": 0.9}))
     assert fingerprint(_f("max abs diff 0.41")) == fingerprint(_f("max abs diff 0.0002"))
+    assert fingerprint(_f("Dropout feeds BatchNorm")) == fingerprint(_f("a reworded message"))
     assert fingerprint(_f(path="./m.pt")) == fingerprint(_f(path="m.pt"))
+    noted = replace(base, evidence={"note": "prose"})
+    assert fingerprint(noted) == fingerprint(base)
 
 
 def test_fingerprint_separates_rule_path_module_and_named_things():
@@ -46,7 +49,17 @@ def test_fingerprint_separates_rule_path_module_and_named_things():
     assert base != fingerprint(_f(rule="EG206"))
     assert base != fingerprint(_f(path="other.pt"))
     assert base != fingerprint(_f(module="features.7"))
-    assert fingerprint(_f("in layer.0.attn")) != fingerprint(_f("in layer.1.attn"))
+    named = _f(path=SOURCE, line=3, module=None)
+    assert fingerprint(replace(named, evidence={"model": "net"})) != fingerprint(replace(named, evidence={"model": "ema"}))
+
+
+def test_version_1_baselines_still_match(tmp_path):
+    report = blocked_report()
+    old = {"evalguard_baseline": 1, "fingerprints": {
+        fingerprint_v1(f): {"count": 1, "rule": f.rule} for f in report.findings}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    assert filter_new(report, path).findings == ()
 
 
 def test_baseline_hides_known_findings_after_retraining(tmp_path):
@@ -84,7 +97,7 @@ def test_baseline_file_is_readable_and_sorted(tmp_path):
     baseline = tmp_path / "b.json"
     write_baseline(blocked_report(), baseline)
     data = json.loads(baseline.read_text())
-    assert data["evalguard_baseline"] == 1
+    assert data["evalguard_baseline"] == 2
     entries = list(data["fingerprints"].values())
     assert {"count", "rule", "path", "module", "message"} <= set(entries[0])
     assert [e["path"] for e in entries] == sorted(e["path"] for e in entries)

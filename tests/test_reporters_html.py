@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from evalguard.facts import InputFacts, LoadFacts, ModeFacts, ModeRowFact, OnnxFacts
+from evalguard.findings import RuleCoverage
 from evalguard.findings import Finding, Location, Report, Severity, TargetResult
 from evalguard.reporters import render
 from evalguard.reporters.html import _environment, histogram, num, view_model
@@ -141,9 +143,11 @@ def test_user_text_is_escaped():
     evil = "<script>alert(1)</script>"
     finding = Finding("EG101", f"module {evil} in training", Location(f"{evil}.pt", module=evil),
                       {evil: evil}, Severity.ERROR, "model-in-training-mode")
-    target = TargetResult(f"{evil}.pt", "state-dict", "audited",
-                          info={"inputs": [evil], "mode_table": [{"module": evil, "type": evil,
-                                                                  "training": True, "behaviour_differs": True}]})
+    mode = ModeFacts(rows=(ModeRowFact(evil, evil, "train", True, evil),), omitted=0, modules=1, in_training=1,
+                     behaviour_differs=1, behaviour_differs_in_training=1, root_training=True, mode_fixed=False)
+    target = TargetResult(f"{evil}.pt", "state-dict", "audited", "", {"EG101": RuleCoverage("skipped", evil)},
+                          {"inputs": InputFacts((evil,), evil), "eval_mode": mode,
+                           "load": LoadFacts(format=evil, details=((evil, evil),))})
     html = _html(Report((target,), (finding,), {"command": evil}))
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -156,10 +160,11 @@ def test_absent_facts_render_without_crashing():
     assert "Train/eval state" not in text and "ONNX Runtime vs" not in text
     empty = _html(Report((), (), {}))
     assert "Nothing audited" in empty
-    odd = TargetResult("m.pt", "state-dict", "audited",
-                       info={"onnx_parity": [{"output": "y"}], "mode_table": [{"module": "a.b"}], "extra": {"k": 1}})
+    odd = TargetResult("m.pt", "state-dict", "audited", "", {},
+                       {"onnx": OnnxFacts(parity=({"output": "y"},)),
+                        "load": LoadFacts(format="state-dict", details=(("Extra", "k 1"),))})
     text = _Page(_html(Report((odd,), (), {}))).plain()
-    assert "n/a" in text and "no histogram" in text and 'extra {"k": 1}' in text
+    assert "n/a" in text and "no histogram" in text and "Extra k 1" in text
 
 
 def test_environment_is_strict_and_autoescaped():

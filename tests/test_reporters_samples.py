@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from evalguard.catalogue import Rule, load_catalogue
+from evalguard.engine import coverage
+from evalguard.facts import ArchitectureFacts, InputFacts, LoadFacts, ModeFacts, ModeRowFact, OnnxFacts
 from evalguard.findings import Finding, Location, Report, Severity, TargetResult
+from evalguard.outcome import RuleRun
 
 VERSIONS = {"evalguard": "0.1.0", "torch": "2.13.0", "onnx": "1.19.1", "onnxruntime": "1.23.2",
             "python": "3.11.7"}
@@ -106,35 +109,51 @@ def mode_table() -> list[dict]:
 _DECADES = ["0", "<1e-8"] + [f"1e{k}..1e{k + 1}" for k in range(-8, 0)] + [">=1", "nan/inf"]
 
 
-def model_info() -> dict:
+def parity_rows() -> list[dict]:
     logits_counts = [0, 1, 2, 1, 0, 1, 1, 3, 5, 6, 0, 0]
+    return [
+        # the shape evalguard.checks.onnx.compare.row() writes ({"label", "count"} buckets)
+        {"output": "logits", "onnx_output": "logits", "shape": [2, 10], "dtype": "float32",
+         "comparison": "onnxruntime CPU vs torch eval", "max_abs_diff": 0.4137, "max_rel_diff": 2.91,
+         "mean_abs_diff": 0.0731, "median_abs_diff": 0.0412, "mismatched_fraction": 0.75,
+         "atol": 1e-4, "rtol": 1e-3, "passed": False, "min_passing_atol": 0.4137, "min_passing_rtol": 2.91,
+         "histogram": [{"label": lbl, "count": n} for lbl, n in zip(_DECADES, logits_counts)]},
+        # the shape the issue brief describes ([label, count] pairs)
+        {"output": "embedding", "max_abs_diff": 3.2e-07, "max_rel_diff": 1.1e-06,
+         "mismatched_fraction": 0.0, "atol": 1e-4, "rtol": 1e-3, "passed": True,
+         "histogram": [["<1e-6", 128], ["1e-6..1e-5", 0], ["1e-5..1e-4", 0], ["1e-4..1e-3", 0],
+                       ["1e-3..1e-2", 0], ["1e-2..1e-1", 0], [">=1e-1", 0]]},
+    ]
+
+
+def model_facts(rows: list[dict] | None = None, parity: list[dict] | None = None,
+                saved_training: bool = True) -> dict:
+    """Typed facts for the CIFAR model target, as the loader and the checks produce them."""
+    rows = mode_table() if rows is None else rows
     return {
-        "format": "PyTorch full-module pickle (torch.save(model))",
-        "model_class": "cifar.models.CifarCNN",
-        "file_size": 2_482_113,
-        "inputs": ["arg0: float32[2, 3, 32, 32]"],
-        "inputs_source": "from --input-shape 2x3x32x32",
-        "saved_training": True,
-        "mode_table": mode_table(),
-        "mode_summary": {"modules": 13, "in_training": 12, "behaviour_differs": 4,
-                         "behaviour_differs_in_training": 3, "root_training": True},
-        "architecture": {"dataflow": "fx", "dataflow_notes": []},
-        "onnx_exporter": "torch.onnx.export (dynamo, opset 18)",
-        "ort_providers": ["CPUExecutionProvider"],
-        "onnx_parity": [
-            # the shape evalguard.checks.onnx.compare.row() writes ({"label", "count"} buckets)
-            {"output": "logits", "onnx_output": "logits", "shape": [2, 10], "dtype": "float32",
-             "comparison": "onnxruntime CPU vs torch eval", "max_abs_diff": 0.4137, "max_rel_diff": 2.91,
-             "mean_abs_diff": 0.0731, "median_abs_diff": 0.0412, "mismatched_fraction": 0.75,
-             "atol": 1e-4, "rtol": 1e-3, "passed": False, "min_passing_atol": 0.4137, "min_passing_rtol": 2.91,
-             "histogram": [{"label": lbl, "count": n} for lbl, n in zip(_DECADES, logits_counts)]},
-            # the shape the issue brief describes ([label, count] pairs)
-            {"output": "embedding", "max_abs_diff": 3.2e-07, "max_rel_diff": 1.1e-06,
-             "mismatched_fraction": 0.0, "atol": 1e-4, "rtol": 1e-3, "passed": True,
-             "histogram": [["<1e-6", 128], ["1e-6..1e-5", 0], ["1e-5..1e-4", 0], ["1e-4..1e-3", 0],
-                           ["1e-3..1e-2", 0], ["1e-2..1e-1", 0], [">=1e-1", 0]]},
-        ],
+        "load": LoadFacts(format="PyTorch full-module pickle (torch.save(model))",
+                          model_class="cifar.models.CifarCNN", saved_training=saved_training,
+                          mode_source="file", file_size=2_482_113),
+        "inputs": InputFacts(("arg0: float32[2, 3, 32, 32]",), "from --input-shape 2x3x32x32"),
+        "eval_mode": ModeFacts(rows=tuple(ModeRowFact(**r) for r in rows), omitted=0, modules=13,
+                               in_training=sum(r["mode"] == "train" for r in rows),
+                               behaviour_differs=sum(r["behaviour_differs"] for r in rows),
+                               behaviour_differs_in_training=sum(r["behaviour_differs"] and r["mode"] == "train"
+                                                                 for r in rows),
+                               root_training=saved_training, mode_fixed=False),
+        "architecture": ArchitectureFacts(dataflow="fx"),
+        "onnx": OnnxFacts(exporter="torch.onnx.export (dynamo, opset 18)", providers=("CPUExecutionProvider",),
+                          parity=tuple(parity_rows() if parity is None else parity)),
     }
+
+
+def target(path: str, kind: str, findings, facts=None, skipped: dict | None = None,
+           selected=SELECTED) -> TargetResult:
+    """An audited target whose applicable rules all ran, except ``skipped`` (rule -> reason)."""
+    skipped = skipped or {}
+    runs = {rule: RuleRun("skipped", skipped[rule]) if rule in skipped else RuleRun("ran") for rule in selected}
+    mine = [f for f in findings if f.location.path == path]
+    return TargetResult(path, kind, "audited", "", coverage(kind, selected, mine, runs), facts or {})
 
 
 def metadata(**overrides) -> dict:
@@ -177,26 +196,34 @@ def blocked_findings() -> list[Finding]:
 
 
 def blocked_report() -> Report:
-    targets = (TargetResult(MODEL, "full-module-pickle", "audited", info=model_info()),
-               TargetResult(SOURCE, "python-source", "audited", info={"format": "Python source"}))
-    return Report(targets, tuple(blocked_findings()), metadata())
+    findings = blocked_findings()
+    targets = (target(MODEL, "full-module-pickle", findings, model_facts()),
+               target(SOURCE, "python-source", findings, {"load": LoadFacts(format="Python source")}))
+    return Report(targets, tuple(findings), metadata())
 
 
 def safe_report() -> Report:
     """Clean model with one advisory (below --fail-on) finding."""
-    info = model_info()
-    info["saved_training"] = False
-    info["mode_table"] = [dict(r, mode="eval") for r in mode_table()]
-    info["mode_table"][5]["mode"] = "train"        # deliberately stochastic: --allow-stochastic
-    info["mode_table"][5]["allowed"] = True
-    for entry in info["onnx_parity"]:
+    rows = [dict(r, mode="eval") for r in mode_table()]
+    rows[5]["mode"] = "train"        # deliberately stochastic: --allow-stochastic
+    rows[5]["allowed"] = True
+    parity = parity_rows()
+    for entry in parity:
         entry.update(passed=True, max_abs_diff=2.0e-07, max_rel_diff=8.1e-07, mismatched_fraction=0.0,
                      min_passing_atol=0.0)
-    info["onnx_parity"][0]["histogram"] = [{"label": lbl, "count": 20 if lbl == "1e-8..1e-7" else 0}
-                                           for lbl in _DECADES]
+    parity[0]["histogram"] = [{"label": lbl, "count": 20 if lbl == "1e-8..1e-7" else 0} for lbl in _DECADES]
     finding = _finding("EG201", Severity.WARNING, "Dropout features.3 (p=0.3) feeds BatchNorm2d features.5",
                        module="features.3", path=["features.3", "features.4", "features.5"], view="hooks")
-    return Report((TargetResult(MODEL, "full-module-pickle", "audited", info=info),), (finding,), metadata())
+    facts = model_facts(rows, parity, saved_training=False)
+    return Report((target(MODEL, "full-module-pickle", [finding], facts),), (finding,), metadata())
+
+
+def not_run_report() -> Report:
+    """No findings, but some rules could not run (an LSTM with --no-onnx): never "safe"."""
+    skipped = {"EG104": "the batch dimension is unknown: rnn takes sequence-first inputs",
+               **{rule: "ONNX checks turned off (--no-onnx)" for rule in ("EG401", "EG402", "EG403", "EG404")}}
+    facts = {"load": LoadFacts(format="factory", model_class="lab.models.Tagger", saved_training=False)}
+    return Report((target("lab/models.py:build", "factory", [], facts, skipped),), (), metadata())
 
 
 def minimal_report() -> Report:
@@ -207,7 +234,7 @@ def minimal_report() -> Report:
 
 
 def error_target_report() -> Report:
-    targets = (TargetResult(MODEL, "full-module-pickle", "audited", info={"format": "PyTorch pickle"}),
+    targets = (target(MODEL, "full-module-pickle", [], {"load": LoadFacts(format="PyTorch pickle")}),
                TargetResult("models/broken.pt", "unknown", "error",
                             detail="not a zip archive or pickle (file is empty)"))
     return Report(targets, (), metadata())
@@ -217,13 +244,15 @@ def refused_report() -> Report:
     finding = Finding("EG901", "pickle references os.system, which is not an allowed global; the file was not loaded",
                       Location("downloads/model.pt"), {"global": "os.system", "opcode": "STACK_GLOBAL"},
                       Severity.ERROR, "unsafe-pickle-global")
-    return Report((TargetResult("downloads/model.pt", "full-module-pickle", "refused"),), (finding,),
-                  metadata(selected=["EG101", "EG102", "EG201", "EG901", "EG902"]))
+    selected = ["EG101", "EG102", "EG201", "EG901", "EG902"]
+    refused = TargetResult("downloads/model.pt", "full-module-pickle", "refused", "",
+                           coverage("full-module-pickle", selected, [finding], {}, "refused"))
+    return Report((refused,), (finding,), metadata(selected=selected))
 
 
 def big_model_report(modules: int = 120) -> Report:
     """A transformer-sized mode table: the HTML must keep it readable."""
-    rows = [{"module": name, "type": kind, "training": False, "behaviour_differs": False}
+    rows = [ModeRowFact(name, kind, "eval", False)
             for name, kind in (("", "BertModel"), ("embeddings", "BertEmbeddings"),
                                ("encoder", "BertEncoder"), ("encoder.layer", "ModuleList"))]
     for layer in range(modules // 6):
@@ -231,17 +260,21 @@ def big_model_report(modules: int = 120) -> Report:
         for suffix, kind, differs in (("", "BertLayer", False), (".attention", "BertAttention", False),
                                       (".attention.dropout", "Dropout", True), (".intermediate", "Linear", False),
                                       (".output", "BertOutput", False), (".output.dropout", "Dropout", True)):
-            rows.append({"module": base + suffix, "type": kind, "training": layer == 1 and differs,
-                         "behaviour_differs": differs})
-    info = {"format": "Hugging Face folder", "mode_table": rows}
+            rows.append(ModeRowFact(base + suffix, kind, "train" if layer == 1 and differs else "eval", differs))
+    mode = ModeFacts(rows=tuple(rows), omitted=0, modules=len(rows), in_training=2,
+                     behaviour_differs=sum(r.behaviour_differs for r in rows), behaviour_differs_in_training=2,
+                     root_training=False, mode_fixed=False)
     finding = _finding("EG101", Severity.ERROR, "2 Dropout modules in training mode in encoder.layer.1",
                        at="hf/bert", module="encoder.layer.1.attention.dropout")
-    return Report((TargetResult("hf/bert", "hf-folder", "audited", info=info),), (finding,),
+    facts = {"load": LoadFacts(format="Hugging Face folder"), "eval_mode": mode}
+    no_onnx = {rule: "ONNX checks turned off (--no-onnx)" for rule in ("EG401", "EG402", "EG403", "EG404")}
+    return Report((target("hf/bert", "hf-folder", [finding], facts, no_onnx),), (finding,),
                   metadata(command="evalguard check hf/bert --input-shape 2x16 --input-dtype int64 --no-onnx"))
 
 
 ALL_SAMPLES = {"blocked": blocked_report, "safe": safe_report, "minimal": minimal_report,
-               "error_target": error_target_report, "refused": refused_report, "big_model": big_model_report}
+               "error_target": error_target_report, "refused": refused_report, "big_model": big_model_report,
+               "not_run": not_run_report}
 
 
 # ---------------------------------------------------------------- sanity of the samples themselves

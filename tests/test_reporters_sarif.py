@@ -24,14 +24,16 @@ def _run(report=None):
 def test_driver_lists_the_selected_rules_from_the_real_catalogue():
     run = _run()
     driver = run["tool"]["driver"]
-    assert driver["name"] == "evalguard" and driver["version"] and driver["informationUri"].startswith("https://")
+    assert driver["name"] == "evalguard"
+    assert driver["version"]
+    assert "informationUri" not in driver  # no documentation site exists; rule help is inline
     ids = [rule["id"] for rule in driver["rules"]]
     assert ids == sorted(set(metadata()["selected"]))
     for rule in driver["rules"]:
         assert rule["name"] and "-" in rule["name"]
         assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
         assert rule["help"]["text"] and rule["help"]["markdown"].startswith("**")
-        assert rule["helpUri"].endswith("/" + rule["id"])
+        assert "helpUri" not in rule          # help text is inline: there is no docs site to link
         assert rule["defaultConfiguration"]["level"] in LEVELS
 
 

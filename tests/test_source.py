@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def audit(source: str, rules=ALL, path="snippet.py"):
     subject = AuditSubject(path=path, kind="python-source", source_text=textwrap.dedent(source))
-    return list(run(subject, AuditOptions(selected=frozenset(rules))))
+    return list(run(subject, AuditOptions(selected=frozenset(rules))).findings)
 
 
 def found(source: str, rules=ALL) -> list[tuple[int, str]]:
@@ -241,8 +241,12 @@ def test_eg105_scope_is_module_like_classes():
 # -- the check itself ----------------------------------------------------------------------
 
 def test_syntax_error_is_a_target_error():
-    with pytest.raises(TargetError, match=r"^broken\.py:3: invalid Python syntax: "):
-        audit("import torch\nx = 1\ndef f(:\n", path="broken.py")
+    subject = AuditSubject(path="broken.py", kind="python-source", source_text="import torch\nx = 1\ndef f(:\n")
+    outcome = run(subject, AuditOptions(selected=ALL))
+    assert outcome.findings == ()
+    [error] = outcome.target_errors
+    assert error.startswith("broken.py:3: invalid Python syntax: ")
+    assert {c.status for c in outcome.coverage.values()} == {"skipped"}
 
 
 def test_only_selected_rules_are_reported():
@@ -255,7 +259,7 @@ def test_only_selected_rules_are_reported():
 def test_source_is_read_from_disk_when_not_given(tmp_path):
     target = tmp_path / "train.py"
     target.write_text("import torch\nopt = torch.optim.Adam([], weight_decay=0.1)\n")
-    findings = list(run(AuditSubject(path=str(target), kind="python-source"), AuditOptions(selected=ALL)))
+    findings = list(run(AuditSubject(path=str(target), kind="python-source"), AuditOptions(selected=ALL)).findings)
     assert [(f.rule, f.location.path, f.location.line) for f in findings] == [("EG301", str(target), 2)]
 
 
@@ -273,7 +277,7 @@ def test_never_imports_torch_or_executes_the_file(tmp_path):
         from evalguard.subject import AuditSubject, AuditOptions
         subject = AuditSubject(path={str(target)!r}, kind="python-source")
         rules = frozenset({sorted(ALL)!r})
-        found = [f.rule for f in run(subject, AuditOptions(selected=rules))]
+        found = [f.rule for f in run(subject, AuditOptions(selected=rules)).findings]
         assert found == ["EG903"], found
         assert "torch" not in sys.modules, "auditing a .py file imported torch"
         print("ok")
@@ -294,7 +298,7 @@ def test_source_examples_raise_exactly_their_markers(path):
     text = path.read_text()
     expected = {(number, rule.strip()) for number, line in enumerate(text.splitlines(), start=1)
                 for match in [MARKER.search(line)] if match for rule in match.group(1).split(",")}
-    findings = run(AuditSubject(path=str(path), kind="python-source", source_text=text), AuditOptions(selected=ALL))
+    findings = run(AuditSubject(path=str(path), kind="python-source", source_text=text), AuditOptions(selected=ALL)).findings
     assert {(f.location.line, f.rule) for f in findings} == expected
     assert bool(expected) == (path.name == "bad.py")
 

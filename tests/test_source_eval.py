@@ -9,7 +9,7 @@ from evalguard.subject import AuditOptions, AuditSubject
 
 def eg106(source: str) -> list[tuple[int, str]]:
     subject = AuditSubject(path="serve.py", kind="python-source", source_text=textwrap.dedent(source))
-    return [(f.location.line, f.evidence["model"]) for f in run(subject, AuditOptions(selected=frozenset({"EG106"})))]
+    return [(f.location.line, f.evidence["model"]) for f in run(subject, AuditOptions(selected=frozenset({"EG106"}))).findings]
 
 
 BAD = {
@@ -289,7 +289,7 @@ def test_eg106_stays_silent(name):
 def test_eg106_message_names_the_origin():
     source, _ = BAD["caller-chain"]
     subject = AuditSubject(path="serve.py", kind="python-source", source_text=textwrap.dedent(source))
-    (finding,) = run(subject, AuditOptions(selected=frozenset({"EG106"})))
+    (finding,) = run(subject, AuditOptions(selected=frozenset({"EG106"}))).findings
     line = textwrap.dedent(source).splitlines()[finding.location.line - 1]
     assert finding.location.column == line.index("model(x)") + 1          # 1-based column
     assert "infer() runs model for inference" in finding.message
@@ -315,7 +315,8 @@ def eg106_in(folder, name: str) -> list[tuple[int, str]]:
     """EG106 findings for one file of a project on disk (imports resolved across the folder)."""
     path = folder / name
     subject = AuditSubject(path=str(path), kind="python-source")
-    return [(f.location.line, f.evidence["model"]) for f in run(subject, AuditOptions(selected=frozenset({"EG106"})))]
+    return [(f.location.line, f.evidence["model"])
+            for f in run(subject, AuditOptions(selected=frozenset({"EG106"}))).findings]
 
 
 def write(folder, files: dict[str, str]):

@@ -1,53 +1,39 @@
-"""The one table of checks. Adding a check means adding a row here and a rule file in rules/.
+"""The check table, built from each family's declaration (``CHECK`` in the family package's
+``__init__``): the one place that says which rules a family owns and which target kinds it
+handles. A family package's ``__init__`` imports nothing heavy, so building this table (and
+listing rules) never imports torch; a check's code is imported only when it runs.
 
-Entries are "module:function" strings imported only when the check runs, so listing rules
-never imports torch, and there is no registry filled as a side effect of imports.
-A check function has the signature ``run(subject, options) -> Iterable[Finding]``.
+Adding a rule: write ``rules/EGxxx.toml``, add the id to its family's ``CHECK.rules`` and emit
+it from that family's code, and add ``examples/rules/EGxxx/{bad,good}``. The engine turns a
+finding for a rule the check does not own into EG900, and a test keeps catalogue and owners
+one-to-one.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Iterable
 
-from evalguard.subject import MODEL_KINDS, ONNX_KINDS, SOURCE_KINDS
+from evalguard.checks.spec import CheckSpec
 
+FAMILIES = ("eval_mode", "architecture", "optimizer", "source", "onnx")
 
-@dataclass(frozen=True)
-class CheckSpec:
-    name: str
-    rules: tuple[str, ...]
-    kinds: frozenset[str]
-    entry: str
-    #: name of a boolean AuditOptions field that must be true for this check to run (e.g. --no-onnx)
-    enabled_by: str | None = None
-
-    def enabled(self, options) -> bool:
-        return self.enabled_by is None or bool(getattr(options, self.enabled_by))
-
-    def load(self) -> Callable[..., Iterable]:
-        module_name, _, func_name = self.entry.partition(":")
-        return getattr(importlib.import_module(module_name), func_name)
-
-
-CHECKS: tuple[CheckSpec, ...] = (
-    CheckSpec("eval-mode", ("EG101", "EG102", "EG103", "EG104", "EG107"), MODEL_KINDS,
-              "evalguard.checks.eval_mode.check:run"),
-    CheckSpec("architecture", ("EG201", "EG202", "EG203", "EG204", "EG205", "EG206", "EG207"),
-              MODEL_KINDS, "evalguard.checks.architecture.check:run"),
-    CheckSpec("optimizer-state", ("EG301", "EG302"), MODEL_KINDS, "evalguard.checks.optimizer.check:run"),
-    CheckSpec("source", ("EG105", "EG106", "EG201", "EG301", "EG903"), SOURCE_KINDS,
-              "evalguard.checks.source.check:run"),
-    CheckSpec("onnx-parity", ("EG401", "EG402", "EG403", "EG404", "EG405"), MODEL_KINDS | ONNX_KINDS,
-              "evalguard.checks.onnx.check:run", enabled_by="onnx_enabled"),
-)
+CHECKS: tuple[CheckSpec, ...] = tuple(
+    importlib.import_module(f"evalguard.checks.{family}").CHECK for family in FAMILIES)
 
 #: Rules raised by the engine and the loader rather than by a check.
 ENGINE_RULES = ("EG900", "EG901", "EG902")
 
 
-def implemented_rules() -> frozenset[str]:
-    rules = set(ENGINE_RULES)
+def owners() -> dict[str, list[str]]:
+    """rule id -> names of the checks (or "engine") that may emit it."""
+    table: dict[str, list[str]] = {rule: ["engine"] for rule in ENGINE_RULES}
     for spec in CHECKS:
-        rules.update(spec.rules)
-    return frozenset(rules)
+        for rule in spec.rules:
+            table.setdefault(rule, []).append(spec.name)
+    return table
+
+
+def implemented_rules() -> frozenset[str]:
+    return frozenset(owners())
+
+
+__all__ = ["CHECKS", "CheckSpec", "ENGINE_RULES", "FAMILIES", "implemented_rules", "owners"]

@@ -37,9 +37,13 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
 def load_factory_subject(options: AuditOptions) -> AuditSubject:
     from evalguard.loading.factory import build_model
 
+    from evalguard.facts import LoadFacts
+
     model = build_model(options.model_factory)
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
     return AuditSubject(path=options.model_factory, kind="factory", model=model,
-                        info={"format": "factory", "saved_training": model.training},
+                        load=LoadFacts(format="factory", model_class=model_class, saved_training=model.training,
+                                       mode_source="the mode the factory returned it in"),
                         inputs_resolver=default_inputs_resolver(options, model, options.model_factory))
 
 

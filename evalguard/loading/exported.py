@@ -30,15 +30,14 @@ def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise TargetError(f"{path}: torch.export program cannot be loaded: {text}") from exc
     info = {"format": "torch.export program (.pt2)", "user_inputs": list(program.graph_signature.user_inputs)}
-    subject = model_subject(path, "exported-program", model, options, info,
-                            mode_source="the exported graph (train/eval was fixed at export time)",
-                            inputs_resolver=_resolver(program, options, path))
     # The unlifted module always says training=True and refuses eval(); the truth is in its ops.
     training_ops = training_mode_ops(program)
-    subject.info["saved_training"] = bool(training_ops)
+    info["saved_training"] = bool(training_ops)
     if training_ops:
-        subject.info["training_ops"] = training_ops
-    return subject
+        info["training_ops"] = training_ops
+    return model_subject(path, "exported-program", model, options, info,
+                         mode_source="the exported graph (train/eval was fixed at export time)",
+                         inputs_resolver=_resolver(program, options, path))
 
 
 #: Ops whose ``train``/``training`` argument is at this position.

@@ -22,16 +22,14 @@ from evalguard.subject import AuditOptions, AuditSubject
 
 
 def load_model_file(path: Path, options: AuditOptions) -> AuditSubject:
+    """Third-party failures on the user's file are wrapped where they happen (torch.load, the
+    zip reader, safetensors, transformers) as ``TargetError``; anything else escaping from here
+    is evalguard's own bug, which the engine reports as EG900 naming the loader."""
     path = Path(path)
     try:
         return _load(path, options)
-    except EvalguardError:
-        raise
     except MemoryError:
         raise TargetError(f"{path}: out of memory while loading") from None
-    except Exception as exc:  # noqa: BLE001 - the contract is a one-line error, never a traceback
-        detail = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise TargetError(f"{path}: cannot be loaded: {type(exc).__name__}: {detail}") from exc
 
 
 def _load(path: Path, options: AuditOptions) -> AuditSubject:

@@ -65,4 +65,7 @@ def load_onnx_subject(path: Path, proto, options: AuditOptions) -> AuditSubject:
             "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
             "graph_inputs": [f"{n}: {_ELEM_TYPES.get(e, e)}{list(s)}" for n, s, e in specs],
             "file_size": path.stat().st_size}
-    return AuditSubject(path=str(path), kind="onnx", onnx_path=str(path), info=info, inputs_resolver=resolve)
+    from evalguard.loading.subjects import load_facts
+
+    return AuditSubject(path=str(path), kind="onnx", onnx_path=str(path), load=load_facts(info),
+                        inputs_resolver=resolve)

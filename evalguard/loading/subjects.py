@@ -46,10 +46,58 @@ def model_subject(path: Path, kind: str, model, options: AuditOptions, info: dic
     from evalguard.loading import default_inputs_resolver
 
     info = dict(info)
-    info["saved_training"] = bool(getattr(model, "training", False))
+    info.setdefault("saved_training", bool(getattr(model, "training", False)))
     info["mode_source"] = mode_source
     info["model_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
     if path.is_file():
         info["file_size"] = path.stat().st_size
-    return AuditSubject(path=str(path), kind=kind, model=model, optimizer_state=optimizer_state, info=info,
+    return AuditSubject(path=str(path), kind=kind, model=model, optimizer_state=optimizer_state,
+                        load=load_facts(info, default_format=kind),
                         inputs_resolver=inputs_resolver or default_inputs_resolver(options, model, str(path)))
+
+
+#: Loader keys that ``load_facts`` maps to typed fields; any other key becomes a ``details`` line.
+_WEIGHT_KEYS = {"architecture": "architecture", "loaded_keys": "loaded", "missing_keys": "missing",
+                "missing_key_count": "missing_count", "unexpected_keys": "unexpected",
+                "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix"}
+_TOP_KEYS = ("format", "model_class", "saved_training", "mode_source", "file_size")
+_OPTIMIZER_KEYS = {"optimizer_state": "location", "optimizer": "name", "optimizer_source": "name_source",
+                   "optimizer_count": "count"}
+_LABELS = {"state_dict": "State dict", "model": "Model", "weights": "Weight files", "epoch": "Epoch",
+           "global_step": "Global step", "step": "Step", "iteration": "Iteration",
+           "user_inputs": "Program inputs", "training_ops": "Training-mode ops in the graph",
+           "load_warnings": "Load warnings", "ir_version": "ONNX IR version", "opset": "Opsets",
+           "producer": "Producer", "graph_inputs": "Graph inputs"}
+
+
+def load_facts(info: dict, default_format: str = ""):
+    """The loader's findings about a file as typed ``LoadFacts`` (the one place loaders'
+    working notes become report facts)."""
+    from evalguard.facts import LoadFacts, OptimizerHint, WeightsFacts
+
+    weights = None
+    if any(key in info for key in _WEIGHT_KEYS):
+        values = {field: info[key] for key, field in _WEIGHT_KEYS.items() if key in info}
+        for field in ("missing", "unexpected"):
+            values[field] = tuple(values.get(field, ()))
+        values.setdefault("missing_count", len(values["missing"]))
+        values.setdefault("unexpected_count", len(values["unexpected"]))
+        values["expected"] = values.get("loaded", 0) + values["missing_count"]
+        weights = WeightsFacts(**values)
+    optimizer = None
+    if "optimizer_state" in info:
+        optimizer = OptimizerHint(**{field: info[key] for key, field in _OPTIMIZER_KEYS.items() if key in info})
+    known = set(_WEIGHT_KEYS) | set(_TOP_KEYS) | set(_OPTIMIZER_KEYS)
+    details = tuple((_LABELS.get(key, key.replace("_", " ").capitalize()), _text(value))
+                    for key, value in info.items() if key not in known)
+    return LoadFacts(format=str(info.get("format") or default_format), model_class=info.get("model_class"),
+                     saved_training=info.get("saved_training"), mode_source=info.get("mode_source"),
+                     file_size=info.get("file_size"), weights=weights, optimizer=optimizer, details=details)
+
+
+def _text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)

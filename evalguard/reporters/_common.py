@@ -54,6 +54,7 @@ class Verdict:
     blocking: dict         # severity name -> count at or above the threshold
     not_audited: int       # targets with status "error"
     tone: str = ""         # "blocked", "safe" or "caution" (nothing blocks, but not all was checked)
+    not_run: int = 0       # selected, applicable rules that did not run (target x rule)
 
 
 def verdict(report: Report) -> Verdict:
@@ -80,10 +81,18 @@ def verdict(report: Report) -> Verdict:
         return Verdict(False, "No blocking findings",
                        f"{plural(refused, 'target')} refused (unsafe pickle) and not checked.",
                        threshold, blocking, 0, "caution")
+    not_run = sum(len(t.not_run()) for t in report.targets)
+    if not_run:
+        # A rule that did not run did not pass: never green.
+        detail = (f"{plural(not_run, 'check')} did not run (see 'Not checked'); "
+                  + (f"{', '.join(below)} to review." if below else "nothing was found by the checks that ran."))
+        headline = "No blocking findings" if below else "No findings"
+        return Verdict(False, f"{headline} — {plural(not_run, 'check')} did not run", detail, threshold,
+                       blocking, 0, "caution", not_run)
     if below:
         detail = f"No findings at or above --fail-on {threshold}; {', '.join(below)} to review."
     else:
-        detail = "Every selected check passed."
+        detail = "Every selected check ran and passed."
     return Verdict(False, "Safe to deploy", detail, threshold, blocking, 0, "safe")
 
 

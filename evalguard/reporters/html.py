@@ -7,6 +7,7 @@ Content-Security-Policy meta tag makes the browser refuse any request that slips
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -25,12 +26,6 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'n
 MODE_TABLE_FULL = 25
 EVIDENCE_VISIBLE = 8
 LONG_VALUE = 100
-#: Info keys drawn by their own sections; any other key lands in "Other facts".
-_KNOWN_INFO = {"format", "inputs", "inputs_source", "saved_training", "mode_table", "mode_table_omitted",
-               "mode_summary", "onnx_exporter", "onnx_opset", "ort_providers", "onnx_parity"}
-#: Scalar info keys worth a line in the target card, with their labels.
-_FRIENDLY_INFO = {"model_class": "Model class", "mode_source": "Mode taken from", "file_size": "File size",
-                  "dataflow": "Dataflow view"}
 _SEVERITY_LABELS = {Severity.ERROR: "Errors", Severity.WARNING: "Warnings", Severity.INFO: "Info"}
 _VERSION_ORDER = ("evalguard", "torch", "onnx", "onnxruntime", "python")
 
@@ -212,42 +207,68 @@ def _parity_view(entries: list) -> list[dict]:
 
 
 def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
-    info = dict(target.info or {})
+    facts_by = dict(target.facts or {})
+    load, inputs = facts_by.get("load"), facts_by.get("inputs")
+    mode, arch, onnx_facts = facts_by.get("eval_mode"), facts_by.get("architecture"), facts_by.get("onnx")
     facts = [("Kind", target.kind)]
-    if info.get("format") and str(info["format"]) != target.kind:
-        facts.insert(0, ("Format", str(info["format"])))
-    if "saved_training" in info:
-        facts.append(("Saved in training mode", "yes" if info["saved_training"] else "no"))
-    providers = info.get("ort_providers")
+    other: list[tuple[str, str]] = []
+    if load is not None:
+        if load.format and load.format != target.kind:
+            facts.insert(0, ("Format", load.format))
+        if load.model_class:
+            facts.append(("Model class", load.model_class))
+        if load.saved_training is not None:
+            label = "Returned in training mode" if target.kind == "factory" else "Saved in training mode"
+            facts.append((label, "yes" if load.saved_training else "no"))
+        if load.mode_source:
+            facts.append(("Mode taken from", load.mode_source))
+        if load.file_size is not None:
+            facts.append(("File size", _size(load.file_size)))
+        if load.weights is not None:
+            w = load.weights
+            text = f"{w.loaded} of {w.expected} tensors"
+            if w.missing_count or w.unexpected_count:
+                text += f" ({w.missing_count} missing, {w.unexpected_count} unexpected)"
+            facts.append(("Weights loaded", text))
+        other.extend(load.details)
+    if arch is not None and arch.dataflow != "not needed":
+        facts.append(("Dataflow view", arch.dataflow))
+        other.extend(("Dataflow note", note) for note in arch.notes)
     onnx = []
-    if info.get("onnx_exporter"):
-        onnx.append(("ONNX exporter", str(info["onnx_exporter"])))
-    opset = info.get("onnx_opset")
-    if isinstance(opset, dict) and opset:
-        onnx.append(("ONNX opset", ", ".join(f"{domain} {version}" for domain, version in opset.items())))
-    if providers:
-        onnx.append(("ORT providers", text_value(providers)))
-    shown = set(_KNOWN_INFO)
-    for key, label in _FRIENDLY_INFO.items():
-        value = info.get(key)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != "":
-            facts.append((label, _size(value) if key == "file_size" else str(value)))
-            shown.add(key)
+    if onnx_facts is not None:
+        if onnx_facts.exporter:
+            onnx.append(("ONNX exporter", onnx_facts.exporter))
+        if onnx_facts.opset:
+            onnx.append(("ONNX opset", ", ".join(f"{domain} {version}" for domain, version in onnx_facts.opset.items())))
+        if onnx_facts.providers:
+            onnx.append(("ORT providers", ", ".join(onnx_facts.providers)))
+        other.extend(("ONNX note", note) for note in onnx_facts.notes)
+    if mode is not None and mode.paired is not None:
+        other.extend(("Paired passes", note) for note in mode.paired.notes)
     counts = {str(s): 0 for s in SEVERITIES}
     for finding in findings:
         counts[str(finding.severity)] += 1
-    more = [(str(k), text_value(v)) for k, v in sorted(info.items(), key=lambda kv: str(kv[0])) if k not in shown]
+    rows = [dataclasses.asdict(r) for r in mode.rows] if mode is not None else []
     return {
         "path": target.path, "kind": target.kind, "status": target.status, "detail": target.detail,
         "facts": facts, "onnx": onnx,
-        "saved_training": info.get("saved_training"),
-        "inputs": [str(i) for i in info.get("inputs") or []],
-        "inputs_source": str(info.get("inputs_source") or ""),
-        "mode": _mode_view(info.get("mode_table"), info.get("mode_table_omitted", 0)),
-        "parity": _parity_view(info.get("onnx_parity")),
-        "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in more],
+        "saved_training": load.saved_training if load is not None else None,
+        "inputs": list(inputs.inputs) if inputs is not None else [],
+        "inputs_source": inputs.source if inputs is not None else "",
+        "mode": _mode_view(rows, mode.omitted if mode is not None else 0),
+        "parity": _parity_view([dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []),
+        "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other],
+        "not_run": [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()],
+        "coverage": _coverage_counts(target),
         "counts": counts,
     }
+
+
+def _coverage_counts(target: TargetResult) -> dict:
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "not-applicable": 0}
+    for c in target.coverage.values():
+        counts[c.status] = counts.get(c.status, 0) + 1
+    return counts
 
 
 def _size(value: Any) -> str:
@@ -335,8 +356,8 @@ def view_model(report: Report) -> dict:
         findings_for.setdefault(finding.location.path, []).append(finding)
     types: dict[str, dict[str, str]] = {}
     for target in report.targets:
-        table = (target.info or {}).get("mode_table") or []
-        types[target.path] = {str(r.get("module")): str(r.get("type", "")) for r in table if isinstance(r, dict)}
+        mode = (target.facts or {}).get("eval_mode")
+        types[target.path] = {row.module: row.type for row in mode.rows} if mode is not None else {}
 
     groups, index = [], 0
     for severity in SEVERITIES:

@@ -2,9 +2,9 @@
 
 CI systems (GitLab, Jenkins, Azure) show JUnit results as a test list, so a rule that ran and
 found nothing is a passing test, a finding at or above ``--fail-on`` is a failure, one below
-it is a passing test with the finding in ``system-out``, and a target that could not be read
-is an error. Rules that do not apply to a target's kind (source rules on a checkpoint) are
-left out rather than shown as passing.
+it is a passing test with the finding in ``system-out``, a rule that did not run is
+``<skipped>`` with the reason (never a pass), and a target that could not be read is an error.
+Rules that do not apply to a target (source rules on a checkpoint) are left out.
 """
 from __future__ import annotations
 
@@ -25,26 +25,6 @@ def _clean(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def rules_for_kind(kind: str) -> set[str] | None:
-    """Rule ids that can fire on ``kind``; None when no check knows the kind.
-
-    The engine's crash rule applies everywhere; its pickle-loading rules only to model files.
-    """
-    from evalguard.checks import CHECKS, ENGINE_RULES
-    from evalguard.subject import MODEL_KINDS
-
-    rules = {rule for spec in CHECKS if kind in spec.kinds for rule in spec.rules}
-    if not rules:
-        return None
-    return rules | ({"EG900"} | (set(ENGINE_RULES) if kind in MODEL_KINDS else set()))
-
-
-def _engine_rules() -> set[str]:
-    from evalguard.checks import ENGINE_RULES
-
-    return set(ENGINE_RULES)
-
-
 def _describe(finding: Finding) -> str:
     lines = [f"{finding.location.display()} {finding.rule} {finding.severity} {finding.name}: {finding.message}"]
     for key, value in jsonable(dict(finding.evidence)).items():
@@ -56,7 +36,7 @@ def _case_name(rule_id: str, names: dict[str, str]) -> str:
     return f"{rule_id} {names[rule_id]}" if names.get(rule_id) else rule_id
 
 
-def _suite(path: str, target, findings: list[Finding], selected, threshold, names) -> ET.Element:
+def _suite(path: str, target, findings: list[Finding], threshold, names) -> ET.Element:
     suite = ET.Element("testsuite", name=path)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     if target is not None:
@@ -72,12 +52,8 @@ def _suite(path: str, target, findings: list[Finding], selected, threshold, name
         by_rule: dict[str, list[Finding]] = {}
         for finding in findings:
             by_rule.setdefault(finding.rule, []).append(finding)
-        applicable = rules_for_kind(target.kind) if target is not None else None
-        checked = set(selected or ())
-        if applicable is not None:
-            checked &= applicable
-        refused = target is not None and target.status == "refused"
-        scan_rules = _engine_rules()   # the pickle scan did run on a refused file
+        coverage = dict(target.coverage) if target is not None else {}
+        checked = {rule for rule, c in coverage.items() if c.status != "not-applicable"}
         for rule_id in sorted(checked | set(by_rule)):
             case = ET.SubElement(suite, "testcase", classname=path, name=_case_name(rule_id, names))
             counts["tests"] += 1
@@ -89,9 +65,9 @@ def _suite(path: str, target, findings: list[Finding], selected, threshold, name
                 message = first.message if len(failing) == 1 else f"{len(failing)} findings: {first.message}"
                 ET.SubElement(case, "failure", message=_clean(message), type=rule_id).text = \
                     "\n".join(_describe(f) for f in failing)
-            elif refused and not found and rule_id not in scan_rules:
+            elif not found and rule_id in coverage and coverage[rule_id].status == "skipped":
                 counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message="target was not loaded (unsafe pickle)")
+                ET.SubElement(case, "skipped", message=_clean(coverage[rule_id].reason or "did not run"))
             passing = [f for f in found if f not in failing]
             if passing:
                 ET.SubElement(case, "system-out").text = "\n".join(_describe(f) for f in passing)
@@ -107,13 +83,10 @@ def report_to_junit(report: Report) -> ET.Element:
     names = {rule_id: rule.name for rule_id, rule in catalogue.load_catalogue().items()}
     names.update({f.rule: f.name for f in report.findings if f.name})
     threshold = fail_on(report)
-    selected = report.metadata.get("selected")
-    if selected is None:
-        selected = list(names)
     root = ET.Element("testsuites", name="evalguard")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for path, target, findings in findings_by_target(report):
-        suite = _suite(path, target, findings, selected, threshold, names)
+        suite = _suite(path, target, findings, threshold, names)
         root.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key))

@@ -19,7 +19,6 @@ from evalguard.reporters.json_report import jsonable, target_to_dict
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
-INFORMATION_URI = "https://evalguard.readthedocs.io"
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
@@ -62,7 +61,6 @@ def rule_descriptor(rule: Rule) -> dict:
         "shortDescription": {"text": rule.title},
         "fullDescription": {"text": rule.summary},
         "help": {"text": f"{rule.why}\n\nFix: {rule.fix}", "markdown": "\n".join(markdown)},
-        "helpUri": rule.help_uri,
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
         "properties": {"tags": ["evalguard", "pytorch"], "status": rule.status},
     }
@@ -143,7 +141,7 @@ def report_to_sarif(report: Report) -> dict:
         invocation["commandLine"] = command if isinstance(command, str) else " ".join(map(str, command))
     run = {
         "tool": {"driver": {"name": "evalguard", "version": __version__,
-                            "semanticVersion": __version__, "informationUri": INFORMATION_URI,
+                            "semanticVersion": __version__,
                             "rules": rules}},
         "originalUriBaseIds": {"%SRCROOT%": {"description": {"text": "The directory evalguard ran in."}}},
         "invocations": [invocation],

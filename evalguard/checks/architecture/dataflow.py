@@ -9,7 +9,8 @@ Two views build the same ``Dataflow``:
   ``view``), linked by tensor identity. It sees data-dependent control flow that fx cannot trace.
 
 Only operations that depend on the model's inputs become nodes; parameters, buffers and
-constants built inside ``forward`` are not data. Both views work on a deep copy in eval mode.
+constants built inside ``forward`` are not data. Both views see the model in eval mode: a
+model the audit loaded itself in place (modes put back), a user's object on a deep copy.
 """
 from __future__ import annotations
 

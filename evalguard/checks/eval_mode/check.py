@@ -30,8 +30,11 @@ from evalguard.checks.eval_mode.trace import Trace, grad_source, locate, rows_ma
 from evalguard.checks.eval_mode.mode_table import (
     ModeRow, capped_table, is_allowed, mode_fixed, mode_rows, summary,
 )
+from evalguard.checks.eval_mode import CHECK
 from evalguard.errors import TargetError
+from evalguard.facts import ModeFacts, ModeRowFact, PairedForwardFacts
 from evalguard.findings import Finding, Location, Severity
+from evalguard.outcome import CheckOutcome, Outcome
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 from evalguard.tensors import Difference, flatten_outputs
 
@@ -39,25 +42,30 @@ DYNAMIC_RULES = ("EG102", "EG103", "EG104", "EG107")
 EVIDENCE_CAP = 50
 
 
-def run(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
-    if not options.wants("EG101", *DYNAMIC_RULES):
-        return []
+def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
+    out = Outcome(options, CHECK.rules)
     model = _model_of(subject)
     rows = mode_rows(model, options.allow_stochastic)
-    table, omitted = capped_table(rows)
-    subject.info["mode_table"] = table
-    if omitted:
-        subject.info["mode_table_omitted"] = omitted
-    subject.info["mode_summary"] = summary(rows, model)
-
-    findings = []
+    fixed = mode_fixed(model)
     if options.wants("EG101"):
-        findings.extend(training_mode_findings(subject.path, rows, fixed=mode_fixed(model)))
+        out.extend(training_mode_findings(subject.path, rows, fixed=fixed))
+        out.ran("EG101")
+    paired = None
     if options.wants(*DYNAMIC_RULES):
-        fixed = mode_fixed(model)
         served_train = any(r.offending for r in rows) if fixed else any(m.training for m in model.modules())
-        findings.extend(PairedPasses(subject, options, served_train, fixed).run(model))
-    return findings
+        passes = PairedPasses(subject, options, served_train, fixed)
+        try:
+            out.extend(passes.run(model))
+        except TargetError as exc:          # the user's forward failed: nothing dynamic could be judged
+            out.error(str(exc), DYNAMIC_RULES)
+        for rule, reason in passes.skipped.items():
+            out.skip(rule, reason)
+        out.ran(*DYNAMIC_RULES)
+        paired = passes.facts
+    table, omitted = capped_table(rows)
+    out.fact(ModeFacts(rows=tuple(ModeRowFact(**row) for row in table), omitted=omitted,
+                       paired=paired, **summary(rows, model)))
+    return out.done()
 
 
 def _model_of(subject: AuditSubject):
@@ -122,23 +130,28 @@ class PairedPasses:
         self.batch_tol = Tolerance.from_options(options.tolerances, BATCH_TOLERANCE_FACTOR)
         self.passes = 0
         self.notes: list[str] = []
-        self.info: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}       # rule -> why it could not be judged
+        self.batch_probe: dict[str, Any] | None = None
+        self.facts: PairedForwardFacts | None = None
         self.last_requires_grad = False
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
         try:
-            with runner.seeded(self.options.seed):
+            with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):
                 return self._all(private.module, runner.to_device(inputs, self.options.device))
         finally:
             private.release()
-            self.subject.info["paired_forward"] = {
-                "copy": private.method, "passes": self.passes, "seed": self.options.seed,
-                "served_mode": "train" if self.served_train else "eval",
-                "tolerance": self.tol.as_evidence(), "batch_tolerance": self.batch_tol.as_evidence(),
-                **self.info, "notes": self.notes,
-            }
+            self.facts = PairedForwardFacts(
+                copy=private.method, passes=self.passes, seed=self.options.seed,
+                served_mode="train" if self.served_train else "eval",
+                tolerance=self.tol.as_evidence(), batch_tolerance=self.batch_tol.as_evidence(),
+                batch_probe=self.batch_probe, notes=tuple(self.notes))
+
+    def skip(self, rules: str, reason: str) -> None:
+        for rule in rules.split("/"):
+            self.skipped.setdefault(rule, reason)
 
     # one pass ------------------------------------------------------------------------------
     def _run(self, work, inputs: ExampleInputs) -> dict[str, torch.Tensor]:
@@ -180,8 +193,8 @@ class PairedPasses:
         if not self.options.wants("EG103", "EG104"):
             return findings
         if self.fixed:
-            self.notes.append("EG103/EG104 skipped: an exported graph keeps the mode it was exported "
-                              "in; re-export after model.eval()")
+            self.skip("EG103/EG104", "an exported graph keeps the mode it was exported in; "
+                                     "re-export after model.eval()")
             return findings
         work.eval()
         findings.extend(self._eval_checks(work, inputs, self._pass(work, inputs)))
@@ -223,8 +236,8 @@ class PairedPasses:
             if deterministic:
                 findings.append(self._batch_finding(work, inputs, probe, batch_diff))
             else:
-                self.notes.append("EG104 skipped: eval-mode outputs are random, so batch dependence "
-                                  "cannot be told apart from randomness")
+                self.skip("EG104", "eval-mode outputs are random, so batch dependence "
+                                   "cannot be told apart from randomness")
         return findings
 
     def _batch_probe(self, work, inputs, reference):
@@ -234,7 +247,7 @@ class PairedPasses:
         if sequence_first:
             batch, why = None, f"the batch dimension is unknown: {sequence_first} takes sequence-first inputs"
         if batch is None:
-            self.notes.append(f"EG104 skipped: {why}")
+            self.skip("EG104", why)
             return None, None, None
         rows, companions = batching.probe_rows(batch)
         candidates = [batching.make_probe(inputs, batch, rows, companions)]
@@ -247,13 +260,13 @@ class PairedPasses:
             except runner.ForwardFailed as exc:
                 failure = f"forward failed on {probe.inputs.source}: {exc}"
         else:
-            self.notes.append(f"EG104 skipped: {failure}")
+            self.skip("EG104", failure)
             return None, None, None
-        self.info["batch_probe"] = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
+        self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
         diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
         if not diffs:
-            self.notes.append("EG104 skipped: no output can be compared sample by sample "
-                              "(none keeps the batch dimension and its other dimensions)")
+            self.skip("EG104", "no output can be compared sample by sample "
+                               "(none keeps the batch dimension and its other dimensions)")
             return None, None, None
         diff = worst(diffs)
         every_leaf_compared = len(diffs) == len(reference)

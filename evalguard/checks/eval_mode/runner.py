@@ -1,8 +1,12 @@
-"""Run the user's model without touching it: a private copy, one seed, cloned inputs.
+"""Run a model without changing what the user owns: one seed, cloned inputs, and either a
+private copy or the model itself with everything put back.
 
-A train-mode forward under ``no_grad`` still updates BatchNorm running statistics, so every
-pass runs on a deep copy. Where a model cannot be deep-copied we run the original and put
-every parameter, buffer and mode flag back afterwards (and say so in the report).
+A train-mode forward under ``no_grad`` still updates BatchNorm running statistics. A model the
+audit loaded from a file is private to the audit, so it runs in place and its buffers and mode
+flags are restored afterwards (copying a large checkpoint would double its memory). A model the
+user's code handed over (a factory's, a live one) runs on a deep copy; where it cannot be
+deep-copied we run the original and put every parameter, buffer and mode flag back (and say so
+in the report).
 """
 from __future__ import annotations
 
@@ -42,6 +46,31 @@ def seeded(seed: int) -> Iterator[None]:
             random.setstate(py_state)
             if np_random is not None:
                 np_random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def exact_kernels(device: str) -> Iterator[None]:
+    """On CUDA, run the passes without TF32 (matmul and cuDNN) and without cuDNN's autotuner.
+
+    The rules compare passes with each other (same input twice; rows alone against the batch).
+    TF32 rounds matmul and convolution inputs to a 10-bit mantissa, and cuBLAS/cuDNN pick
+    different algorithms for different batch sizes, so with TF32 on, a clean model's rows differ
+    between batch sizes by far more than float32 rounding: that read as batch dependence (EG104)
+    on a real GPU. The caller's settings are put back afterwards. Nothing changes on the CPU.
+    """
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    backends = torch.backends
+    saved = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark,
+             backends.cudnn.deterministic)
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = False
+    backends.cudnn.benchmark, backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark,
+         backends.cudnn.deterministic) = saved
 
 
 def _numpy_random():

@@ -7,10 +7,9 @@ ONNX Runtime's CPU provider on the example inputs and compare with PyTorch outpu
 GPU and the CUDA provider exist, compare the CUDA provider (EG405). For a bare ``.onnx``
 target only the static reading runs.
 
-Facts for the report go to ``subject.info``: ``onnx_exporter``, ``onnx_exporters_tried``,
-``ort_providers``, ``onnx_parity`` (one row per output and comparison, also when all pass),
-``onnx_opset``, ``onnx_file`` (when the file outlives the audit), ``onnx_cuda_skipped``,
-``onnx_fixed_first_dims`` (bare files), ``onnx_notes`` (why something was not checked).
+Facts for the report are one ``OnnxFacts``: the exporter, ORT providers, the parity table (one
+row per output and comparison, also when all pass), opsets, the file when it outlives the audit,
+and notes. Every rule says whether it ran; one that could not run says why.
 """
 from __future__ import annotations
 
@@ -21,26 +20,37 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from evalguard.checks.onnx import CHECK
 from evalguard.checks.running import in_eval_mode
 from evalguard.errors import TargetError
+from evalguard.facts import OnnxFacts
 from evalguard.findings import Finding, Location
+from evalguard.outcome import CheckOutcome, Outcome
 from evalguard.subject import AuditOptions, AuditSubject
 
-RULES = ("EG401", "EG402", "EG403", "EG404", "EG405")
+RULES = CHECK.rules
 CPU_VS_TORCH = "onnxruntime-cpu vs torch-cpu"
 #: Nodes listed in an EG403 finding's evidence; the count covers the rest.
 MAX_NODES = 20
 
 
-def run(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
-    if not options.onnx_enabled or not options.wants(*RULES):
-        return []
+def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
+    out = Outcome(options, RULES)
+    if not out.selected:
+        return out.done()
     if subject.model is None:
-        return _static_only(subject, options) if subject.onnx_path else []
-    return _ModelAudit(subject, options).run()
+        if subject.onnx_path:
+            _static_only(subject, options, out)
+        return out.done()
+    _ModelAudit(subject, options, out).run()
+    return out.done()
 
 
-def _static_only(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
+def _facts(values: dict) -> OnnxFacts:
+    return OnnxFacts(**{key: tuple(v) if isinstance(v, list) else v for key, v in values.items()})
+
+
+def _static_only(subject: AuditSubject, options: AuditOptions, out: Outcome) -> None:
     """A bare ONNX file: what the graph says, without a model to compare against.
 
     A fixed first input dimension is recorded, not reported: static-batch files are often
@@ -50,13 +60,15 @@ def _static_only(subject: AuditSubject, options: AuditOptions) -> list[Finding]:
     from evalguard.checks.onnx import static as onnx_static
 
     proto = onnx_static.load(subject.onnx_path)
-    fixed = onnx_static.fixed_batch_inputs(proto)
-    if fixed:
-        subject.info["onnx_fixed_first_dims"] = fixed
-    if not options.wants("EG403"):
-        return []
-    ops = onnx_static.training_mode_ops(proto)
-    return _training_op_findings(ops, subject.path, subject.onnx_path, exported=False)
+    out.fact(_facts({"file": subject.onnx_path, "opset": onnx_static.opsets(proto),
+                     "fixed_first_dims": onnx_static.fixed_batch_inputs(proto)}))
+    no_model = "no PyTorch model to compare with (pass the model as TARGET and this file with --onnx)"
+    out.skip(("EG401", "EG404"), no_model)
+    out.not_applicable(("EG402", "EG405"), "a bare ONNX file: nothing is exported or run")
+    if options.wants("EG403"):
+        ops = onnx_static.training_mode_ops(proto)
+        out.extend(_training_op_findings(ops, subject.path, subject.onnx_path, exported=False))
+        out.ran("EG403")
 
 
 def _training_op_findings(ops, target: str, onnx_file: str | None, exported: bool) -> list[Finding]:
@@ -86,34 +98,47 @@ def _training_op_findings(ops, target: str, onnx_file: str | None, exported: boo
 class _ModelAudit:
     """One model target: export (or --onnx FILE) once, then every comparison on that file."""
 
-    def __init__(self, subject: AuditSubject, options: AuditOptions):
-        self.subject, self.options = subject, options
-        self.info = subject.info
-        self.findings: list[Finding] = []
+    def __init__(self, subject: AuditSubject, options: AuditOptions, out: Outcome):
+        self.subject, self.options, self.out = subject, options, out
+        self.info: dict = {}          # OnnxFacts fields, filled as the steps run
+        self.findings = out.findings
         self.location = Location(subject.path)
         self.notes: list[str] = []
         self.cuda_reason: str | None = None
 
-    def run(self) -> list[Finding]:
+    def run(self) -> None:
         from evalguard.checks.onnx.export import CallSpec
 
-        if self.options.device == "cuda" and self.options.wants("EG405"):
+        if self.options.device != "cuda":
+            self.out.not_applicable("EG405", f"CUDA parity runs with --device cuda (this run: {self.options.device})")
+        elif self.options.wants("EG405"):
             from evalguard.checks.onnx.cuda import unavailable_reason
 
             self.cuda_reason = unavailable_reason(self.options.device)
             if self.cuda_reason:
-                self.info["onnx_cuda_skipped"] = f"cuda checks skipped: {self.cuda_reason}"
-        self.spec = CallSpec.of(self.subject.inputs)
+                self.out.skip("EG405", self.cuda_reason)
+        if self.options.onnx_file:
+            self.out.not_applicable("EG402", "--onnx FILE given: nothing is exported")
+        try:
+            inputs = self.subject.inputs
+        except TargetError as exc:
+            self.out.error(str(exc))
+            return self._done()
+        self.spec = CallSpec.of(inputs)
         if not self.spec.tensors:
-            self._note("ONNX checks skipped: the model's example inputs hold no tensors")
+            self._skip_all("the model's example inputs hold no tensors")
             return self._done()
         model = self._eval_model()
         if model is None:
             return self._done()
         with model as self.model:
-            self.expected = self._reference()
+            try:
+                self.expected = self._reference()
+            except TargetError as exc:
+                self.out.error(str(exc))
+                return self._done()
             if not self.expected:
-                self._note("ONNX checks skipped: the model returns no tensors")
+                self._skip_all("the model returns no tensors")
                 return self._done()
             with tempfile.TemporaryDirectory(prefix="evalguard-onnx-", ignore_cleanup_errors=True) as tmp:
                 self.session = None
@@ -135,8 +160,8 @@ class _ModelAudit:
                 warnings.simplefilter("ignore")
                 return contextlib.nullcontext(copy.deepcopy(self.subject.model).eval())
         except Exception as exc:  # noqa: BLE001 - exporting needs eval mode, and the original is not ours
-            self._note(f"ONNX checks skipped: the model cannot be deep-copied "
-                       f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+            self._skip_all(f"the model cannot be deep-copied "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
             return None
 
     # -- steps ---------------------------------------------------------------------------
@@ -161,13 +186,14 @@ class _ModelAudit:
             if not Path(path).is_file():
                 raise TargetError(f"--onnx: no such file {path}")
             self.exported = False
-            self.info.update(onnx_exporter="user file", onnx_file=path)
+            self.info.update(exporter="user file", file=path)
             if self._needs_runtime():
                 try:
                     self.session = onnx_runtime.session(path)
                 except Exception as exc:  # noqa: BLE001 - ORT rejects bad files in many ways
                     self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}",
                               {"onnx_file": path, "error": onnx_runtime.short(exc)})
+                    self._skip_all(f"ONNX Runtime cannot load {path}")
                     return None
             return path
 
@@ -190,17 +216,19 @@ class _ModelAudit:
         result = onnx_export.export(flat, self.spec.names, outputs, names, path, self.subject.path, validate,
                                     preferred=self.options.onnx_exporter,
                                     external_data=not self.options.keep_onnx)
-        self.info["onnx_exporters_tried"] = result.attempts
+        self.info["exporters_tried"] = result.attempts
+        self.out.ran("EG402")
         if not result.ok:
             tried = ", ".join(a["exporter"] for a in result.attempts)
             self._add("EG402", f"the eval-mode model could not be exported to ONNX (tried {tried}): "
                                f"{result.summary()}",
                       {"exporters_tried": [a["exporter"] for a in result.attempts],
                        "errors": {a["exporter"]: a["error"] for a in result.attempts}})
+            self._skip_all("the model could not be exported to ONNX (EG402)")
             return None
-        self.info["onnx_exporter"] = result.exporter
+        self.info["exporter"] = result.exporter
         if self.options.keep_onnx:
-            self.info["onnx_file"] = path
+            self.info["file"] = path
         return path
 
     def _export_path(self, tmp: str) -> str:
@@ -218,17 +246,18 @@ class _ModelAudit:
         from evalguard.checks.onnx import static as onnx_static
 
         proto = onnx_static.load(path)
-        self.info["onnx_opset"] = onnx_static.opsets(proto)
+        self.info["opset"] = onnx_static.opsets(proto)
         if self.options.wants("EG403"):
             strip = "model" if self.exported else None
             ops = onnx_static.training_mode_ops(proto, strip_prefix=strip)
             self.findings += _training_op_findings(ops, self.subject.path,
                                                    None if self.exported else path, self.exported)
+            self.out.ran("EG403")
         del proto
         if self.session is None:
             return
         self.path = path
-        self.info["ort_providers"] = list(self.session.get_providers())
+        self.info["providers"] = list(self.session.get_providers())
         parity_ok = self._parity()
         if parity_ok is None:
             return
@@ -252,9 +281,9 @@ class _ModelAudit:
         pairs, torch_only, onnx_only = onnx_compare.align(
             names, [tuple(t.shape) for _, t in expected], onnx_names, [tuple(o.shape) for o in outputs])
         if torch_only:
-            self.info["onnx_outputs_not_in_file"] = [names[i] for i in torch_only]
+            self.info["outputs_not_in_file"] = [names[i] for i in torch_only]
         if onnx_only:
-            self.info["onnx_outputs_not_in_model"] = [onnx_names[j] for j in onnx_only]
+            self.info["outputs_not_in_model"] = [onnx_names[j] for j in onnx_only]
         rows = [onnx_compare.row(names[i], onnx_names[j], outputs[j], expected[i][1], self.options.tolerances,
                                  comparison=comparison, batch=batch, histogram=histogram) for i, j in pairs]
         return rows, {names[i]: outputs[j] for i, j in pairs}
@@ -270,16 +299,18 @@ class _ModelAudit:
         except Exception as exc:  # noqa: BLE001 - FeedError or any ORT failure
             self._add("EG401", f"ONNX Runtime could not run the ONNX file on the model's example inputs: "
                                f"{onnx_runtime.short(exc)}", self._evidence(error=onnx_runtime.short(exc)))
+            self._skip_all("ONNX Runtime could not run the file (EG401)")
             return None
         self.cpu_outputs = outputs
         rows, by_name = self._rows(outputs, self.expected, CPU_VS_TORCH, batch, histogram=True)
-        self.info["onnx_parity"] = list(rows)
+        self.info["parity"] = list(rows)
         bad = onnx_compare.failing(rows)
+        self.out.ran("EG401")
         if not bad:
             return True
         if not self._deterministic():
-            self._note("EG401 not reported: the eval-mode PyTorch model gives different outputs on "
-                       "two identical passes, so no file can match it (see EG102/EG103)")
+            self.out.skip("EG401", "the eval-mode PyTorch model gives different outputs on two identical "
+                                   "passes, so no file can match it (see EG102/EG103)", override=True)
             return False
         if self.options.wants("EG401"):
             explanation = self._explain(by_name)
@@ -329,15 +360,15 @@ class _ModelAudit:
 
         batch = self.spec.batch()
         if batch is None:
-            self._note("EG404 not checked: no tensor input has a batch dimension")
+            self.out.skip("EG404", "no tensor input has a batch dimension")
             return
         second = batch - 1 if batch >= 2 else 2
         tensors = self.spec.resized(second)
         try:
             expected = self._reference(tensors)
         except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
-            self._note(f"EG404 not checked: PyTorch itself fails at batch {second}: "
-                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            self.out.skip("EG404", f"PyTorch itself fails at batch {second}: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             return
         fixed = onnx_runtime.fixed_batch_inputs(self.session)
         try:
@@ -352,9 +383,11 @@ class _ModelAudit:
             self._add("EG404", f"the ONNX file fails at batch size {second} (example batch {batch}): "
                                f"{onnx_runtime.short(exc)}{hint}",
                       self._evidence(batch=second, error=onnx_runtime.short(exc), fixed_first_dims=fixed))
+            self.out.ran("EG404")
             return
         rows, _ = self._rows(outputs, expected, CPU_VS_TORCH, second, histogram=False)
-        self.info["onnx_parity"] = self.info.get("onnx_parity", []) + rows
+        self.info["parity"] = self.info.get("parity", []) + rows
+        self.out.ran("EG404")
         bad = onnx_compare.failing(rows)
         if bad and parity_ok:
             self._add("EG404", f"the ONNX file matches PyTorch at batch size {batch} but not at {second}: "
@@ -374,9 +407,9 @@ class _ModelAudit:
             cuda_session = onnx_cuda.cuda_session(self.path)
             cuda_outputs = self._run_ort(self.spec.tensors, cuda_session)
         except Exception as exc:  # noqa: BLE001 - a provider that cannot load or run: say why
-            self.info["onnx_cuda_skipped"] = f"cuda checks skipped: {onnx_runtime.short(exc)}"
+            self.out.skip("EG405", f"ONNX Runtime's CUDA provider could not run the file: {onnx_runtime.short(exc)}")
             return
-        self.info["ort_providers_cuda"] = list(cuda_session.get_providers())
+        self.info["providers_cuda"] = list(cuda_session.get_providers())
         cpu_outputs = self.cpu_outputs
         try:
             torch_cuda = dict(onnx_cuda.torch_cuda_outputs(self.model, self.spec))
@@ -393,7 +426,8 @@ class _ModelAudit:
                                       None if torch_cuda is None else [torch_cuda[names[i]] for i, _ in pairs],
                                       self.options.tolerances,
                                       self.spec.batch())
-        self.info["onnx_parity"] = self.info.get("onnx_parity", []) + rows
+        self.info["parity"] = self.info.get("parity", []) + rows
+        self.out.ran("EG405")
         message = onnx_cuda.verdict(rows, parity_ok)
         if message:
             self._add("EG405", message, self._evidence(outputs=rows))
@@ -402,7 +436,7 @@ class _ModelAudit:
     def _evidence(self, **extra) -> dict:
         from evalguard.checks.onnx.compare import json_safe
 
-        evidence = {"onnx_file": self.info.get("onnx_file"), "exporter": self.info.get("onnx_exporter")}
+        evidence = {"onnx_file": self.info.get("file"), "exporter": self.info.get("exporter")}
         evidence.update(extra)
         return json_safe({k: v for k, v in evidence.items() if v is not None})
 
@@ -413,7 +447,11 @@ class _ModelAudit:
     def _note(self, text: str) -> None:
         self.notes.append(text)
 
-    def _done(self) -> list[Finding]:
+    def _skip_all(self, reason: str) -> None:
+        """Every ONNX rule not yet judged could not run, for this reason."""
+        self.out.skip(RULES, reason)
+
+    def _done(self) -> None:
         if self.notes:
-            self.info["onnx_notes"] = self.notes
-        return self.findings
+            self.info["notes"] = self.notes
+        self.out.fact(_facts(self.info))

@@ -11,7 +11,10 @@ from typing import Iterable
 from evalguard.checks.optimizer.names import module_index, name_parameters, param_role, state_shape
 from evalguard.checks.optimizer.state import (classify_group, hint_from, optimizer_states, state_keys,
                                           weight_decay)
+from evalguard.checks.optimizer import CHECK
+from evalguard.facts import OptimizerFacts, OptimizerGroupFact, OptimizerStateFact
 from evalguard.findings import Finding, Location
+from evalguard.outcome import CheckOutcome, Outcome
 from evalguard.subject import AuditOptions, AuditSubject
 
 MAX_LISTED = 500      # names kept in evidence; the counts stay exact
@@ -21,32 +24,45 @@ FIXES = {"Adam": "use AdamW (or Adam(decoupled_weight_decay=True))",
          "Adamax": "use AdamW (Adamax has no decoupled option)"}
 
 
-def run(subject: AuditSubject, options: AuditOptions) -> Iterable[Finding]:
-    if subject.optimizer_state is None or not options.wants("EG301", "EG302"):
-        return
+def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
+    out = Outcome(options, CHECK.rules)
+    if subject.optimizer_state is None:
+        out.not_applicable(CHECK.rules, "no optimizer state in this target")
+        return out.done()
     states = optimizer_states(subject.optimizer_state)
     if not states:
-        subject.info["optimizer_groups"] = "optimizer state present but not a torch optimizer state_dict"
-        return
+        note = "optimizer state present but not a torch optimizer state_dict"
+        out.skip(CHECK.rules, note)
+        out.fact(OptimizerFacts(note=note))
+        return out.done()
+    loaded = subject.load.optimizer if subject.load is not None else None
     summaries = []
     for index, state in enumerate(states):
         label = "optimizer" if len(states) == 1 else f"optimizer {index}"
-        summary = _summary(state, index, subject.info)
-        summaries.append(summary)
+        summary = _summary(state, index, loaded)
         if options.wants("EG301"):
-            yield from _coupled_decay(subject, state, label, summary)
+            out.extend(_coupled_decay(subject, state, label, summary, loaded))
         if options.wants("EG302"):
-            yield from _decay_on_bias_and_norm(subject, state, label)
-    subject.info["optimizer_groups"] = summaries
+            out.extend(_decay_on_bias_and_norm(subject, state, label))
+        summaries.append(_state_fact(summary))
+    out.ran(*CHECK.rules)
+    out.fact(OptimizerFacts(optimizers=tuple(summaries)))
+    return out.done()
+
+
+def _state_fact(summary: dict) -> OptimizerStateFact:
+    return OptimizerStateFact(index=summary["index"], class_hint=summary.get("class_hint"),
+                              note=summary.get("note"),
+                              groups=tuple(OptimizerGroupFact(**g) for g in summary["groups"]))
 
 
 def _location(subject: AuditSubject) -> Location:
     return Location(path=subject.path)
 
 
-def _summary(state, index, info) -> dict:
+def _summary(state, index, loaded) -> dict:
     """What the report shows about each optimizer, whether or not a rule fired."""
-    hint = hint_from(state, info)
+    hint = hint_from(state, loaded)
     groups = []
     for gi, group in enumerate(state["param_groups"]):
         kind = classify_group(group, state_keys(state, group), hint)
@@ -56,8 +72,8 @@ def _summary(state, index, info) -> dict:
     return {"index": index, "groups": groups, **({"class_hint": hint} if hint else {})}
 
 
-def _coupled_decay(subject, state, label, summary) -> Iterable[Finding]:
-    hint = hint_from(state, subject.info)
+def _coupled_decay(subject, state, label, summary, loaded) -> Iterable[Finding]:
+    hint = hint_from(state, loaded)
     coupled = []
     for gi, group in enumerate(state["param_groups"]):
         kind = classify_group(group, state_keys(state, group), hint)

@@ -20,11 +20,10 @@ NADAM_KEYS = _COMMON | {"betas", "eps", "momentum_decay", "decoupled_weight_deca
 RADAM_ADAMAX_KEYS = _COMMON | {"betas", "eps", "decoupled_weight_decay"}
 
 #: Where a checkpoint may name its optimizer class: string entries next to ``state`` and
-#: ``param_groups`` (some trainers add them), or ``subject.info`` keys set by the loader (it stores
-#: a name found in the checkpoint as ``info["optimizer"]`` with ``optimizer_source`` saying so).
+#: ``param_groups`` (some trainers add them), or the loader's ``OptimizerHint`` (a name found
+#: in the checkpoint beside the state, with ``name_source`` saying so).
 STATE_HINT_KEYS = ("optimizer_class", "optimizer_name", "optimizer_type", "optimizer", "optim",
                    "_target_", "class", "name", "type")
-INFO_HINT_KEYS = ("optimizer_class", "optimizer_name")
 
 
 @dataclass(frozen=True)
@@ -67,16 +66,15 @@ def weight_decay(group: Mapping[str, Any]) -> float:
         return 0.0
 
 
-def hint_from(state: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
-    """A class name stored next to the state (by a training framework or the loader), if any."""
-    for source, keys in ((state, STATE_HINT_KEYS), (info, INFO_HINT_KEYS)):
-        for key in keys:
-            value = source.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    named = info.get("optimizer")
-    if info.get("optimizer_source") == "named in the checkpoint" and isinstance(named, str) and named.strip():
-        return named.strip()
+def hint_from(state: Mapping[str, Any], loaded=None) -> str | None:
+    """A class name stored next to the state (by a training framework), or named in the
+    checkpoint as the loader found it (``evalguard.facts.OptimizerHint``), if any."""
+    for key in STATE_HINT_KEYS:
+        value = state.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    if loaded is not None and loaded.name_source != "inferred from param_groups" and (loaded.name or "").strip():
+        return loaded.name.strip()
     return None
 
 

@@ -12,10 +12,9 @@ import ast
 import importlib
 import re
 from pathlib import Path
-from typing import Iterable
-
 from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
+from evalguard.outcome import CheckOutcome, Outcome
 from evalguard.subject import AuditOptions, AuditSubject
 
 #: rule -> module (under evalguard.checks.source) whose ``check(index)`` yields its hits
@@ -47,23 +46,29 @@ def parse(text: str, path: str) -> ast.Module:
         raise TargetError(f"{path}: invalid Python source: {exc}") from None
 
 
-def run(subject: AuditSubject, options: AuditOptions) -> Iterable[Finding]:
-    wanted = [rule for rule in RULE_MODULES if options.wants(rule)]
-    if not wanted:
-        return
+def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
+    out = Outcome(options, RULE_MODULES)
     text = subject.source_text
     if text is None:
         text = Path(subject.path).read_text(encoding="utf-8")
-    tree = parse(text, subject.path)      # always: a syntax error is reported even if no rule applies
+    try:
+        tree = parse(text, subject.path)   # always: a syntax error is reported even if no rule applies
+    except TargetError as exc:
+        out.error(str(exc))
+        return out.done()
+    wanted = [rule for rule in RULE_MODULES if options.wants(rule)]
+    # A rule whose trigger text is absent has nothing to look at: it ran and found nothing.
+    out.ran(*(rule for rule in wanted if not TRIGGERS[rule].search(text)))
     wanted = [rule for rule in wanted if TRIGGERS[rule].search(text)]
-    if not wanted:
-        return
-    from evalguard.checks.source.index import FileIndex
+    if wanted:
+        from evalguard.checks.source.index import FileIndex
 
-    index = FileIndex(tree, subject.path)
-    for rule in wanted:
-        module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
-        for hit in module.check(index):
-            line, column = hit.node.lineno, hit.node.col_offset + 1
-            yield Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),
-                          evidence=dict(hit.evidence))
+        index = FileIndex(tree, subject.path)
+        for rule in wanted:
+            module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
+            for hit in module.check(index):
+                line, column = hit.node.lineno, hit.node.col_offset + 1
+                out.add(Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),
+                                evidence=dict(hit.evidence)))
+            out.ran(rule)
+    return out.done()

@@ -1,0 +1,194 @@
+"""Typed facts: what the loader and each check family learned about a target, whether or
+not a rule fired. Reporters read these (the HTML mode table, the ONNX parity table, what was
+loaded and with which inputs); nothing else carries facts, so a reporter never guesses at keys.
+
+Each class is a frozen dataclass with a ``family`` name (its key in ``TargetResult.facts`` and
+in the JSON report) and converts to and from plain JSON (``evalguard merge`` reads reports
+back). Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+
+def to_json(fact) -> dict:
+    from evalguard.reporters.json_report import jsonable
+
+    return jsonable(dataclasses.asdict(fact))
+
+
+def _convert(hint, value):
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        for arg in args:
+            if arg is type(None):
+                continue
+            return _convert(arg, value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return from_json(hint, value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        item = args[0] if args else Any
+        return tuple(_convert(item, v) for v in value)
+    return value
+
+
+def from_json(cls, data: Mapping):
+    """Rebuild a facts dataclass from ``to_json`` output (unknown keys are ignored)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class WeightsFacts:
+    """How a state_dict met the architecture it was loaded into."""
+
+    architecture: str = ""                  # "--model pkg:fn", "transformers BertModel", ...
+    loaded: int = 0
+    expected: int = 0                       # parameters + persistent buffers of the architecture
+    missing: tuple[str, ...] = ()           # first names (counts are exact)
+    missing_count: int = 0
+    unexpected: tuple[str, ...] = ()
+    unexpected_count: int = 0
+    stripped_prefix: str | None = None
+    renamed: int = 0                        # keys renamed by the architecture's own library
+
+
+@dataclass(frozen=True)
+class OptimizerHint:
+    """Where the loader found optimizer state, and the class name if the file names one."""
+
+    location: str
+    name: str | None = None
+    name_source: str | None = None          # "named in the checkpoint" | "inferred from param_groups"
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class LoadFacts:
+    family: ClassVar[str] = "load"
+
+    format: str
+    model_class: str | None = None
+    saved_training: bool | None = None      # the model's mode as saved / as the factory returned it
+    mode_source: str | None = None          # "file", "--model factory", ...
+    file_size: int | None = None
+    weights: WeightsFacts | None = None
+    optimizer: OptimizerHint | None = None
+    details: tuple[tuple[str, str], ...] = ()   # (label, value) lines about the file's layout
+
+
+@dataclass(frozen=True)
+class InputFacts:
+    family: ClassVar[str] = "inputs"
+
+    inputs: tuple[str, ...]                 # "name: dtype[shape]"
+    source: str                             # where they came from
+
+
+# --------------------------------------------------------------------------- eval mode
+@dataclass(frozen=True)
+class ModeRowFact:
+    module: str
+    type: str
+    mode: str                               # "train" | "eval"
+    behaviour_differs: bool
+    reason: str = ""
+    allowed: bool = False
+
+
+@dataclass(frozen=True)
+class PairedForwardFacts:
+    copy: str
+    passes: int
+    seed: int
+    served_mode: str
+    tolerance: Mapping[str, Any]
+    batch_tolerance: Mapping[str, Any]
+    batch_probe: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModeFacts:
+    family: ClassVar[str] = "eval_mode"
+
+    rows: tuple[ModeRowFact, ...]
+    omitted: int
+    modules: int
+    in_training: int
+    behaviour_differs: int
+    behaviour_differs_in_training: int
+    root_training: bool
+    mode_fixed: bool
+    paired: PairedForwardFacts | None = None
+
+
+# --------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class ArchitectureFacts:
+    family: ClassVar[str] = "architecture"
+
+    dataflow: str                           # "fx" | "hooks" | "unavailable" | "not needed"
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- optimizer
+@dataclass(frozen=True)
+class OptimizerGroupFact:
+    index: int
+    optimizer: str
+    weight_decay: float
+    params: int
+    decoupled_weight_decay: bool | None
+    basis: str
+
+
+@dataclass(frozen=True)
+class OptimizerStateFact:
+    index: int
+    groups: tuple[OptimizerGroupFact, ...]
+    class_hint: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerFacts:
+    family: ClassVar[str] = "optimizer"
+
+    optimizers: tuple[OptimizerStateFact, ...] = ()
+    note: str | None = None
+
+
+# --------------------------------------------------------------------------- ONNX
+@dataclass(frozen=True)
+class OnnxFacts:
+    family: ClassVar[str] = "onnx"
+
+    exporter: str | None = None             # "torchscript", "dynamo", "user file"
+    exporters_tried: tuple[Mapping[str, Any], ...] = ()
+    file: str | None = None                 # a file that outlives the audit (--onnx, --keep-onnx)
+    opset: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    providers: tuple[str, ...] = ()
+    providers_cuda: tuple[str, ...] = ()
+    #: one row per output and comparison (see checks/onnx/compare.row for the keys)
+    parity: tuple[Mapping[str, Any], ...] = ()
+    fixed_first_dims: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    outputs_not_in_file: tuple[str, ...] = ()
+    outputs_not_in_model: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+#: family name -> class, for reading reports back
+FACT_TYPES = {cls.family: cls for cls in (LoadFacts, InputFacts, ModeFacts, ArchitectureFacts,
+                                           OptimizerFacts, OnnxFacts)}
