@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 UNKNOWN = object()
 
@@ -101,10 +101,10 @@ class Scope:
     node: ast.AST
     name: str
     cls: ast.ClassDef | None = None          # for methods: their class
-    parent: "Scope | None" = None
+    parent: Scope | None = None
     params: list[str] = field(default_factory=list)
     assigns: dict[str, list[ast.expr]] = field(default_factory=dict)
-    children: list["Scope"] = field(default_factory=list)
+    children: list[Scope] = field(default_factory=list)
     _nodes: list[ast.AST] = field(default_factory=list, repr=False)
     _calls: list[ast.Call] = field(default_factory=list, repr=False)
 

@@ -212,12 +212,20 @@ class Tracer:
     def mode_before(self, scope: Scope, key, call: ast.AST):
         """("eval"|"train", node) for the last mode switch of the model before ``call`` in ``scope``."""
         limit, last = position(call), None
-        for node in scope.calls():
-            if position(node) < limit and (last is None or position(node) > position(last[1])):
-                state = self._mode_event(scope, node, key)
-                if state is not None:
-                    last = (state, node)
+        for where, state, node in self._events(scope, key):
+            if where >= limit:
+                break
+            last = (state, node)
         return last
+
+    def _events(self, scope: Scope, key) -> list:
+        """Every mode switch of the model in ``scope``, in source order (computed once)."""
+        memo_key = ("events", id(scope), key)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = []            # recursion through helpers: none (yet)
+            found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
+        return self._memo[memo_key]
 
     def _mode_event(self, scope: Scope, node: ast.Call, key) -> str | None:
         selves = scope.self_names()
@@ -232,11 +240,7 @@ class Tracer:
         return None
 
     def _evaluated_in(self, scope: Scope, key) -> bool:
-        memo_key = ("evaluated", id(scope), key)
-        if memo_key not in self._memo:
-            self._memo[memo_key] = False        # recursion through helpers: not (yet) evaluated
-            self._memo[memo_key] = any(self._mode_event(scope, n, key) == "eval" for n in scope.calls())
-        return self._memo[memo_key]
+        return any(state == "eval" for _, state, _ in self._events(scope, key))
 
     def _passes_to_evaluating_helper(self, scope: Scope, node: ast.Call, key) -> bool:
         if not node.args and not node.keywords:
