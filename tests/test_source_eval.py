@@ -307,3 +307,209 @@ def test_eg106_one_finding_per_model_and_function():
             b = model(y)
         """
     assert eg106(source) == [(5, "model")]
+
+
+# -- issue 15: evaluation code, mode order, project-wide origins --------------------------------
+
+def eg106_in(folder, name: str) -> list[tuple[int, str]]:
+    """EG106 findings for one file of a project on disk (imports resolved across the folder)."""
+    path = folder / name
+    subject = AuditSubject(path=str(path), kind="python-source")
+    return [(f.location.line, f.evidence["model"])
+            for f in run(subject, AuditOptions(selected=frozenset({"EG106"}))).findings]
+
+
+def write(folder, files: dict[str, str]):
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+
+
+SERVING = """\
+    import torch
+    def load(path):
+        return torch.load(path, weights_only=False)
+    def predict(model, batch):
+        with torch.no_grad():
+            return model(batch).argmax(dim=1)
+    """
+
+
+def test_serving_script_next_to_its_loader_is_reported():
+    assert eg106(SERVING) == [(6, "model")]
+    assert eg106(SERVING.replace("weights_only=False)", "weights_only=False).eval()")) == []
+
+
+@pytest.mark.parametrize("name", ["test", "evaluate", "validate_epoch", "detect_objects", "run_test", "val"])
+def test_evaluation_functions_of_a_training_file(name):
+    source = textwrap.dedent(f"""\
+        def train(model, loader, opt):
+            for x, y in loader:
+                model(x).sum().backward()
+                opt.step()
+        def {name}(model, loader):
+            correct = 0
+            for x, y in loader:
+                correct += (model(x).argmax(1) == y).sum()
+            return correct
+        """)
+    assert eg106(source) == [(8, "model")]
+    assert eg106(source.replace("    correct = 0\n", "    model.eval()\n    correct = 0\n")) == []
+    # the same helper in a file that never trains: the model's origin is unknown, nothing is said
+    assert eg106("\n".join(source.splitlines()[4:])) == []
+
+
+def test_pytest_functions_are_not_evaluation_code():
+    source = """\
+        import torch
+        def train(model, x):
+            model(x).sum().backward()
+        def test_model_runs(model, x):
+            assert model(x) is not None
+        """
+    assert eg106(source) == []
+
+
+def test_order_of_train_and_eval_in_a_training_function():
+    source = """\
+        import torch
+        from models import Net
+        def fit(loader, val_loader):
+            model = Net()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            model.eval()
+            for x, y in loader:
+                model.train()
+                model(x).sum().backward()
+                opt.step()
+            for x, y in val_loader:
+                print(model(x))
+        """
+    assert eg106(source) == [(12, "model")]
+    fixed = source.replace("            for x, y in val_loader:", "            model.eval()\n            for x, y in val_loader:")
+    assert eg106(fixed) == []
+
+
+def test_monte_carlo_dropout_without_training_is_left_alone():
+    source = """\
+        import torch
+        from models import Net
+        def sample(x, val_loader):
+            model = Net()
+            model.train()
+            with torch.no_grad():
+                return [model(x) for _ in range(10)]
+        """
+    assert eg106(source) == []
+
+
+def test_conditional_expression_in_a_factory():
+    source = """\
+        import torch
+        from models import Net
+        def build(gpu):
+            m = Net()
+            return m.cuda() if gpu else m.cpu()
+        def predict(x):
+            model = build(True)
+            return model(x)
+        """
+    assert eg106(source) == [(8, "model")]
+
+
+def test_wrapper_call_of_a_loaded_script_module():
+    source = """\
+        import torch
+        class Predictor:
+            def __init__(self, path):
+                self.module = torch.jit.load(path)
+            def __call__(self, x):
+                return self.module(x)
+        """
+    assert eg106(source) == [(6, "self.module")]
+    assert eg106(source.replace("torch.jit.load(path)", "torch.jit.load(path).eval()")) == []
+
+
+def test_self_call_in_a_module_predict():
+    source = """\
+        import torch
+        from torch import nn
+        class Tagger(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.drop = nn.Dropout(0.2)
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                return self.fc(self.drop(x))
+            def predict(self, x):
+                with torch.no_grad():
+                    return self(x).argmax(-1)
+        """
+    assert eg106(source) == [(12, "self")]
+    assert eg106(source.replace("                with torch.no_grad():",
+                                "                self.eval()\n                with torch.no_grad():")) == []
+    assert eg106(source.replace("nn.Dropout(0.2)", "nn.Identity()")) == []     # nothing mode-dependent
+
+
+def test_model_without_mode_dependent_layers_is_not_reported():
+    source = """\
+        import torch
+        from torch import nn
+        class Linear2(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(4, 4)
+                self.b = nn.Linear(4, 2)
+            def forward(self, x):
+                return self.b(torch.relu(self.a(x)))
+        model = Linear2()
+        with torch.no_grad():
+            model(x)
+        """
+    assert eg106(source) == []
+    assert eg106(source.replace("nn.Linear(4, 2)", "nn.Sequential(nn.Dropout(), nn.Linear(4, 2))")) == [(12, "model")]
+
+
+def test_classes_factories_and_base_classes_resolved_across_the_folder(tmp_path):
+    write(tmp_path, {
+        "pkg/__init__.py": "from .nets import PointCls\n",
+        "pkg/nets.py": """\
+            import torch.nn as nn
+            class Base(nn.Module):
+                pass
+            class PointCls(Base):
+                def __init__(self):
+                    super().__init__()
+                    self.bn = nn.BatchNorm1d(8)
+            def make(k):
+                return PointCls()
+            """,
+        "pkg/trainer.py": """\
+            from .nets import make
+            class BaseTrainer:
+                def __init__(self):
+                    self.net = make(3)
+            """,
+        "run.py": """\
+            import torch
+            from pkg import PointCls
+            from pkg.nets import make
+            a = PointCls()
+            b = make(2)
+            with torch.no_grad():
+                a(1)
+                b(2)
+            """,
+        "sub.py": """\
+            import torch
+            from pkg.trainer import BaseTrainer
+            class Evaluator(BaseTrainer):
+                def evaluate(self, loader):
+                    with torch.no_grad():
+                        return [self.net(x) for x in loader]
+            """,
+    })
+    assert eg106_in(tmp_path, "run.py") == [(7, "a"), (8, "b")]
+    assert eg106_in(tmp_path, "sub.py") == [(6, "self.net")]
+    (tmp_path / "pkg/nets.py").write_text((tmp_path / "pkg/nets.py").read_text().replace("BatchNorm1d", "Linear"))
+    assert eg106_in(tmp_path, "run.py") == []

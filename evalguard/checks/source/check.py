@@ -28,11 +28,12 @@ RULE_MODULES = {
 #: Text a file must contain for a rule to possibly fire (every spelling the rule understands
 #: contains it); files without it skip that rule, and files without any skip the analysis.
 TRIGGERS = {
-    "EG105": re.compile(r"dropout|scaled_dot_product_attention"),
-    "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle"),
-    "EG201": re.compile(r"Sequential"),
+    "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),
+    "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle|test|val|eval|"
+                        r"detect|__call__|forward"),
+    "EG201": re.compile(r"Dropout"),
     "EG301": re.compile(r"Adam"),
-    "EG903": re.compile(r"weights_only"),
+    "EG903": re.compile(r"load"),
 }
 
 
@@ -62,7 +63,7 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     if wanted:
         from evalguard.checks.source.index import FileIndex
 
-        index = FileIndex(tree)
+        index = FileIndex(tree, subject.path)
         for rule in wanted:
             module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
             for hit in module.check(index):

@@ -1,5 +1,8 @@
 """EG105 in source: functional dropout in a module's methods that does not follow ``self.training``.
 
+Also reported: a Dropout module built and applied on the spot (``nn.Dropout(p)(x)``), which is a
+fresh module in training mode on every call, out of reach of ``model.eval()``.
+
 Scope (a heuristic, see the rule's known_problems): every instance method of a class that looks
 like a module — a base spelled ``...Module`` (``nn.Module``, ``torch.nn.Module``, ``Module``,
 ``LightningModule``) or a class that defines ``forward``. Helper methods called from ``forward``
@@ -14,10 +17,17 @@ an expression. ``scaled_dot_product_attention`` needs the same of its ``dropout_
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
-from evalguard.checks.source.index import (UNKNOWN, FileIndex, Hit, Scope, argument, module_like,
-                                           spelled)
+from evalguard.checks.source.index import (
+    UNKNOWN,
+    FileIndex,
+    Hit,
+    Scope,
+    argument,
+    module_like,
+    spelled,
+)
 
 F = "torch.nn.functional."
 #: function -> default of its training argument (None: the argument is required)
@@ -29,6 +39,9 @@ DROPOUT_FUNCS = {
                                     "feature_alpha_dropout_", "native_dropout")},
 }
 SDPA = {F + "scaled_dot_product_attention"}
+#: Dropout modules: built and applied on the spot (``nn.Dropout(p)(x)``) they are always in training mode.
+DROPOUT_MODULES = {f"torch.nn.{n}" for n in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+                                             "FeatureAlphaDropout")}
 
 
 def check(index: FileIndex) -> Iterator[Hit]:
@@ -58,6 +71,8 @@ def _with_nested(scope: Scope) -> list[Scope]:
 
 
 def _judge(index: FileIndex, scope: Scope, call: ast.Call) -> Hit | None:
+    if isinstance(call.func, ast.Call) and index.qualname(call.func.func) in DROPOUT_MODULES:
+        return _judge_inline_module(index, scope, call.func)
     name = index.qualname(call.func)
     if name in DROPOUT_FUNCS:
         return _judge_dropout(index, scope, call, name)
@@ -95,6 +110,17 @@ def _judge_dropout(index, scope, call, name) -> Hit | None:
         effect = "always-on" if value is True else "not-mode-dependent"
     return Hit("EG105", call, f"{problem}; pass training=self.training or use an nn.Dropout module",
                {"function": name, "effect": effect})
+
+
+def _judge_inline_module(index, scope, built: ast.Call) -> Hit | None:
+    p = argument(index, scope, built, "p", 0)
+    if p is not None and index.value(p, scope) == 0:
+        return None
+    return Hit("EG105", built, (
+        f"{spelled(built)} is built and applied inside a method: a new module is in training mode "
+        "every call, so model.eval() never reaches it and dropout stays on at inference; create it "
+        "once in __init__ (self.drop = nn.Dropout(p)) or use F.dropout(x, p, training=self.training)"),
+        {"function": index.qualname(built.func), "effect": "always-on"})
 
 
 def _judge_sdpa(index, scope, call) -> Hit | None:

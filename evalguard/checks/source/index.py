@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 UNKNOWN = object()
 
@@ -101,10 +101,10 @@ class Scope:
     node: ast.AST
     name: str
     cls: ast.ClassDef | None = None          # for methods: their class
-    parent: "Scope | None" = None
+    parent: Scope | None = None
     params: list[str] = field(default_factory=list)
     assigns: dict[str, list[ast.expr]] = field(default_factory=dict)
-    children: list["Scope"] = field(default_factory=list)
+    children: list[Scope] = field(default_factory=list)
     _nodes: list[ast.AST] = field(default_factory=list, repr=False)
     _calls: list[ast.Call] = field(default_factory=list, repr=False)
 
@@ -191,9 +191,12 @@ _ASSIGNING = frozenset({ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.A
 class FileIndex:
     """Imports, scopes and constants of one parsed file, built in a single walk of the tree."""
 
-    def __init__(self, tree: ast.Module):
+    def __init__(self, tree: ast.Module, path: str | None = None):
         self.tree = tree
+        self.path = path                     # the file's path, for resolving imports across the project
         self.aliases: dict[str, str] = {}
+        #: name -> (module, attribute or None, relative level), every import spelling, relative ones too
+        self.imports: dict[str, tuple[str, str | None, int]] = {}
         self.star_modules: set[str] = set()
         self.module = Scope(tree, "<module>")
         self.scopes: list[Scope] = [self.module]
@@ -242,11 +245,20 @@ class FileIndex:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.asname:
+                    self.imports[alias.asname] = (alias.name, None, 0)
+                else:
+                    self.imports.setdefault(alias.name.split(".")[0], (alias.name.split(".")[0], None, 0))
+            for alias in node.names:
+                if alias.asname:
                     self.aliases[alias.asname] = alias.name
                 else:   # `import torch.nn` binds `torch`
                     head = alias.name.split(".")[0]
                     self.aliases[head] = head
-        elif node.module and not node.level:
+        else:
+            for alias in node.names:
+                if alias.name != "*":
+                    self.imports[alias.asname or alias.name] = (node.module or "", alias.name, node.level or 0)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
                 if alias.name == "*":
                     self.star_modules.add(node.module)
@@ -378,17 +390,12 @@ class FileIndex:
         return node
 
 
-def module_like(index: FileIndex, cls: ast.ClassDef, depth: int = 0) -> bool:
-    """A class that is (probably) an nn.Module: a base spelled ``...Module``, a module-like base
-    defined in the same file, or a ``forward`` method of its own."""
-    for base in cls.bases:
-        name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
-        if name.endswith("Module"):
-            return True
-        if depth < 5 and name in index.classes and index.classes[name] is not cls \
-                and module_like(index, index.classes[name], depth + 1):
-            return True
-    return any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+def module_like(index: FileIndex, cls: ast.ClassDef) -> bool:
+    """A class that is (probably) an nn.Module: a base spelled ``...Module`` or under ``torch.nn``,
+    a module-like base defined in this file or another file of the project, or its own ``forward``."""
+    from evalguard.checks.source.project import Symbol, is_module_class
+
+    return is_module_class(Symbol(index, cls))
 
 
 def canonical(name: str) -> str:

@@ -1,0 +1,457 @@
+"""Where a model comes from and which mode it is in at a call: the tracer behind EG106.
+
+``Tracer.judge(scope, use)`` answers "train", "eval" or "unknown" for one model call in inference or
+evaluation code (see ``missing_eval`` for which calls those are). It reads the function's own
+``.eval()``/``.train()`` calls in source order first, then follows the model back to where it was
+created, across the files of the project (``project.resolve``). Nothing is imported or run.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from evalguard.checks.source import project
+from evalguard.checks.source.index import (
+    FileIndex,
+    Scope,
+    call_arg,
+    spelled,
+)
+
+TRAINING_SOURCES = {"torch.load", "torch.jit.load", "torch.hub.load", "timm.create_model"}
+MODEL_CLASS_NAME = re.compile(r"(Net|Network|Model|Classifier|Regressor|Encoder|Decoder|Transformer|Detector|"
+                              r"CNN|RNN|LSTM|GRU|MLP|ResNet|ViT|Module)\d*$")
+# Methods that return the same module (or one in the same mode).
+SAME_MODULE = {"to", "cuda", "cpu", "half", "float", "double", "bfloat16", "requires_grad_",
+               "share_memory", "to_empty", "type", "apply", "zero_grad"}
+MODEL_METHODS = {"forward", "generate"}
+#: Calls that return their first argument's module (or a wrapper running it in its mode).
+WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
+            "torch.nn.parallel.DistributedDataParallel", "copy.deepcopy", "copy.copy"}
+#: torch.nn classes whose output depends on the mode (a Linear or a loss does not).
+TORCH_NN_MODE_DEPENDENT = project.MODE_LAYERS | {"torch.nn.Sequential", "torch.nn.ModuleDict"}
+MAX_DEPTH = 10
+SELF_CALL = ("self", "__call__")
+MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector|generator|discriminator|"
+                        r"segment|cnn|rnn|lstm|vae|unet|resnet|bert|transformer", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Origin:
+    state: str                    # "eval" | "train" | "unknown"
+    node: ast.AST | None = None   # where the training-mode model was created
+    text: str = ""
+
+    @staticmethod
+    def combine(origins: list[Origin]) -> Origin:
+        for state in ("eval", "train"):
+            for origin in origins:
+                if origin.state == state:
+                    return origin
+        return UNKNOWN_ORIGIN
+
+
+UNKNOWN_ORIGIN = Origin("unknown")
+EVAL_ORIGIN = Origin("eval")
+STATIC_ORIGIN = Origin("eval", None, "no mode-dependent layer")   # nothing to switch: as good as eval
+
+
+@dataclass(frozen=True)
+class Use:
+    """One model call in inference code: the call, the model's key, and the kind of code."""
+
+    call: ast.Call
+    key: tuple
+    kind: str                     # "inference" | "evaluation"
+
+
+def key_of(node: ast.AST, selves: set[str]):
+    if isinstance(node, ast.Name) and node.id not in selves:
+        return ("name", node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in selves:
+        return ("self", node.attr)
+    return None
+
+
+def class_of(scope: Scope) -> ast.ClassDef | None:
+    while scope is not None:
+        if scope.cls is not None:
+            return scope.cls
+        scope = scope.parent
+    return None
+
+
+def _receiver_key(node: ast.AST, selves: set[str]):
+    """The model a method chain starts from: ``model.to(d).eval`` -> ("name", "model")."""
+    while True:
+        if isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, ast.Attribute) and key_of(node, selves) is None:
+            node = node.value
+        else:
+            return key_of(node, selves)
+
+
+def _is_eval_call(index: FileIndex, call: ast.Call, scope: Scope) -> bool:
+    if not isinstance(call.func, ast.Attribute):
+        return False
+    if call.func.attr == "eval" and not call.args:
+        return True
+    if call.func.attr == "train":
+        mode = call_arg(call, 0, "mode")
+        return mode is not None and index.value(mode, scope) is False
+    return False
+
+
+def _is_train_call(index: FileIndex, call: ast.Call, scope: Scope) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr == "train" and not _is_eval_call(index, call, scope)
+
+
+def _chain_has_eval(index: FileIndex, value: ast.AST, scope: Scope) -> bool:
+    """``Net().to(d).eval()``: an eval call anywhere in the method chain of the value."""
+    node = value
+    while isinstance(node, (ast.Call, ast.Attribute)):
+        if isinstance(node, ast.Call):
+            if _is_eval_call(index, node, scope):
+                return True
+            node = node.func
+        else:
+            node = node.value
+    return False
+
+
+def position(node: ast.AST) -> tuple[int, int]:
+    return node.lineno, node.col_offset
+
+
+def has_backward(calls) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
+               for n in calls)
+
+
+def key_name(key) -> str:
+    return "self" if key == SELF_CALL else key[1]
+
+
+class Tracer:
+    """Origins of models in one file; other files of the project get their own tracer."""
+
+    def __init__(self, index: FileIndex):
+        self.index = index
+        self._memo: dict = {}
+        self._sites: dict | None = None
+        self._methods: dict[int, list[Scope]] = {}
+        for scope in index.scopes:
+            if scope.cls is not None:
+                self._methods.setdefault(id(scope.cls), []).append(scope)
+
+    @staticmethod
+    def of(index: FileIndex) -> Tracer:
+        tracer = getattr(index, "_tracer", None)
+        if tracer is None:
+            tracer = index._tracer = Tracer(index)
+        return tracer
+
+    # the verdict for one call ----------------------------------------------------------------
+    def judge(self, scope: Scope, use: Use) -> Origin:
+        before = self.mode_before(scope, use.key, use.call)
+        if before is not None:
+            state, node = before
+            if state == "eval":
+                return EVAL_ORIGIN
+            if has_backward(scope.calls()):      # a training function that forgot to switch back
+                return Origin("train", node, f"{spelled(node.func)}() earlier in {scope.name}()")
+            return UNKNOWN_ORIGIN                # train() on purpose: MC dropout, BatchNorm recalibration
+        if use.key == SELF_CALL:
+            return self._self_call(scope)
+        origin = self.origin_of_key(scope, use.key, 0)
+        if origin.state == "unknown" and MODEL_NAME.search(key_name(use.key)):
+            origin = self._assumed(use)
+        return origin
+
+    def _self_call(self, scope: Scope) -> Origin:
+        cls = class_of(scope)
+        if any(self._evaluated_in(m, SELF_CALL) for m in self._methods.get(id(cls), [])):
+            return EVAL_ORIGIN
+        if project.mode_dependent(project.Symbol(self.index, cls)) is not True:
+            return UNKNOWN_ORIGIN       # no mode-dependent layer seen (e.g. a from_pretrained class): left alone
+        return Origin("train", None, f"{cls.name} holds Dropout/BatchNorm-like layers and {scope.name}() runs it "
+                                     "without self.eval()")
+
+    def _assumed(self, use: Use) -> Origin:
+        """An untraceable model in evaluation code of a training file, or next to a loader that
+        returns a training-mode model, is taken to be in training mode."""
+        if use.kind == "evaluation" and self.file_trains():
+            return Origin("train", None, "it arrives from the training code of this file, which calls backward()")
+        return self.loader_origin()
+
+    def file_trains(self) -> bool:
+        if "trains" not in self._memo:
+            self._memo["trains"] = any(has_backward(s.calls()) for s in self.index.scopes)
+        return self._memo["trains"]
+
+    def loader_origin(self) -> Origin:
+        """The first function of the file that returns a training-mode model, as an origin."""
+        if "loader" not in self._memo:
+            self._memo["loader"] = UNKNOWN_ORIGIN
+            found = UNKNOWN_ORIGIN
+            for scope in self.index.scopes:
+                if scope.is_module or scope.is_class_body or found.state == "train":
+                    continue
+                for node in scope.nodes():
+                    if isinstance(node, ast.Return) and node.value is not None:
+                        origin = self._origin_of_value(scope, node.value, 0)
+                        if origin.state == "train":
+                            found = Origin("train", origin.node, f"{scope.name}() returns {origin.text}")
+                            break
+            self._memo["loader"] = found
+        return self._memo["loader"]
+
+    # modes set in a function, in source order --------------------------------------------------
+    def mode_before(self, scope: Scope, key, call: ast.AST):
+        """("eval"|"train", node) for the last mode switch of the model before ``call`` in ``scope``."""
+        limit, last = position(call), None
+        for where, state, node in self._events(scope, key):
+            if where >= limit:
+                break
+            last = (state, node)
+        return last
+
+    def _events(self, scope: Scope, key) -> list:
+        """Every mode switch of the model in ``scope``, in source order (computed once)."""
+        memo_key = ("events", id(scope), key)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = []            # recursion through helpers: none (yet)
+            found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
+        return self._memo[memo_key]
+
+    def _mode_event(self, scope: Scope, node: ast.Call, key) -> str | None:
+        selves = scope.self_names()
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ("eval", "train"):
+            receiver = _receiver_key(func.value, selves)
+            on_self = isinstance(func.value, ast.Name) and func.value.id in selves and key[0] == "self"
+            if receiver == key or on_self:
+                return "eval" if _is_eval_call(self.index, node, scope) else "train"
+        if self._passes_to_evaluating_helper(scope, node, key):
+            return "eval"
+        return None
+
+    def _evaluated_in(self, scope: Scope, key) -> bool:
+        return any(state == "eval" for _, state, _ in self._events(scope, key))
+
+    def _passes_to_evaluating_helper(self, scope: Scope, node: ast.Call, key) -> bool:
+        if not node.args and not node.keywords:
+            return False
+        selves = scope.self_names()
+        for position_, arg in enumerate(node.args):
+            if key_of(arg, selves) == key and self._helper_evaluates(scope, node, position_, None):
+                return True
+        for kw in node.keywords:
+            if kw.arg and key_of(kw.value, selves) == key and self._helper_evaluates(scope, node, None, kw.arg):
+                return True
+        return False
+
+    def _helper_evaluates(self, scope: Scope, call: ast.Call, position_, keyword) -> bool:
+        for tracer, helper, offset in self._callees(scope, call):
+            params = helper.params
+            name = keyword if keyword is not None else (
+                params[position_ + offset] if position_ + offset < len(params) else None)
+            if name in params and tracer._evaluated_in(helper, ("name", name)):
+                return True
+        return False
+
+    def _callees(self, scope: Scope, call: ast.Call) -> list[tuple[Tracer, Scope, int]]:
+        """Functions a call may reach, in this file or imported from the project, with the
+        parameter offset (1 for methods via self)."""
+        func = call.func
+        if isinstance(func, ast.Name):
+            local = [(self, s, 0) for s in self.index.functions_named(func.id) if s.cls is None]
+            if local or func.id not in self.index.imports:
+                return local
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and func.value.id in scope.self_names():
+            cls = class_of(scope)
+            return [(self, s, 1) for s in self.index.functions_named(func.attr) if s.cls is cls]
+        elif not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                  and func.value.id in self.index.imports):
+            return []
+        symbol = project.resolve(self.index, func)
+        if symbol is None or symbol.is_class or symbol.scope is None:
+            return []
+        return [(Tracer.of(symbol.index), symbol.scope, 0)]
+
+    # keys ---------------------------------------------------------------------------------
+    def origin_of_key(self, scope: Scope, key, depth: int) -> Origin:
+        memo_key = (id(scope), key)
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        self._memo[memo_key] = UNKNOWN_ORIGIN          # cycles resolve to unknown
+        if key[0] == "self":
+            result = self._origin_of_attr(scope, key[1], depth)
+        else:
+            result = self._origin_of_name(scope, key[1], depth)
+        self._memo[memo_key] = result
+        return result
+
+    def _origin_of_name(self, scope: Scope, name: str, depth: int) -> Origin:
+        key = ("name", name)
+        search = scope
+        while search is not None:
+            if self._evaluated_in(search, key):
+                return EVAL_ORIGIN
+            if search.is_module and self._evaluated_anywhere_global(name):
+                return EVAL_ORIGIN
+            if name in search.assigns:
+                return self._origin_of_assigned(search, name, depth)
+            if name in search.params:
+                return self._origin_of_param(search, name, depth)
+            search = search.parent
+        return UNKNOWN_ORIGIN
+
+    def _evaluated_anywhere_global(self, name: str) -> bool:
+        """A module-level model may be put in eval mode by any function that does not shadow it."""
+        memo_key = ("global", name)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = any(
+                self._evaluated_in(s, ("name", name)) for s in self.index.scopes
+                if s.is_module or (name not in s.assigns and name not in s.params))
+        return self._memo[memo_key]
+
+    def _origin_of_assigned(self, scope: Scope, name: str, depth: int) -> Origin:
+        selves = scope.self_names()
+        origins = []
+        for value in scope.assigns[name]:
+            if _receiver_key(value, selves) == ("name", name):      # model = model.to(device)
+                if _chain_has_eval(self.index, value, scope):
+                    return EVAL_ORIGIN
+                continue
+            origins.append(self._origin_of_value(scope, value, depth + 1))
+        return Origin.combine(origins)
+
+    def _origin_of_param(self, scope: Scope, name: str, depth: int) -> Origin:
+        if depth >= MAX_DEPTH or scope.is_module:
+            return UNKNOWN_ORIGIN
+        position_ = scope.params.index(name)
+        offset = 1 if scope.cls is not None else 0
+        origins = []
+        for caller, call in self._call_sites(scope):
+            arg = call_arg(call, position_ - offset, name)
+            if arg is None:
+                continue
+            before = self.mode_before(caller, key_of(arg, caller.self_names()), call) \
+                if key_of(arg, caller.self_names()) else None
+            if before is not None:
+                state, node = before
+                origins.append(EVAL_ORIGIN if state == "eval" else
+                               Origin("train", node, f"{spelled(node.func)}() in {caller.name}() before the call"))
+                continue
+            origins.append(self._origin_of_value(caller, arg, depth + 1))
+        if not origins or any(o.state == "unknown" for o in origins):
+            return Origin.combine([o for o in origins if o.state == "eval"])
+        return Origin.combine(origins)
+
+    def _call_sites(self, target: Scope) -> list[tuple[Scope, ast.Call]]:
+        if self._sites is None:     # one pass over the file: callee -> call sites
+            self._sites = {}
+            for scope in self.index.scopes:
+                for node in scope.calls():
+                    func = node.func
+                    if isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(
+                            func.value, ast.Name) and func.value.id in scope.self_names()):
+                        for tracer, callee, _ in self._callees(scope, node):
+                            if tracer is self:
+                                self._sites.setdefault(id(callee), []).append((scope, node))
+        return self._sites.get(id(target), [])
+
+    # attributes ---------------------------------------------------------------------------
+    def _class_methods(self, cls: ast.ClassDef, depth: int = 0) -> list[tuple[Tracer, Scope]]:
+        """Methods of the class and of its bases defined in the project (other files too)."""
+        found = [(self, m) for m in self._methods.get(id(cls), [])]
+        if depth < 4:
+            for base in project.base_symbols(project.Symbol(self.index, cls)):
+                found += Tracer.of(base.index)._class_methods(base.node, depth + 1)
+        return found
+
+    def _origin_of_attr(self, scope: Scope, attr: str, depth: int) -> Origin:
+        cls = class_of(scope)
+        if cls is None:
+            return UNKNOWN_ORIGIN
+        methods = self._class_methods(cls)
+        if any(tracer._evaluated_in(m, ("self", attr)) for tracer, m in methods):
+            return EVAL_ORIGIN
+        origins = []
+        for tracer, method in methods:
+            selves = method.self_names()
+            for node in method.nodes():
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    if any(key_of(t, selves) == ("self", attr) for t in targets):
+                        if _receiver_key(node.value, selves) == ("self", attr):
+                            if _chain_has_eval(tracer.index, node.value, method):
+                                return EVAL_ORIGIN
+                            continue
+                        origins.append(tracer._origin_of_value(method, node.value, depth + 1))
+        return Origin.combine(origins)
+
+    # values -------------------------------------------------------------------------------
+    def _origin_of_value(self, scope: Scope, value: ast.AST, depth: int) -> Origin:
+        if depth > MAX_DEPTH:
+            return UNKNOWN_ORIGIN
+        if isinstance(value, ast.IfExp):          # m.cuda() if gpu else m.cpu()
+            return Origin.combine([self._origin_of_value(scope, v, depth + 1) for v in (value.body, value.orelse)])
+        if isinstance(value, ast.BoolOp):
+            return Origin.combine([self._origin_of_value(scope, v, depth + 1) for v in value.values])
+        if _chain_has_eval(self.index, value, scope):
+            return EVAL_ORIGIN
+        selves = scope.self_names()
+        while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                and value.func.attr in SAME_MODULE:
+            value = value.func.value
+        key = key_of(value, selves)
+        if key is not None:
+            return self.origin_of_key(scope, key, depth + 1)
+        if not isinstance(value, ast.Call):
+            return UNKNOWN_ORIGIN
+        return self._origin_of_call(scope, value, depth)
+
+    def _origin_of_call(self, scope: Scope, call: ast.Call, depth: int) -> Origin:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == "from_pretrained":
+            return EVAL_ORIGIN                      # transformers/diffusers return eval-mode models
+        name = self.index.qualname(func) or ""
+        text = spelled(func) + "(...)"
+        if name in WRAPPERS and call.args:
+            return self._origin_of_value(scope, call.args[0], depth + 1)
+        if name in TRAINING_SOURCES or name.startswith("torchvision.models."):
+            return Origin("train", call, text)
+        callees = self._callees(scope, call)
+        if callees:                                 # a factory: follow its returns
+            origins = []
+            for tracer, factory, _ in callees:
+                for node in factory.nodes():
+                    if isinstance(node, ast.Return) and node.value is not None:
+                        origins.append(tracer._origin_of_value(factory, node.value, depth + 1))
+            return Origin.combine(origins)
+        return self._instantiated(call, name, text)
+
+    def _instantiated(self, call: ast.Call, qualname: str, text: str) -> Origin:
+        """Building a class: a module in training mode, unless it has no mode-dependent layer."""
+        func = call.func
+        short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        symbol = project.resolve(self.index, func) if short else None
+        if symbol is not None and symbol.is_class:
+            if not project.is_module_class(symbol):
+                return UNKNOWN_ORIGIN
+            return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
+        if not short[:1].isupper():
+            return UNKNOWN_ORIGIN
+        if qualname == "torch.nn.Sequential":   # only when it holds something mode-dependent
+            held = [self._instantiated(a, self.index.qualname(a.func) or "", text) if isinstance(a, ast.Call)
+                    else UNKNOWN_ORIGIN for a in call.args]
+            return Origin("train", call, text) if any(o.state != "eval" for o in held) else STATIC_ORIGIN
+        if qualname.startswith("torch."):
+            return Origin("train", call, text) if qualname in TORCH_NN_MODE_DEPENDENT else UNKNOWN_ORIGIN
+        return Origin("train", call, text) if MODEL_CLASS_NAME.search(short) else UNKNOWN_ORIGIN
