@@ -14,6 +14,8 @@ def mode_flags(model) -> dict[str, bool]:
 
 
 def restore_mode_flags(model, flags: dict[str, bool]) -> None:
+    if getattr(model, "evalguard_switchable", False):   # an exported graph: its ops carry the mode
+        model.train(flags.get("", True))
     for name, module in model.named_modules():
         if name in flags:
             module.training = flags[name]

@@ -25,7 +25,7 @@ def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -
     trial_load(path, "exported-program", kind="exported-program")
     try:
         program = torch.export.load(str(path))
-        model = program.module()
+        model = switchable(program.module())
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise TargetError(f"{path}: torch.export program cannot be loaded: {text}") from exc
@@ -45,6 +45,44 @@ _TRAIN_ARG = {"aten.dropout.default": 2, "aten.native_dropout.default": 2, "aten
               "aten.alpha_dropout.default": 2, "aten.feature_alpha_dropout.default": 2,
               "aten.batch_norm.default": 5, "aten._native_batch_norm_legit.default": 5,
               "aten.instance_norm.default": 5}
+def switchable(module):
+    """Give torch.export's unlifted module a working ``train()``/``eval()``.
+
+    torch's unlifted module refuses both (its mode is baked into the graph at export time), so
+    neither the rules that need eval mode nor the ONNX comparison could run on a ``.pt2``. The
+    graph's training behaviour lives in the ``train``/``training`` argument of its dropout and
+    batch-norm ops: ``eval()`` sets each of those to False (dropout off, running statistics),
+    ``train()`` puts the graph back exactly as it was exported. Ops that only exist in training
+    form (random ops, functional batch norm) are left as they are, so what stays random after
+    ``eval()`` is still found (EG103/EG104).
+    """
+    import types
+
+    import torch.fx
+
+    exported = [(node, index, node.args[index])
+                for graph_module in module.modules() if isinstance(graph_module, torch.fx.GraphModule)
+                for node in graph_module.graph.nodes
+                if node.op == "call_function" and (index := _TRAIN_ARG.get(str(node.target))) is not None
+                and len(node.args) > index and isinstance(node.args[index], bool)]
+
+    def set_mode(self, mode: bool = True):
+        for node, index, as_exported in exported:
+            args = list(node.args)
+            args[index] = as_exported if mode else False
+            node.args = tuple(args)
+        for graph_module in self.modules():
+            graph_module.training = mode
+            if isinstance(graph_module, torch.fx.GraphModule):
+                graph_module.recompile()
+        return self
+
+    module.train = types.MethodType(set_mode, module)
+    module.eval = types.MethodType(lambda self: set_mode(self, False), module)
+    module.evalguard_switchable = True
+    return module
+
+
 #: Ops that only exist in training mode.
 _ALWAYS_TRAINING = {"aten._native_batch_norm_legit_functional.default", "aten.bernoulli.p",
                     "aten.bernoulli_.float"}

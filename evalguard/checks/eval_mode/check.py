@@ -251,7 +251,7 @@ class PairedPasses:
             buffers.restore(work, parameters=False)
         if not self.options.wants("EG103", "EG104"):
             return findings
-        if self.fixed:
+        if self.fixed and not getattr(work, "evalguard_switchable", False):
             self.skip("EG103/EG104", "an exported graph keeps the mode it was exported in; "
                                      "re-export after model.eval()")
             return findings
