@@ -71,6 +71,25 @@ def _static_only(subject: AuditSubject, options: AuditOptions, out: Outcome) -> 
         out.ran("EG403")
 
 
+def _where(located: dict) -> str:
+    """The localisation in one sentence of the EG401 message."""
+    module = located.get("first_divergent_module")
+    if module is None:
+        return f"First divergent module: not found ({located.get('first_divergent_module_reason')})"
+    ops = ", ".join(dict.fromkeys(n["op_type"] for n in located.get("onnx_nodes", ())))
+    kind = located.get("module_type") or "module"
+    text = f"First divergent module: {module} ({kind}{'; ONNX ' + ops if ops else ''})"
+    if located.get("folded"):
+        text += f", with {', '.join(located['folded'])} folded into the same ONNX node(s)"
+    error = located.get("output_max_abs_error")
+    if located.get("note"):
+        return f"{text}: {located['note']}"
+    if located.get("inputs_match"):
+        return f"{text}: its output is off by up to {error} while its inputs match " \
+               f"(max abs error {located.get('input_max_abs_error')})"
+    return f"{text}: its output is off by up to {error} (its inputs could not be compared)"
+
+
 def _training_op_findings(ops, target: str, onnx_file: str | None, exported: bool) -> list[Finding]:
     """One EG403 finding per op type, pointing at the first module, listing the nodes."""
     findings = []
@@ -319,10 +338,30 @@ class _ModelAudit:
                        + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
             if explanation:
                 message += f". {explanation}"
-            self._add("EG401", message, self._evidence(batch=batch, outputs=rows,
-                                                       failing=[r["output"] for r in bad],
-                                                       explanation=explanation))
+            located = self._localise()
+            message += f". {_where(located)}"
+            evidence = self._evidence(batch=batch, outputs=rows, failing=[r["output"] for r in bad],
+                                      explanation=explanation)
+            evidence["first_divergent_module"] = located.get("first_divergent_module")
+            if located.get("first_divergent_module_reason"):
+                evidence["first_divergent_module_reason"] = located["first_divergent_module_reason"]
+            evidence["localisation"] = located
+            self._add("EG401", message, evidence, module=located.get("first_divergent_module"))
         return False
+
+    def _localise(self) -> dict:
+        """The first module whose ONNX output diverges (see localise.py); JSON-safe."""
+        from evalguard.checks.onnx import localise as onnx_localise
+        from evalguard.checks.onnx import runtime as onnx_runtime
+        from evalguard.checks.onnx.export import WRAPPED
+        from evalguard.facts import LocalisationFact, from_json
+
+        located = onnx_localise.localise(
+            self.model, self.spec, self.path, self.options.tolerances,
+            strip_prefix=WRAPPED if self.exported else None,
+            feeds=lambda session: onnx_runtime.feeds(session, self.spec.names, self.spec.tensors))
+        self.info["localisation"] = from_json(LocalisationFact, located)
+        return located
 
     def _deterministic(self) -> bool:
         from evalguard.checks.onnx import compare as onnx_compare
@@ -440,9 +479,10 @@ class _ModelAudit:
         evidence.update(extra)
         return json_safe({k: v for k, v in evidence.items() if v is not None})
 
-    def _add(self, rule: str, message: str, evidence: dict) -> None:
+    def _add(self, rule: str, message: str, evidence: dict, module: str | None = None) -> None:
         if self.options.wants(rule):
-            self.findings.append(Finding(rule, message, self.location, evidence))
+            location = Location(self.location.path, module=module) if module else self.location
+            self.findings.append(Finding(rule, message, location, evidence))
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
