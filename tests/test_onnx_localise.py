@@ -12,14 +12,14 @@ import json
 
 import pytest
 import torch
-import torch.nn as nn
+from test_onnx_parity import audit, bn_cnn, export_file
+from torch import nn
 
 from evalguard.checks.onnx import console as onnx_console
 from evalguard.checks.onnx.export import CallSpec
 from evalguard.checks.onnx.localise import localise
 from evalguard.facts import OnnxFacts, from_json, to_json
 from evalguard.subject import ExampleInputs
-from test_onnx_parity import audit, bn_cnn, export_file
 
 
 class _Doubles(torch.autograd.Function):
@@ -275,3 +275,47 @@ def test_real_tiny_bert_names_the_mis_exported_activation(exporter):
     assert evidence["first_divergent_module"] == "encoder.layer.1.intermediate.intermediate_act_fn"
     assert [s["module"] for s in evidence["localisation"]["path"]][:3] == [
         "encoder", "encoder.layer", "encoder.layer.1"]
+
+
+def test_html_shows_the_path_to_the_divergent_module(x):
+    """The EG401 finding and the parity section draw root -> blk -> blk.1, ending at blk.1."""
+    from html.parser import HTMLParser
+
+    from dataclasses import replace
+
+    from evalguard.findings import Report, Severity, TargetResult
+    from evalguard.reporters import render
+
+    findings, seen = audit(Net(SymbolicMismatch()), x, onnx_exporter="torchscript", rules={"EG401"})
+    target = TargetResult("m.py", "factory", "audited", "", {}, {"onnx": seen.facts})
+    findings = [replace(f, severity=Severity.ERROR) for f in findings]   # the engine's job
+    html = render(Report((target,), tuple(findings), {}), "html")
+
+    class Nodes(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.nodes, self.text, self._in = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            classes = (dict(attrs).get("class") or "").split()
+            if "node" in classes:
+                self.nodes.append([classes[-1]])
+            self._in = "n" if "n" in classes else None
+
+        def handle_endtag(self, tag):
+            self._in = None
+
+        def handle_data(self, data):
+            if self._in == "n" and self.nodes:
+                self.nodes[-1].append(data)
+            self.text.append(data)
+
+    page = Nodes()
+    page.feed(html)
+    chain = [(role, name) for role, name in page.nodes]
+    # once in the finding, once in the parity section
+    assert chain == [("start", "(model)"), ("between", "blk"), ("end", "blk.1")] * 2
+    text = " ".join(" ".join(page.text).split())
+    assert "Where it starts" in text
+    assert "First divergent module blk.1" in text and "ONNX nodes: Relu /model/blk/blk.1/Relu" in text
+    assert '"mapped_by"' not in html   # the localisation is drawn, not dumped as JSON
