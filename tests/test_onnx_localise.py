@@ -279,9 +279,8 @@ def test_real_tiny_bert_names_the_mis_exported_activation(exporter):
 
 def test_html_shows_the_path_to_the_divergent_module(x):
     """The EG401 finding and the parity section draw root -> blk -> blk.1, ending at blk.1."""
-    from html.parser import HTMLParser
-
     from dataclasses import replace
+    from html.parser import HTMLParser
 
     from evalguard.findings import Report, Severity, TargetResult
     from evalguard.reporters import render
@@ -319,3 +318,35 @@ def test_html_shows_the_path_to_the_divergent_module(x):
     assert "Where it starts" in text
     assert "First divergent module blk.1" in text and "ONNX nodes: Relu /model/blk/blk.1/Relu" in text
     assert '"mapped_by"' not in html   # the localisation is drawn, not dumped as JSON
+
+
+def test_integer_graph_inputs_count_as_matching_inputs():
+    """A module fed token ids straight from the graph inputs: its inputs match by construction,
+    so it is named with inputs_match true although integer inputs are not compared."""
+
+    class Lookup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+
+        def forward(self, ids):
+            h = self.emb(ids)
+            return h + 1 if torch.onnx.is_in_onnx_export() else h
+
+    class Embedder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.lookup = Lookup()
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, ids):
+            return self.head(self.lookup(ids))
+
+    ids = torch.randint(0, 10, (3, 5), generator=torch.Generator().manual_seed(0))
+    evidence = eg401(audit(Embedder(), ids, onnx_exporter="torchscript", rules={"EG401"})[0]).evidence
+    assert evidence["first_divergent_module"] == "lookup"
+    located = evidence["localisation"]
+    assert located["inputs_match"] is True
+    assert located["note"] == "its compared submodules (lookup.emb) match: the difference is in lookup's own forward code"
+    assert {s["module"]: s["status"] for s in located["path"]} == {"lookup": "diverges"}

@@ -82,12 +82,14 @@ def _where(located: dict) -> str:
     if located.get("folded"):
         text += f", with {', '.join(located['folded'])} folded into the same ONNX node(s)"
     error = located.get("output_max_abs_error")
-    if located.get("note"):
+    if located.get("compared_output"):   # the divergence began between compared modules
         return f"{text}: {located['note']}"
     if located.get("inputs_match"):
-        return f"{text}: its output is off by up to {error} while its inputs match " \
-               f"(max abs error {located.get('input_max_abs_error')})"
-    return f"{text}: its output is off by up to {error} (its inputs could not be compared)"
+        text += (f": its output is off by up to {error} while its inputs match "
+                 f"(max abs error {located.get('input_max_abs_error')})")
+    else:
+        text += f": its output is off by up to {error} (its inputs could not be compared)"
+    return f"{text}; {located['note']}" if located.get("note") else text
 
 
 def _training_op_findings(ops, target: str, onnx_file: str | None, exported: bool) -> list[Finding]:

@@ -127,6 +127,7 @@ class _Localiser:
     def _boundaries(self, graph, names: list[str]) -> dict[str, _Boundary]:
         graph_outputs = {o.name for o in graph.output}
         constants = {init.name for init in graph.initializer}
+        self.graph_inputs = {i.name for i in graph.input} - constants
         producer: dict[str, int] = {}
         consumers: dict[str, list[int]] = {}
         for index, node in enumerate(self.nodes):
@@ -315,6 +316,8 @@ class _Localiser:
         boundary = self.boundaries.get(module)
         if boundary is None:
             return None, None
+        if boundary.inputs and set(boundary.inputs) <= self.graph_inputs:
+            return True, 0.0   # fed straight from the model's inputs (token ids, say)
         pairs = self._pairs(boundary.inputs, [t for _, t in call.inputs])
         error, passed = self._diff(module, pairs)
         return passed, error
@@ -355,6 +358,12 @@ class _Localiser:
             evidence["note"] = (f"{first.module}'s inputs already differ, so the divergence starts in "
                                 f"{'the model' if not module else module}'s own forward code, outside the "
                                 "submodules that could be compared")
+        else:
+            inner = [u.module for u in self.compared if u.module.startswith(first.module + ".")]
+            if inner and all(u.passed for u in self.compared if u.module in inner):
+                evidence["note"] = (f"its compared submodules ({', '.join(inner[:4])}"
+                                    f"{', ...' if len(inner) > 4 else ''}) match: the difference is in "
+                                    f"{first.module}'s own forward code")
         if not module:
             evidence["first_divergent_module_reason"] = (
                 "the divergence starts in the model's top-level forward code, outside any submodule "
