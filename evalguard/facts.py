@@ -202,6 +202,20 @@ class LocalisationFact:
 
 
 @dataclass(frozen=True)
+class BackendFact:
+    """One row of the backend matrix (--backends): a backend against eager PyTorch."""
+
+    backend: str                            # "eager" (the reference), "torchscript", "torch-compile", ...
+    status: str                             # "reference" | "matches" | "differs" | "build failed" | "run failed"
+    build_seconds: float | None = None
+    latency_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)   # batch size -> median ms
+    max_abs_diff: float | str | None = None
+    rows: tuple[Mapping[str, Any], ...] = ()   # parity rows (checks/onnx/compare.row) per output and batch
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OnnxFacts:
     family: ClassVar[str] = "onnx"
 
@@ -217,6 +231,7 @@ class OnnxFacts:
     outputs_not_in_file: tuple[str, ...] = ()
     outputs_not_in_model: tuple[str, ...] = ()
     localisation: LocalisationFact | None = None   # only after an EG401 mismatch
+    backends: tuple[BackendFact, ...] = ()  # the backend matrix, eager first (--backends)
     notes: tuple[str, ...] = ()
 
 
