@@ -2,7 +2,7 @@
 and its good.py nothing at all.
 
 Model examples declare AUDIT = "model", INPUT_SHAPES, EXPECTED_RULES (and optionally
-INPUT_DTYPE, ONNX); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
+INPUT_DTYPE, ONNX, BACKENDS for --backends); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
 checkpoint examples (optimizer-state rules) declare AUDIT = "checkpoint", EXPECTED_RULES and a
 ``build_checkpoint(path)`` that saves the checkpoint audited with ``--model file.py:build_model``.
 The module-level constants are read with ast, so examples are only executed through the
@@ -64,6 +64,8 @@ def audit(run_cli, path: Path, spec: dict, tmp_path: Path) -> dict:
             args += ["--input-dtype", spec["INPUT_DTYPE"]]
         if not spec.get("ONNX", False):
             args.append("--no-onnx")
+        if "BACKENDS" in spec:
+            args += ["--backends", spec["BACKENDS"]]
     code, out, err = run_cli("check", *args, "--format", "json")
     assert code in (0, 1), err
     return json.loads(out)
