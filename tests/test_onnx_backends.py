@@ -187,3 +187,42 @@ def test_compile_only_difference_gives_eg406_for_torch_compile_and_aoti(x):
     assert table["torchscript"].status == "matches"
     assert table["torch-compile"].build_seconds > 0
     assert all(set(table[n].latency_ms) == {"4", "3"} for n in ("torch-compile", "aoti"))
+
+
+def test_html_backend_table_has_a_row_and_latency_bars_per_backend(x):
+    from dataclasses import replace
+    from html.parser import HTMLParser
+
+    from evalguard.findings import Report, Severity, TargetResult
+    from evalguard.reporters import render
+
+    findings, seen = audit(TraceOnly(), x, rules=MATRIX, backends=("torchscript",))
+    findings = [replace(f, severity=Severity.ERROR) for f in findings]   # the engine's job
+    target = TargetResult("m.py", "factory", "audited", "", {}, {"onnx": seen.facts})
+    html = render(Report((target,), tuple(findings), {}), "html")
+
+    class Bars(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.bars, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "svg" and (attrs.get("aria-label") or "").endswith(" ms"):
+                self.bars.append([attrs["aria-label"], None])
+            elif tag == "rect" and self.bars and self.bars[-1][1] is None:
+                self.bars[-1][1] = int(attrs["width"])
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Bars()
+    page.feed(html)
+    # eager and torchscript, at batch 4 and 3 each
+    assert [label.split(":")[0] for label, _ in page.bars] == ["eager", "eager", "torchscript", "torchscript"]
+    widths = [width for _, width in page.bars]
+    assert max(widths[0::2]) == max(widths[1::2]) == 120 and min(widths) >= 1   # scaled per batch size
+    text = " ".join(" ".join(page.text).split())
+    assert "Deployment backends vs eager PyTorch" in text
+    assert "Median latency, batch 4" in text and "Median latency, batch 3" in text
+    assert "✗ differs" in text and "reference" in text

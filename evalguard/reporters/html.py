@@ -258,6 +258,7 @@ def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
         "mode": _mode_view(rows, mode.omitted if mode is not None else 0),
         "parity": _parity_view([dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []),
         "localisation": _localisation_view(onnx_facts.localisation) if onnx_facts is not None else None,
+        "backends": _backends_view(onnx_facts.backends) if onnx_facts is not None else None,
         "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other],
         "not_run": [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()],
         "coverage": _coverage_counts(target),
@@ -292,6 +293,36 @@ def _chain_view(evidence: dict, types: dict[str, str]) -> dict | None:
     view = evidence.get("view")
     caption = {"fx": "traced with torch.fx", "hooks": "observed with forward hooks"}.get(view, str(view or ""))
     return {"nodes": nodes, "caption": caption}
+
+
+#: Width in pixels of the longest latency bar in the backend table.
+LATENCY_BAR = 120
+
+
+def _backends_view(backends) -> dict | None:
+    """The backend matrix: one row per backend, a latency column per batch size with a bar
+    scaled to the slowest backend at that size."""
+    rows = [dataclasses.asdict(b) if dataclasses.is_dataclass(b) else dict(b) for b in backends or ()]
+    if not rows:
+        return None
+    batches = list(dict.fromkeys(k for r in rows for k in (r.get("latency_ms") or {})))
+    slowest = {b: max((float(r["latency_ms"][b]) for r in rows if b in (r.get("latency_ms") or {})), default=0.0)
+               for b in batches}
+    view = []
+    for r in rows:
+        latency = r.get("latency_ms") or {}
+        cells = []
+        for b in batches:
+            value = latency.get(b)
+            width = 0 if value is None or not slowest[b] else max(1, round(LATENCY_BAR * float(value) / slowest[b]))
+            cells.append({"text": f"{num(value)} ms" if value is not None else "—", "width": width})
+        status = str(r.get("status", ""))
+        view.append({"backend": str(r.get("backend", "?")), "status": status,
+                     "ok": status in ("matches", "reference"),
+                     "max_abs": num(r.get("max_abs_diff")) if r.get("max_abs_diff") is not None else "—",
+                     "build": f"{num(r.get('build_seconds'))} s" if r.get("build_seconds") is not None else "—",
+                     "latency": cells, "detail": r.get("error") or "; ".join(r.get("notes") or ())})
+    return {"batches": batches, "rows": view, "bar": LATENCY_BAR}
 
 
 def _localisation_view(located: Any) -> dict | None:
