@@ -494,6 +494,9 @@ class _ModelAudit:
         wanted = [b for b in self.options.backends if b != onnx_backends.ONNXRUNTIME]
         if not wanted:
             return
+        if self.options.device == "cuda":
+            self._note("the backend matrix builds and runs every backend on the CPU; CUDA builds of "
+                       "torch.compile/AOTInductor/TorchScript are not compared yet")
         batch = self.spec.batch()
         batches = {batch: (list(self.spec.tensors), self.expected)}
         if batch is not None:

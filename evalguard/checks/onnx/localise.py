@@ -342,7 +342,7 @@ class _Localiser:
                 if ok:
                     module, inputs_ok, input_error = ancestor, ok, error
                     break
-        nodes = self._nodes_of(module, own_code, first.position)
+        nodes = self._nodes_of(module, own_code, first)
         evidence = {
             **base, "first_divergent_module": module or None,
             "module_type": type(modules[module]).__name__ if module in modules else None,
@@ -370,15 +370,14 @@ class _Localiser:
                 "(see onnx_nodes)")
         return onnx_compare.json_safe(evidence)
 
-    def _nodes_of(self, module: str, own_code: bool, before: int) -> list[dict[str, str]]:
-        """The ONNX nodes a module maps to (for its own code: nodes directly in its scope, not in
-        a submodule, up to the divergent output)."""
+    def _nodes_of(self, module: str, own_code: bool, first: _Unit) -> list[dict[str, str]]:
+        """The ONNX nodes a module maps to: the first divergent unit's nodes, or for a module's own
+        code the nodes directly in its scope (not in a submodule) up to the divergent output."""
         if own_code:
             wanted = module or None
-            indices = [i for i, s in enumerate(self.scopes) if s == wanted and i <= before]
+            indices = [i for i, s in enumerate(self.scopes) if s == wanted and i <= first.position]
         else:
-            unit = next(u for u in self.units if module in u.chain)
-            indices = self.boundaries[unit.module].nodes
+            indices = self.boundaries[first.module].nodes
         return [{"name": self.nodes[i].name, "op_type": self.nodes[i].op_type} for i in indices
                 if self.nodes[i].op_type != "Constant"]
 
