@@ -226,3 +226,38 @@ def test_html_backend_table_has_a_row_and_latency_bars_per_backend(x):
     assert "Deployment backends vs eager PyTorch" in text
     assert "Median latency, batch 4" in text and "Median latency, batch 3" in text
     assert "✗ differs" in text and "reference" in text
+
+
+def test_backends_from_pyproject_config(tmp_path, run_cli):
+    """[tool.evalguard] backends works like --backends, and a bad name there is a usage error."""
+    model = tmp_path / "model.py"
+    model.write_text("from torch import nn\n\ndef build_model():\n    return nn.Linear(8, 4).eval()\n")
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.evalguard]\nbackends = "onnxruntime,torchscript"\nselect = ["EG406", "EG407"]\n')
+    code, out, err = run_cli("check", "--model", f"{model}:build_model", "--input-shape", "2x8",
+                             "--config", config, "--format", "json")
+    assert code == 0, err
+    table = json.loads(out)["targets"][0]["facts"]["onnx"]["backends"]
+    assert [(row["backend"], row["status"]) for row in table] == [("eager", "reference"), ("torchscript", "matches")]
+    config.write_text('[tool.evalguard]\nbackends = "onnxruntime,xla"\n')
+    code, _, err = run_cli("check", "--model", f"{model}:build_model", "--config", config)
+    assert code == 2 and err.startswith("error: --backends: unknown backend 'xla'")
+
+
+@pytest.mark.realmodel
+@pytest.mark.compiler
+def test_real_tiny_bert_backend_matrix_completes_without_findings():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, vocab_size=100)).eval()
+    ids = torch.randint(0, 100, (2, 8))
+    findings, seen = audit(model, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+                           rules=MATRIX | {"EG401", "EG402", "EG404"},
+                           backends=("onnxruntime", "ort-optimized", "aoti", "torchscript"))
+    assert findings == [], [(f.rule, f.message) for f in findings]
+    table = by_backend(seen)
+    assert list(table) == ["eager", "onnxruntime", "ort-optimized", "aoti", "torchscript"]
+    assert all(table[n].status == "matches" for n in list(table)[1:])
+    assert all(set(table[n].latency_ms) == {"2", "1"} for n in table)
