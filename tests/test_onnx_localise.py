@@ -350,3 +350,19 @@ def test_integer_graph_inputs_count_as_matching_inputs():
     assert located["inputs_match"] is True
     assert located["note"] == "its compared submodules (lookup.emb) match: the difference is in lookup's own forward code"
     assert {s["module"]: s["status"] for s in located["path"]} == {"lookup": "diverges"}
+
+
+def test_shared_module_called_twice_is_not_mapped(x):
+    """A module called twice has no single output to compare: with nothing else, no module is named."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = SymbolicMismatch()
+
+        def forward(self, x):
+            return torch.tanh(self.scale(self.scale(x)))
+
+    evidence = eg401(audit(Twice(), x, onnx_exporter="torchscript", rules={"EG401"})[0]).evidence
+    assert evidence["first_divergent_module"] is None
+    assert "called exactly once" in evidence["first_divergent_module_reason"]

@@ -110,11 +110,12 @@ class _Localiser:
         self.calls = self._record(modules)
         self.units = self._units(modules)
         if not self.units:
-            raise _Unmappable("no module output could be paired with an ONNX tensor (modules called more "
-                              "than once, or outputs the graph does not expose one to one)")
+            raise _Unmappable("no module with ONNX nodes of its own is called exactly once with tensor outputs")
         self.values = self._run_ort(proto)
         del proto
         self._compare()
+        if not self.compared:
+            raise _Unmappable("no module output could be paired with an ONNX tensor of the same shape")
         return self._verdict(modules)
 
     def _scopes(self) -> str:
