@@ -366,3 +366,17 @@ def test_shared_module_called_twice_is_not_mapped(x):
     evidence = eg401(audit(Twice(), x, onnx_exporter="torchscript", rules={"EG401"})[0]).evidence
     assert evidence["first_divergent_module"] is None
     assert "called exactly once" in evidence["first_divergent_module_reason"]
+
+
+def test_lean_diff_follows_the_element_rule():
+    from evalguard.checks.onnx.localise import lean_diff
+
+    expected = torch.tensor([1.0, 100.0, float("inf"), float("nan"), 0.0])
+    assert lean_diff(expected.clone(), expected, 1e-4, 1e-3) == (0.0, True)
+    # 0.05 off at 100 is within rtol 1e-3 * 100 = 0.1; 0.05 off at 1.0 is not
+    assert lean_diff(expected + torch.tensor([0.0, 0.05, 0, 0, 0]), expected, 1e-4, 1e-3) == (
+        pytest.approx(0.05, rel=1e-3), True)
+    assert lean_diff(expected + torch.tensor([0.05, 0, 0, 0, 0]), expected, 1e-4, 1e-3)[1] is False
+    nan_for_zero = expected.clone()
+    nan_for_zero[4] = float("nan")
+    assert lean_diff(nan_for_zero, expected, 1e-4, 1e-3) == (float("inf"), False)

@@ -291,11 +291,9 @@ class _Localiser:
             return None, None
         worst, passed = 0.0, True
         for onnx_name, value, tensor in pairs:
-            r = onnx_compare.row(name, onnx_name, value, tensor, self.tolerances, comparison="", batch=None,
-                                 histogram=False)
-            passed = passed and bool(r["passed"])
-            error = r.get("max_abs_diff")
-            worst = max(worst, float(error) if isinstance(error, (int, float)) else float("inf"))
+            atol, rtol = onnx_compare.tolerance(name, onnx_name, tensor.dtype, self.tolerances)
+            error, ok = lean_diff(value, tensor, atol, rtol)
+            worst, passed = max(worst, error), passed and ok
         return worst, passed
 
     def _compare(self) -> None:
@@ -394,6 +392,25 @@ class _Localiser:
             steps.append({"module": name, "type": call.type if call else None, "status": status,
                           "max_abs_error": unit.error if unit is not None else None})
         return steps
+
+
+def lean_diff(actual, expected, atol: float, rtol: float) -> tuple[float, bool]:
+    """(largest absolute error, passed) under EG401's element rule (an element fails when its
+    error exceeds both atol and rtol * |expected|), without the report statistics of
+    ``compare.row``: those took 13 of the 20 s that localising BERT-base (190 modules) cost.
+    In numpy (single-threaded: torch's many small multi-threaded ops stalled on a busy machine).
+    Non-finite values match only the same non-finite value."""
+    a = np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual, dtype=np.float64)
+    e = np.asarray(expected.detach().cpu().double() if isinstance(expected, torch.Tensor) else expected,
+                   dtype=np.float64)
+    if a.size == 0:
+        return 0.0, True
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(a - e)
+        err[(a == e) | (np.isnan(a) & np.isnan(e))] = 0.0
+        err[np.isnan(err)] = np.inf
+        failed = (err > atol) & (err > rtol * np.abs(e))
+    return float(err.max()), not bool(failed.any())
 
 
 def _ancestors(path: str) -> list[str]:
