@@ -380,3 +380,28 @@ def test_lean_diff_follows_the_element_rule():
     nan_for_zero = expected.clone()
     nan_for_zero[4] = float("nan")
     assert lean_diff(nan_for_zero, expected, 1e-4, 1e-3) == (float("inf"), False)
+
+
+def test_file_exported_from_a_wrapper_is_mapped_without_its_attribute(tmp_path, x):
+    """The user exported ``Serving(net=model)``: scopes read ``net.blk.1``; the model's path is ``blk.1``."""
+
+    class Serving(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    model = Net(SymbolicMismatch()).eval()
+    path = export_file(Serving(model).eval(), x, tmp_path / "served.onnx")
+    evidence = eg401(audit(model, x, onnx_file=path, rules={"EG401"})[0]).evidence
+    assert evidence["first_divergent_module"] == "blk.1"
+
+
+def test_file_from_another_model_says_the_scopes_do_not_match(tmp_path, x):
+    other = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 4)).eval()
+    path = export_file(other, x, tmp_path / "other.onnx")
+    evidence = eg401(audit(Net(nn.ReLU()), x, onnx_file=path, rules={"EG401"})[0]).evidence
+    assert evidence["first_divergent_module"] is None
+    assert "match none of the model's module paths" in evidence["first_divergent_module_reason"]

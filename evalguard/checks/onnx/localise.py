@@ -104,8 +104,7 @@ class _Localiser:
             raise _Unmappable("the ONNX nodes carry no module scopes (neither TorchScript-style node names "
                               "nor dynamo name_scopes metadata), so they cannot be mapped to modules")
         if not known & set(modules):
-            raise _Unmappable("the module scopes recorded in the ONNX file match none of the model's module "
-                              "paths (was it exported from another wrapper or model class?)")
+            self._strip_wrapper(known, set(modules))
         self.boundaries = self._boundaries(proto.graph, [name for name in modules if name])
         self.calls = self._record(modules)
         self.units = self._units(modules)
@@ -124,6 +123,20 @@ class _Localiser:
         if any(prop.key == _NAME_SCOPES for node in self.nodes for prop in node.metadata_props):
             return "dynamo exporter metadata (pkg.torch.onnx.name_scopes)"
         return "node names (TorchScript exporter scopes)"
+
+    def _strip_wrapper(self, known: set[str], modules: set[str]) -> None:
+        """A file exported from a wrapper around the model (``Wrapper(net=model)``): every scope
+        starts with the same attribute name; without it the scopes are the model's own paths."""
+        firsts = {scope.split(".", 1)[0] for scope in known}
+        if len(firsts) == 1:
+            prefix = firsts.pop()
+            strip = f"{self.strip}.{prefix}" if self.strip else prefix
+            scopes = [node_module(node, strip) for node in self.nodes]
+            if {s for s in scopes if s is not None} & modules:
+                self.scopes, self.strip = scopes, strip
+                return
+        raise _Unmappable("the module scopes recorded in the ONNX file match none of the model's module "
+                          "paths (was it exported from another wrapper or model class?)")
 
     def _boundaries(self, graph, names: list[str]) -> dict[str, _Boundary]:
         graph_outputs = {o.name for o in graph.output}
