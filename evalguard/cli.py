@@ -41,6 +41,9 @@ def cli() -> None:
 @click.option("--onnx-exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default=None,
               help="Exporter tried first (auto: torchscript, faster; dynamo: less peak memory); the other is the fallback.")
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
+@click.option("--backends", metavar="LIST", default=None,
+              help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
+                   "ort-optimized, torch-compile, aoti, torchscript.")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
               help="Report format; github prints GitHub Actions annotations (workflow commands).")
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
@@ -72,7 +75,7 @@ def cli() -> None:
 @click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
 @click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
-          onnx_exporter, keep_onnx, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
+          onnx_exporter, keep_onnx, backends, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
           device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
           fix, unsafe_fixes, diff) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
@@ -81,7 +84,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
     request = CheckRequest(
         targets=list(targets), model_factory=model_factory, trust_modules=list(trust_module),
         input_shapes=list(input_shape), input_dtype=input_dtype, example_inputs=example_inputs,
-        onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, fmt=fmt, output=output,
+        onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, backends=backends, fmt=fmt, output=output,
         extra_reports=list(extra_reports), fail_on=fail_on,
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
         extend_select=_split_ids(extend_select), extend_ignore=_split_ids(extend_ignore),

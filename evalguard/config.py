@@ -38,6 +38,7 @@ class FileConfig:
     seed: int | None = None
     device: str | None = None
     onnx_exporter: str | None = None
+    backends: str | None = None
 
 
 # key in TOML -> (attribute, expected type)
@@ -48,7 +49,7 @@ _KEYS = {
     "input-shape": ("input_shape", list), "input-dtype": ("input_dtype", str),
     "tolerances": ("tolerances", dict), "allow-stochastic": ("allow_stochastic", list),
     "exclude": ("exclude", list), "seed": ("seed", int), "device": ("device", str),
-    "onnx-exporter": ("onnx_exporter", str),
+    "onnx-exporter": ("onnx_exporter", str), "backends": ("backends", str),
 }
 _TOLERANCE_KEYS = {"atol", "rtol", "outputs"}
 #: keys whose value is one of a fixed set: key -> allowed values

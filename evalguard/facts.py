@@ -172,6 +172,50 @@ class OptimizerFacts:
 
 # --------------------------------------------------------------------------- ONNX
 @dataclass(frozen=True)
+class DivergenceStep:
+    """One module on the path from the root to the first divergent module."""
+
+    module: str
+    type: str | None = None
+    status: str = "not compared"            # "matches" | "diverges" | "not compared"
+    max_abs_error: float | str | None = None
+
+
+@dataclass(frozen=True)
+class LocalisationFact:
+    """Where an ONNX mismatch starts (checks/onnx/localise.py); the same keys as EG401's evidence."""
+
+    first_divergent_module: str | None = None
+    first_divergent_module_reason: str | None = None   # why there is no module, or where instead
+    module_type: str | None = None
+    path: tuple[DivergenceStep, ...] = ()   # outermost first, ending at the divergent module
+    output_max_abs_error: float | str | None = None
+    input_max_abs_error: float | str | None = None
+    inputs_match: bool | None = None
+    onnx_nodes: tuple[Mapping[str, str], ...] = ()   # {"name", "op_type"}, the first few
+    onnx_node_count: int = 0
+    folded: tuple[str, ...] = ()            # node-less modules the exporter folded into it
+    compared_output: str | None = None      # the module output that diverged first, when it differs
+    mapped_by: str | None = None            # which exporter metadata mapped nodes to modules
+    modules_compared: int = 0
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendFact:
+    """One row of the backend matrix (--backends): a backend against eager PyTorch."""
+
+    backend: str                            # "eager" (the reference), "torchscript", "torch-compile", ...
+    status: str                             # "reference" | "matches" | "differs" | "build failed" | "run failed"
+    build_seconds: float | None = None
+    latency_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)   # batch size -> median ms
+    max_abs_diff: float | str | None = None
+    rows: tuple[Mapping[str, Any], ...] = ()   # parity rows (checks/onnx/compare.row) per output and batch
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OnnxFacts:
     family: ClassVar[str] = "onnx"
 
@@ -186,6 +230,8 @@ class OnnxFacts:
     fixed_first_dims: Mapping[str, int] = dataclasses.field(default_factory=dict)
     outputs_not_in_file: tuple[str, ...] = ()
     outputs_not_in_model: tuple[str, ...] = ()
+    localisation: LocalisationFact | None = None   # only after an EG401 mismatch
+    backends: tuple[BackendFact, ...] = ()  # the backend matrix, eager first (--backends)
     notes: tuple[str, ...] = ()
 
 

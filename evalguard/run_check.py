@@ -29,6 +29,7 @@ class CheckRequest:
     no_onnx: bool = False
     onnx_exporter: str | None = None
     keep_onnx: str | None = None
+    backends: str | None = None                 # --backends LIST
     fmt: str = "text"
     output: str | None = None
     extra_reports: list[str] = field(default_factory=list)   # "FORMAT:FILE"
@@ -106,6 +107,7 @@ def severity_overrides(config: FileConfig) -> dict[str, Severity]:
 
 
 def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
+    from evalguard.checks.onnx import parse_backends
     from evalguard.loading.inputs import parse_dtype, parse_shape
 
     if request.onnx_file and request.no_onnx:
@@ -123,6 +125,10 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
 
         import_trusted_modules(check_trust_modules(trust_modules))
     shapes = request.input_shapes or config.input_shape
+    try:
+        backends = parse_backends(request.backends or config.backends)
+    except ValueError as exc:
+        raise UsageError(f"--backends: {exc}") from None
     return AuditOptions(
         selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
@@ -138,6 +144,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         onnx_enabled=not request.no_onnx,
         keep_onnx=request.keep_onnx,
         onnx_exporter=request.onnx_exporter or config.onnx_exporter or "auto",
+        backends=backends,
         allow_stochastic=tuple(request.allow_stochastic or config.allow_stochastic),
         tolerances=dict(config.tolerances),
         exclude=tuple(request.exclude or config.exclude),

@@ -66,6 +66,7 @@ class AuditOptions:
     onnx_enabled: bool = True                    # --no-onnx turns ONNX checks off
     keep_onnx: str | None = None                 # --keep-onnx DIR
     onnx_exporter: str = "auto"                  # auto | torchscript | dynamo: tried first
+    backends: tuple[str, ...] = ("onnxruntime",)  # --backends: deployment backends compared with eager
     allow_stochastic: tuple[str, ...] = ()       # module-name globs (MC dropout)
     tolerances: Mapping[str, Any] = field(default_factory=dict)   # {"atol":..., "rtol":..., "outputs": {name: {...}}}
     exclude: tuple[str, ...] = ()                # glob patterns skipped when walking directories

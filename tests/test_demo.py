@@ -28,7 +28,7 @@ def test_demo_good_model_without_onnx_is_not_called_all_passed(run_cli):
                            "--no-onnx", "--fail-on", "info")
     assert code == 0
     assert "all checks passed" not in out
-    assert "not checked: EG401, EG402, EG403, EG404, EG405: ONNX checks turned off (--no-onnx)" in out
+    assert "not checked: EG401, EG402, EG403, EG404, EG405, EG406, EG407: ONNX checks turned off (--no-onnx)" in out
 
 
 def test_two_runs_give_identical_json(run_cli):

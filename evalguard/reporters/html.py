@@ -300,6 +300,8 @@ def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
         "inputs_source": inputs.source if inputs is not None else "",
         "mode": _mode_view(rows, mode.omitted if mode is not None else 0),
         "parity": _parity_view([dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []),
+        "localisation": _localisation_view(onnx_facts.localisation) if onnx_facts is not None else None,
+        "backends": _backends_view(onnx_facts.backends) if onnx_facts is not None else None,
         "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other],
         "not_run": [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()],
         "coverage": _coverage_counts(target),
@@ -336,6 +338,68 @@ def _chain_view(evidence: dict, types: dict[str, str]) -> dict | None:
     return {"nodes": nodes, "caption": caption}
 
 
+#: Width in pixels of the longest latency bar in the backend table.
+LATENCY_BAR = 120
+
+
+def _backends_view(backends) -> dict | None:
+    """The backend matrix: one row per backend, a latency column per batch size with a bar
+    scaled to the slowest backend at that size."""
+    rows = [dataclasses.asdict(b) if dataclasses.is_dataclass(b) else dict(b) for b in backends or ()]
+    if not rows:
+        return None
+    batches = list(dict.fromkeys(k for r in rows for k in (r.get("latency_ms") or {})))
+    slowest = {b: max((float(r["latency_ms"][b]) for r in rows if b in (r.get("latency_ms") or {})), default=0.0)
+               for b in batches}
+    view = []
+    for r in rows:
+        latency = r.get("latency_ms") or {}
+        cells = []
+        for b in batches:
+            value = latency.get(b)
+            width = 0 if value is None or not slowest[b] else max(1, round(LATENCY_BAR * float(value) / slowest[b]))
+            cells.append({"text": f"{num(value)} ms" if value is not None else "—", "width": width})
+        status = str(r.get("status", ""))
+        view.append({"backend": str(r.get("backend", "?")), "status": status,
+                     "ok": status in ("matches", "reference"),
+                     "max_abs": num(r.get("max_abs_diff")) if r.get("max_abs_diff") is not None else "—",
+                     "build": f"{num(r.get('build_seconds'))} s" if r.get("build_seconds") is not None else "—",
+                     "latency": cells, "detail": r.get("error") or "; ".join(r.get("notes") or ())})
+    return {"batches": batches, "rows": view, "bar": LATENCY_BAR}
+
+
+def _localisation_view(located: Any) -> dict | None:
+    """EG401's localisation as a chain: the model, the modules on the way, the first divergent
+    one (evidence ``localisation`` or ``OnnxFacts.localisation``)."""
+    if dataclasses.is_dataclass(located) and not isinstance(located, type):
+        located = dataclasses.asdict(located)
+    if not isinstance(located, dict):
+        return None
+    module = located.get("first_divergent_module")
+    nodes = [{"name": "(model)", "type": "", "role": "start" if module else "end"}]
+    for step in located.get("path") or ():
+        if isinstance(step, dict) and step.get("module"):
+            name = str(step["module"])
+            detail = " · ".join(str(x) for x in (step.get("type"), step.get("status")) if x)
+            nodes.append({"name": name, "type": detail, "role": "end" if name == module else "between"})
+    if module:
+        caption = (f"First divergent module {module}: output off by up to "
+                   f"{num(located.get('output_max_abs_error'))}")
+        if located.get("inputs_match"):
+            caption += f" while its inputs match ({num(located.get('input_max_abs_error'))})"
+    else:
+        caption = f"No divergent module: {located.get('first_divergent_module_reason') or 'not localised'}"
+    ops = [f"{n.get('op_type')} {n.get('name')}" for n in located.get("onnx_nodes") or () if isinstance(n, dict)]
+    if ops:
+        more = (located.get("onnx_node_count") or 0) - len(ops)
+        caption += "; ONNX nodes: " + ", ".join(ops) + (f" (+{more} more)" if more > 0 else "")
+    if located.get("folded"):
+        caption += f"; folded into the same nodes: {', '.join(map(str, located['folded']))}"
+    if located.get("note"):
+        caption += f". {located['note']}"
+    return {"nodes": nodes, "caption": caption}
+
+
 def _evidence_rows(evidence: dict, skip: set[str]) -> list[dict]:
     rows = []
     for key, value in evidence.items():
@@ -351,6 +415,10 @@ def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[s
     evidence = dict(finding.evidence or {})
     chain = _chain_view(evidence, types)
     rows = _evidence_rows(evidence, {"path", "view"} if chain else set())
+    located = _localisation_view(evidence.get("localisation"))
+    if located is not None:   # shown as the path to the module, not as a JSON blob
+        chain = chain or located
+        rows = [row for row in rows if row["key"] != "localisation"]
     loc = finding.location
     where = loc.display(with_module=False)   # the module is shown on its own
     examples = None

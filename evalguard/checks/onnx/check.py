@@ -29,6 +29,9 @@ from evalguard.outcome import CheckOutcome, Outcome
 from evalguard.subject import AuditOptions, AuditSubject
 
 RULES = CHECK.rules
+#: The backend matrix's rules (--backends); the rest judge the ONNX file.
+BACKEND_RULES = ("EG406", "EG407")
+ONNX_RULES = tuple(rule for rule in RULES if rule not in BACKEND_RULES)
 CPU_VS_TORCH = "onnxruntime-cpu vs torch-cpu"
 #: Nodes listed in an EG403 finding's evidence; the count covers the rest.
 MAX_NODES = 20
@@ -64,11 +67,33 @@ def _static_only(subject: AuditSubject, options: AuditOptions, out: Outcome) -> 
                      "fixed_first_dims": onnx_static.fixed_batch_inputs(proto)}))
     no_model = "no PyTorch model to compare with (pass the model as TARGET and this file with --onnx)"
     out.skip(("EG401", "EG404"), no_model)
+    out.not_applicable(BACKEND_RULES, "a bare ONNX file: no model to build other backends from")
     out.not_applicable(("EG402", "EG405"), "a bare ONNX file: nothing is exported or run")
     if options.wants("EG403"):
         ops = onnx_static.training_mode_ops(proto)
         out.extend(_training_op_findings(ops, subject.path, subject.onnx_path, exported=False))
         out.ran("EG403")
+
+
+def _where(located: dict) -> str:
+    """The localisation in one sentence of the EG401 message."""
+    module = located.get("first_divergent_module")
+    if module is None:
+        return f"First divergent module: not found ({located.get('first_divergent_module_reason')})"
+    ops = ", ".join(dict.fromkeys(n["op_type"] for n in located.get("onnx_nodes", ())))
+    kind = located.get("module_type") or "module"
+    text = f"First divergent module: {module} ({kind}{'; ONNX ' + ops if ops else ''})"
+    if located.get("folded"):
+        text += f", with {', '.join(located['folded'])} folded into the same ONNX node(s)"
+    error = located.get("output_max_abs_error")
+    if located.get("compared_output"):   # the divergence began between compared modules
+        return f"{text}: {located['note']}"
+    if located.get("inputs_match"):
+        text += (f": its output is off by up to {error} while its inputs match "
+                 f"(max abs error {located.get('input_max_abs_error')})")
+    else:
+        text += f": its output is off by up to {error} (its inputs could not be compared)"
+    return f"{text}; {located['note']}" if located.get("note") else text
 
 
 def _training_op_findings(ops, target: str, onnx_file: str | None, exported: bool) -> list[Finding]:
@@ -119,6 +144,8 @@ class _ModelAudit:
                 self.out.skip("EG405", self.cuda_reason)
         if self.options.onnx_file:
             self.out.not_applicable("EG402", "--onnx FILE given: nothing is exported")
+        if tuple(self.options.backends) == ("onnxruntime",):
+            self.out.not_applicable(BACKEND_RULES, "only the onnxruntime backend was asked for (--backends)")
         try:
             inputs = self.subject.inputs
         except TargetError as exc:
@@ -126,7 +153,7 @@ class _ModelAudit:
             return self._done()
         self.spec = CallSpec.of(inputs)
         if not self.spec.tensors:
-            self._skip_all("the model's example inputs hold no tensors")
+            self._skip_all("the model's example inputs hold no tensors", backends=True)
             return self._done()
         model = self._eval_model()
         if model is None:
@@ -138,13 +165,16 @@ class _ModelAudit:
                 self.out.error(str(exc))
                 return self._done()
             if not self.expected:
-                self._skip_all("the model returns no tensors")
+                self._skip_all("the model returns no tensors", backends=True)
                 return self._done()
             with tempfile.TemporaryDirectory(prefix="evalguard-onnx-", ignore_cleanup_errors=True) as tmp:
                 self.session = None
-                path = self._onnx_file(tmp)
+                needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
+                path = self._onnx_file(tmp) if needs_file else None
                 if path is not None:
                     self._check_file(path)
+                if self.options.wants(*BACKEND_RULES):
+                    self._backends(path, tmp)
                 self.session = None   # release the file before the directory goes
         return self._done()
 
@@ -161,7 +191,8 @@ class _ModelAudit:
                 return contextlib.nullcontext(copy.deepcopy(self.subject.model).eval())
         except Exception as exc:  # noqa: BLE001 - exporting needs eval mode, and the original is not ours
             self._skip_all(f"the model cannot be deep-copied "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                           backends=True)
             return None
 
     # -- steps ---------------------------------------------------------------------------
@@ -319,10 +350,30 @@ class _ModelAudit:
                        + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
             if explanation:
                 message += f". {explanation}"
-            self._add("EG401", message, self._evidence(batch=batch, outputs=rows,
-                                                       failing=[r["output"] for r in bad],
-                                                       explanation=explanation))
+            located = self._localise()
+            message += f". {_where(located)}"
+            evidence = self._evidence(batch=batch, outputs=rows, failing=[r["output"] for r in bad],
+                                      explanation=explanation)
+            evidence["first_divergent_module"] = located.get("first_divergent_module")
+            if located.get("first_divergent_module_reason"):
+                evidence["first_divergent_module_reason"] = located["first_divergent_module_reason"]
+            evidence["localisation"] = located
+            self._add("EG401", message, evidence, module=located.get("first_divergent_module"))
         return False
+
+    def _localise(self) -> dict:
+        """The first module whose ONNX output diverges (see localise.py); JSON-safe."""
+        from evalguard.checks.onnx import localise as onnx_localise
+        from evalguard.checks.onnx import runtime as onnx_runtime
+        from evalguard.checks.onnx.export import WRAPPED
+        from evalguard.facts import LocalisationFact, from_json
+
+        located = onnx_localise.localise(
+            self.model, self.spec, self.path, self.options.tolerances,
+            strip_prefix=WRAPPED if self.exported else None,
+            feeds=lambda session: onnx_runtime.feeds(session, self.spec.names, self.spec.tensors))
+        self.info["localisation"] = from_json(LocalisationFact, located)
+        return located
 
     def _deterministic(self) -> bool:
         from evalguard.checks.onnx import compare as onnx_compare
@@ -432,6 +483,117 @@ class _ModelAudit:
         if message:
             self._add("EG405", message, self._evidence(outputs=rows))
 
+    def _backends(self, onnx_path: str | None, tmp: str) -> None:
+        """EG406/EG407: every backend of --backends but onnxruntime (EG401's own) against eager
+        PyTorch at the example batch and a second batch size, with median latencies."""
+        from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx.export import FlatModel, reference
+        from evalguard.facts import BackendFact
+
+        wanted = [b for b in self.options.backends if b != onnx_backends.ONNXRUNTIME]
+        if not wanted:
+            return
+        if self.options.device == "cuda":
+            self._note("the backend matrix builds and runs every backend on the CPU; CUDA builds of "
+                       "torch.compile/AOTInductor/TorchScript are not compared yet")
+        batch = self.spec.batch()
+        batches = {batch: (list(self.spec.tensors), self.expected)}
+        if batch is not None:
+            second = batch - 1 if batch >= 2 else 2
+            tensors = self.spec.resized(second)
+            try:
+                batches[second] = (tensors, self._reference(tensors))
+            except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
+                self._note(f"backends compared at batch {batch} only: PyTorch fails at batch {second} "
+                           f"({type(exc).__name__})")
+        names = [name for name, _ in self.expected]
+        table = [BackendFact("eager", "reference", latency_ms={
+            str(b): onnx_backends.median_ms(lambda t=t: reference(self.model, self.spec, t))
+            for b, (t, _) in batches.items()})]
+        if getattr(self, "session", None) is not None and "parity" in self.info:
+            table.append(self._onnxruntime_fact(batches, onnx_backends, onnx_compare))
+        flat = FlatModel(self.model, self.spec)
+        for name in wanted:
+            try:
+                built = onnx_backends.build(name, flat, self.spec, onnx_path, tmp)
+            except Exception as exc:  # noqa: BLE001 - a backend may fail to build in any way
+                error = onnx_backends.build_error(exc)
+                table.append(BackendFact(name, "build failed", error=error))
+                self._add("EG407", f"the {name} backend cannot build the eval-mode model: {error}",
+                          {"backend": name, "error": error})
+                continue
+            fact = self._backend_rows(name, built, batches, names, onnx_compare)
+            table.append(fact)
+        self.info["backends"] = table
+        self.out.ran(*BACKEND_RULES)
+
+    def _onnxruntime_fact(self, batches, onnx_backends, onnx_compare):
+        """EG401's own session as a row of the matrix: its parity rows and latencies."""
+        from evalguard.facts import BackendFact
+
+        rows = [r for r in self.info["parity"] if r.get("comparison") == CPU_VS_TORCH]
+        latency = {}
+        for b, (tensors, _) in batches.items():
+            try:
+                latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: self._run_ort(t))
+            except Exception as exc:  # noqa: BLE001 - e.g. a fixed batch size: EG404 says so
+                self._note(f"onnxruntime not timed at batch {b}: {type(exc).__name__}")
+        worst = max((r["max_abs_diff"] for r in rows if isinstance(r.get("max_abs_diff"), float)), default=None)
+        status = "differs (EG401/EG404)" if onnx_compare.failing(rows) else "matches"
+        return BackendFact("onnxruntime", status, latency_ms=latency, max_abs_diff=worst, rows=tuple(rows),
+                           notes=("EG401's session: ONNX Runtime's default, all graph optimisations",))
+
+    def _backend_rows(self, name, built, batches, names, onnx_compare):
+        """Run one built backend at each batch size: its fact row, and EG406/EG407 findings."""
+        from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.facts import BackendFact
+
+        comparison = f"{name} vs torch-cpu"
+        rows, plain_rows, latency, failed_at = [], [], {}, None
+        for b, (tensors, expected) in batches.items():
+            try:
+                outputs = built.run(tensors)
+                plain = built.plain(tensors) if built.plain else None
+            except Exception as exc:  # noqa: BLE001 - e.g. a batch size baked in at build time
+                failed_at = (b, onnx_backends.build_error(exc))
+                break
+            rows += [onnx_compare.row(n, n, o, e, self.options.tolerances, comparison=comparison, batch=b,
+                                      histogram=False) for n, o, (_, e) in zip(names, outputs, expected)]
+            if plain is not None:
+                plain_rows += [onnx_compare.row(n, n, o, e, self.options.tolerances,
+                                                comparison="ort-plain vs torch-cpu", batch=b, histogram=False)
+                               for n, o, (_, e) in zip(names, plain, expected)]
+            latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: built.run(t))
+        worst = max((r.get("max_abs_diff", 0.0) for r in rows if isinstance(r.get("max_abs_diff"), float)),
+                    default=None)
+        bad = onnx_compare.failing(rows)
+        if plain_rows:   # ort-optimized: only what the optimisations changed is this backend's fault
+            plain_bad = {(r["output"], r["batch"]) for r in onnx_compare.failing(plain_rows)}
+            bad = [r for r in bad if (r["output"], r["batch"]) not in plain_bad]
+        if failed_at is not None:
+            b, error = failed_at
+            self._add("EG407", f"the {name} backend builds but fails at batch size {b}: {error}",
+                      {"backend": name, "batch": b, "error": error})
+            status = "run failed"
+        elif bad:
+            status = "differs"
+            message = (f"the {name} backend's outputs differ from eager PyTorch: "
+                       + "; ".join(f"{onnx_compare.describe_failure(r)} at batch {r['batch']}" for r in bad[:3])
+                       + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
+            if plain_rows:
+                message += " (the same file without graph optimisations matches: a fusion changes the numerics)"
+            self._add("EG406", message, onnx_compare.json_safe(
+                {"backend": name, "outputs": rows + plain_rows, "failing": [r["output"] for r in bad],
+                 "latency_ms": latency}))
+        elif onnx_compare.failing(rows):
+            status = "file differs (EG401)"   # ort-optimized: the plain session fails the same way
+        else:
+            status = "matches"
+        return BackendFact(name, status, build_seconds=built.seconds, latency_ms=latency, max_abs_diff=worst,
+                           rows=tuple(rows + plain_rows), error=failed_at[1] if failed_at else None,
+                           notes=tuple(built.notes))
+
     # -- bookkeeping ---------------------------------------------------------------------
     def _evidence(self, **extra) -> dict:
         from evalguard.checks.onnx.compare import json_safe
@@ -440,16 +602,18 @@ class _ModelAudit:
         evidence.update(extra)
         return json_safe({k: v for k, v in evidence.items() if v is not None})
 
-    def _add(self, rule: str, message: str, evidence: dict) -> None:
+    def _add(self, rule: str, message: str, evidence: dict, module: str | None = None) -> None:
         if self.options.wants(rule):
-            self.findings.append(Finding(rule, message, self.location, evidence))
+            location = Location(self.location.path, module=module) if module else self.location
+            self.findings.append(Finding(rule, message, location, evidence))
 
     def _note(self, text: str) -> None:
         self.notes.append(text)
 
-    def _skip_all(self, reason: str) -> None:
-        """Every ONNX rule not yet judged could not run, for this reason."""
-        self.out.skip(RULES, reason)
+    def _skip_all(self, reason: str, backends: bool = False) -> None:
+        """Every ONNX rule not yet judged could not run, for this reason (with ``backends``,
+        the backend rules too: the model itself could not be run)."""
+        self.out.skip(RULES if backends else ONNX_RULES, reason)
 
     def _done(self) -> None:
         if self.notes:

@@ -1,0 +1,263 @@
+"""The backend parity matrix (--backends, EG406/EG407): each backend against eager PyTorch.
+
+TorchScript and ort-optimized build in well under a second; torch.compile and AOTInductor
+compile C++ (tens of seconds on a small machine), so their tests carry the ``compiler`` marker.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_onnx_parity import audit
+from torch import nn
+
+from evalguard.checks.onnx import BACKENDS, parse_backends
+from evalguard.facts import OnnxFacts, from_json, to_json
+
+MATRIX = frozenset({"EG406", "EG407"})
+
+
+class TraceOnly(nn.Module):
+    """Scales its hidden layer by 1.01 only while being traced (torch.jit.trace)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.a(x)
+        if torch.jit.is_tracing():
+            h = h * 1.01
+        return self.b(h)
+
+
+class CompileOnly(TraceOnly):
+    """The same difference, only while torch.compile / torch.export capture the model."""
+
+    def forward(self, x):
+        h = self.a(x)
+        if torch.compiler.is_compiling():
+            h = h * 1.01
+        return self.b(h)
+
+
+class DataDependent(nn.Module):
+    """Python control flow on a tensor's value: torch.export cannot capture it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Linear(8, 4)
+
+    def forward(self, x):
+        if x.abs().sum() > 0:
+            return self.a(x)
+        return self.a(-x)
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.randn(4, 8, generator=torch.Generator().manual_seed(2))
+
+
+def by_backend(seen) -> dict:
+    return {b.backend: b for b in seen.backends}
+
+
+def test_parse_backends_keeps_order_drops_repeats_and_rejects_unknown_names():
+    assert parse_backends(None) == ("onnxruntime",)
+    assert parse_backends("torchscript, onnxruntime,torchscript") == ("torchscript", "onnxruntime")
+    assert set(BACKENDS) == {"onnxruntime", "ort-optimized", "torch-compile", "aoti", "torchscript"}
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        parse_backends("onnxruntime,tensorrt")
+
+
+def test_unknown_backend_is_a_usage_error(run_cli):
+    code, _, err = run_cli("check", "--model", "x.py:f", "--backends", "onnxruntime,tvm")
+    assert code == 2
+    known = "onnxruntime, ort-optimized, torch-compile, aoti, torchscript"
+    assert err.strip().splitlines() == [f"error: --backends: unknown backend 'tvm' (known: {known})"]
+
+
+def test_default_runs_no_backend_and_says_so(x):
+    findings, seen = audit(TraceOnly(), x, rules=MATRIX)
+    assert findings == [] and seen.backends == ()
+    for rule in MATRIX:
+        run = seen.outcome.coverage[rule]
+        assert run.status == "not-applicable" and "only the onnxruntime backend" in run.reason
+
+
+def test_trace_only_difference_gives_eg406_for_torchscript(x):
+    findings, seen = audit(TraceOnly(), x, rules=MATRIX, backends=("onnxruntime", "torchscript"))
+    [finding] = findings
+    assert finding.rule == "EG406"
+    assert finding.message.startswith("the torchscript backend's outputs differ from eager PyTorch")
+    assert finding.evidence["backend"] == "torchscript"
+    assert {r["batch"] for r in finding.evidence["outputs"]} == {4, 3}   # the example and one fewer
+    json.dumps(finding.evidence)
+    table = by_backend(seen)
+    assert list(table) == ["eager", "torchscript"]   # no ONNX rule selected: no EG401 session to time
+    assert table["torchscript"].status == "differs"
+    assert table["torchscript"].max_abs_diff > 1e-3
+    for name in ("eager", "torchscript"):
+        assert set(table[name].latency_ms) == {"4", "3"} and all(v > 0 for v in table[name].latency_ms.values())
+    assert seen.outcome.coverage["EG406"].status == "ran"
+    # the table is part of the JSON report and reads back
+    assert from_json(OnnxFacts, json.loads(json.dumps(to_json(seen.facts)))).backends == seen.backends
+
+
+def test_matching_backends_are_tabled_with_latencies_and_raise_nothing(x):
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
+    rules = MATRIX | {"EG401", "EG402", "EG404"}
+    findings, seen = audit(model, x, rules=rules, backends=("onnxruntime", "ort-optimized", "torchscript"))
+    assert findings == []
+    table = by_backend(seen)
+    assert list(table) == ["eager", "onnxruntime", "ort-optimized", "torchscript"]
+    assert [table[n].status for n in ("onnxruntime", "ort-optimized", "torchscript")] == ["matches"] * 3
+    # ort-optimized compares the optimised and the plain session, at both batch sizes
+    comparisons = {(r["comparison"], r["batch"]) for r in table["ort-optimized"].rows}
+    assert comparisons == {(c, b) for c in ("ort-optimized vs torch-cpu", "ort-plain vs torch-cpu") for b in (4, 3)}
+    assert all(set(table[n].latency_ms) == {"4", "3"} for n in table)
+
+
+def test_ort_optimized_leaves_a_wrong_file_to_eg401(x):
+    """Both ORT sessions differ from PyTorch: the file is wrong (EG401), not the optimisations."""
+
+    class ExportOnly(TraceOnly):
+        def forward(self, x):
+            h = self.a(x)
+            if torch.onnx.is_in_onnx_export():
+                h = h + 1
+            return self.b(h)
+
+    findings, seen = audit(ExportOnly(), x, rules=MATRIX | {"EG401"}, backends=("ort-optimized",))
+    assert [f.rule for f in findings] == ["EG401"]
+    assert by_backend(seen)["ort-optimized"].status == "file differs (EG401)"
+
+
+def test_ort_optimized_needs_an_onnx_file(x):
+    """Only the matrix selected: the file is still exported for ort-optimized."""
+    findings, seen = audit(TraceOnly(), x, rules=MATRIX, backends=("ort-optimized",))
+    assert findings == []
+    assert by_backend(seen)["ort-optimized"].status == "file differs (EG401)"   # traced: the file has it too
+
+
+def test_backend_failing_at_the_second_batch_is_eg407(x, monkeypatch):
+    """A backend that builds but rejects another batch size: EG407 with the batch size."""
+    from evalguard.checks.onnx import backends as onnx_backends
+
+    original = onnx_backends._BUILDERS["torchscript"]
+
+    def fixed_batch(flat, spec, onnx_path, workdir):
+        run, plain, notes = original(flat, spec, onnx_path, workdir)
+
+        def checked(tensors):
+            if tensors[0].shape[0] != spec.batch():
+                raise RuntimeError(f"expected batch {spec.batch()}")
+            return run(tensors)
+        return checked, plain, notes
+
+    monkeypatch.setitem(onnx_backends._BUILDERS, "torchscript", fixed_batch)
+    findings, seen = audit(nn.Linear(8, 4), x, rules=MATRIX, backends=("torchscript",))
+    [finding] = findings
+    assert finding.rule == "EG407" and finding.evidence["batch"] == 3
+    assert "builds but fails at batch size 3: RuntimeError: expected batch 4" in finding.message
+    assert by_backend(seen)["torchscript"].status == "run failed"
+
+
+def test_data_dependent_control_flow_cannot_build_for_aoti(x):
+    """torch.export fails before any compiling: EG407 names the cause; the other backends still run."""
+    findings, seen = audit(DataDependent(), x, rules=MATRIX, backends=("aoti", "torchscript"))
+    [finding] = findings
+    assert finding.rule == "EG407" and finding.evidence["backend"] == "aoti"
+    assert "data-dependent" in finding.message
+    table = by_backend(seen)
+    assert table["aoti"].status == "build failed" and table["aoti"].latency_ms == {}
+    assert table["torchscript"].status == "matches"
+
+
+@pytest.mark.compiler
+def test_compile_only_difference_gives_eg406_for_torch_compile_and_aoti(x):
+    findings, seen = audit(CompileOnly(), x, rules=MATRIX, backends=("torch-compile", "aoti", "torchscript"))
+    assert sorted((f.rule, f.evidence["backend"]) for f in findings) == [("EG406", "aoti"), ("EG406", "torch-compile")]
+    table = by_backend(seen)
+    assert table["torchscript"].status == "matches"
+    assert table["torch-compile"].build_seconds > 0
+    assert all(set(table[n].latency_ms) == {"4", "3"} for n in ("torch-compile", "aoti"))
+
+
+def test_html_backend_table_has_a_row_and_latency_bars_per_backend(x):
+    from dataclasses import replace
+    from html.parser import HTMLParser
+
+    from evalguard.findings import Report, Severity, TargetResult
+    from evalguard.reporters import render
+
+    findings, seen = audit(TraceOnly(), x, rules=MATRIX, backends=("torchscript",))
+    findings = [replace(f, severity=Severity.ERROR) for f in findings]   # the engine's job
+    target = TargetResult("m.py", "factory", "audited", "", {}, {"onnx": seen.facts})
+    html = render(Report((target,), tuple(findings), {}), "html")
+
+    class Bars(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.bars, self.text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "svg" and (attrs.get("aria-label") or "").endswith(" ms"):
+                self.bars.append([attrs["aria-label"], None])
+            elif tag == "rect" and self.bars and self.bars[-1][1] is None:
+                self.bars[-1][1] = int(attrs["width"])
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Bars()
+    page.feed(html)
+    # eager and torchscript, at batch 4 and 3 each
+    assert [label.split(":")[0] for label, _ in page.bars] == ["eager", "eager", "torchscript", "torchscript"]
+    widths = [width for _, width in page.bars]
+    assert max(widths[0::2]) == max(widths[1::2]) == 120 and min(widths) >= 1   # scaled per batch size
+    text = " ".join(" ".join(page.text).split())
+    assert "Deployment backends vs eager PyTorch" in text
+    assert "Median latency, batch 4" in text and "Median latency, batch 3" in text
+    assert "✗ differs" in text and "reference" in text
+
+
+def test_backends_from_pyproject_config(tmp_path, run_cli):
+    """[tool.evalguard] backends works like --backends, and a bad name there is a usage error."""
+    model = tmp_path / "model.py"
+    model.write_text("from torch import nn\n\ndef build_model():\n    return nn.Linear(8, 4).eval()\n")
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.evalguard]\nbackends = "onnxruntime,torchscript"\nselect = ["EG406", "EG407"]\n')
+    code, out, err = run_cli("check", "--model", f"{model}:build_model", "--input-shape", "2x8",
+                             "--config", config, "--format", "json")
+    assert code == 0, err
+    table = json.loads(out)["targets"][0]["facts"]["onnx"]["backends"]
+    assert [(row["backend"], row["status"]) for row in table] == [("eager", "reference"), ("torchscript", "matches")]
+    config.write_text('[tool.evalguard]\nbackends = "onnxruntime,xla"\n')
+    code, _, err = run_cli("check", "--model", f"{model}:build_model", "--config", config)
+    assert code == 2 and err.startswith("error: --backends: unknown backend 'xla'")
+
+
+@pytest.mark.realmodel
+@pytest.mark.compiler
+def test_real_tiny_bert_backend_matrix_completes_without_findings():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, vocab_size=100)).eval()
+    ids = torch.randint(0, 100, (2, 8))
+    findings, seen = audit(model, kwargs={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+                           rules=MATRIX | {"EG401", "EG402", "EG404"},
+                           backends=("onnxruntime", "ort-optimized", "aoti", "torchscript"))
+    assert findings == [], [(f.rule, f.message) for f in findings]
+    table = by_backend(seen)
+    assert list(table) == ["eager", "onnxruntime", "ort-optimized", "aoti", "torchscript"]
+    assert all(table[n].status == "matches" for n in list(table)[1:])
+    assert all(set(table[n].latency_ms) == {"2", "1"} for n in table)
