@@ -20,6 +20,28 @@ def _split_ids(values) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _execution_options(command):
+    """Flags for how targets run (worker processes, parallel jobs, shards); they reach
+    ``CheckRequest`` under the same names."""
+    options = [
+        click.option("--isolate/--no-isolate", "isolate", default=None,
+                     help="Audit each model target in its own worker process "
+                          "(default: when there is more than one, or with --timeout/--memory-limit)."),
+        click.option("--jobs", "-j", "jobs", type=int, default=None, metavar="N",
+                     help="Model targets audited at once, each in a worker (default 1); cores are shared out."),
+        click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
+                     help="Seconds one model target may take; past it, the worker is killed and the target is an error."),
+        click.option("--memory-limit", "memory_limit", metavar="SIZE",
+                     help="Address-space limit of each worker (e.g. 4G); allocations past it fail that target."),
+        click.option("--shard", "shard", metavar="K/N",
+                     help="Audit slice K of N of the targets (CI matrices); combine with `evalguard merge`."),
+        click.option("--quiet", "-q", "quiet", is_flag=True, help="No progress line on stderr."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="evalguard")
 def cli() -> None:
@@ -59,9 +81,10 @@ def cli() -> None:
 @click.option("--config", "config_file", type=click.Path(), metavar="FILE",
               help="Read settings from FILE instead of the nearest pyproject.toml.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, fmt, output, extra_reports, fail_on, select, ignore, device, seed, allow_stochastic, exclude, baseline,
-          config_file, debug) -> int:
+          config_file, debug, **execution_flags) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -72,9 +95,24 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         extra_reports=list(extra_reports), fail_on=fail_on,
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
-        config_file=config_file, debug=debug, argv=list(sys.argv[1:]),
+        config_file=config_file, debug=debug, argv=list(sys.argv[1:]), **execution_flags,
     )
     return execute(request)
+
+
+@cli.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
+@click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
+              help="Also write this format to FILE (repeatable), e.g. html:report.html.")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
+              help="Lowest severity that makes the exit code 1 (default: the one the shards ran with).")
+def merge(reports, fmt, output, extra_reports, fail_on) -> int:
+    """Combine JSON reports of `check --shard K/N` runs into one report."""
+    from evalguard.merge import run_merge
+
+    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ import click
 from evalguard.catalogue import load_catalogue, resolve_rule_selectors
 from evalguard.config import FileConfig, load_config
 from evalguard.errors import UsageError
+from evalguard.execution import build_execution
 from evalguard.findings import Report, Severity
 from evalguard.subject import AuditOptions
 
@@ -43,6 +44,13 @@ class CheckRequest:
     config_file: str | None = None
     debug: bool = False
     argv: list[str] = field(default_factory=list)
+    # how targets run (evalguard.execution): worker processes, parallel jobs, shards
+    isolate: bool | None = None
+    jobs: int | None = None
+    timeout: float | None = None
+    memory_limit: str | None = None
+    shard: str | None = None
+    quiet: bool = False
 
 
 def selected_rules(select: list[str] | None, ignore: list[str] | None) -> frozenset[str]:
@@ -121,31 +129,39 @@ def exit_code(report: Report, fail_on: Severity) -> int:
     return EXIT_FINDINGS if report.at_or_above(fail_on) else EXIT_OK
 
 
-def _use_colour(request: CheckRequest) -> bool:
-    return (request.fmt == "text" and not request.output and sys.stdout.isatty()
-            and "NO_COLOR" not in os.environ)
-
-
 def execute(request: CheckRequest) -> int:
     from evalguard import engine
-    from evalguard.reporters import FORMATS, render
+    from evalguard.reporters import FORMATS
 
     config = load_config(request.config_file)
     fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
     extra_reports = parse_extra_reports(request.extra_reports, FORMATS)
     options = build_options(request, config)
+    execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
+                                request.shard, request.quiet)
     report = engine.audit(request.targets, options, severity_overrides(config),
-                          metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)})
+                          metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)},
+                          execution=execution)
     if request.baseline:
         report = apply_baseline(report, request.baseline)
-    text = render(report, request.fmt, color=_use_colour(request))
-    for fmt, path in extra_reports:
-        _write(path, render(report, fmt), "--report")
-    if request.output:
-        _write(request.output, text, "--output")
+    return publish(report, request.fmt, request.output, extra_reports, fail_on)
+
+
+def publish(report: Report, fmt: str, output: str | None, extra_reports: list[tuple[str, str]],
+            fail_on: Severity) -> int:
+    """Render and write the report (and the ``--report`` extras), say which targets could not be
+    audited, and return the exit code. ``evalguard check`` and ``evalguard merge`` end here."""
+    from evalguard.reporters import render
+
+    color = fmt == "text" and not output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    text = render(report, fmt, color=color)
+    for extra_fmt, path in extra_reports:
+        _write(path, render(report, extra_fmt), "--report")
+    if output:
+        _write(output, text, "--output")
     else:
         click.echo(text, nl=False)
-    if request.fmt == "text" and os.environ.get("GITHUB_ACTIONS") == "true":
+    if fmt == "text" and os.environ.get("GITHUB_ACTIONS") == "true":
         from evalguard.reporters.github import annotations
 
         click.echo(annotations(report), nl=False)

@@ -1,0 +1,237 @@
+"""Run model targets in worker processes on this machine, ``jobs`` at a time.
+
+Each target gets a fresh ``python -m evalguard.execution.worker``: a segfault in a native
+library, an ``os.abort()``, an out-of-memory kill or a hang ends that worker only, and the
+target is reported with ``status: error`` and the cause (signal or exit code, peak memory,
+the last step the worker reported). Every other target is still audited and reported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalguard.errors import UsageError
+from evalguard.execution import ExecutionOptions, Target, threads_per_worker
+from evalguard.findings import SKIPPED, Finding, RuleCoverage, Severity, TargetResult
+from evalguard.subject import AuditOptions
+
+#: How much of a failed worker's own output (a faulthandler traceback, a C++ abort message)
+#: is replayed on stderr.
+_LOG_TAIL = 4000
+
+
+@dataclass
+class WorkerExit:
+    """How a worker ended, for the target's error message."""
+
+    returncode: int | None = None        # negative: killed by that signal
+    timed_out: bool = False
+    last_step: str = ""
+    peak_rss_kib: int | None = None
+    message: dict | None = None          # the final JSON message, when one came
+
+    def cause(self, execution: ExecutionOptions) -> str:
+        if self.timed_out:
+            what = f"timed out after {execution.timeout:g}s (--timeout); the worker was killed"
+        elif self.returncode is not None and self.returncode < 0:
+            what = f"the worker was killed by {_signal_name(-self.returncode)}"
+        elif self.message and "internal_error" in self.message:
+            what = f"internal error in evalguard's worker: {self.message['internal_error']}"
+        else:
+            what = f"the worker exited with code {self.returncode} without a result"
+        notes = []
+        if self.last_step:
+            notes.append(f"last step: {self.last_step}")
+        if self.peak_rss_kib:
+            notes.append(f"peak RSS {_size(self.peak_rss_kib * 1024)}")
+        if execution.memory_limit and not self.timed_out:
+            notes.append(f"--memory-limit {_size(execution.memory_limit)}")
+        return what + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.0f} {unit}" if unit in ("B", "KiB") else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes:.1f} TiB"   # pragma: no cover
+
+
+def _worker_env() -> dict:
+    """The worker imports this very evalguard, whatever installed copy the interpreter has."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONFAULTHANDLER", "1")
+    return env
+
+
+def _read_messages(proc: subprocess.Popen, fd: int, deadline: float | None, on_message) -> bool:
+    """Read JSON lines from the worker until it closes the channel; False when the deadline passed."""
+    buffer = b""
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return True
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                try:
+                    on_message(json.loads(line))
+                except ValueError:
+                    pass   # a torn line from a dying worker; the exit status says what happened
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)   # the worker leads its own group: its children go too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(proc: subprocess.Popen) -> tuple[int, int | None]:
+    """Wait for the worker; its exit code and peak RSS (KiB) from the kernel's accounting."""
+    if hasattr(os, "wait4"):
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+        return proc.returncode, peak
+    return proc.wait(), None   # pragma: no cover - Windows has no wait4
+
+
+class LocalExecutor:
+    """One worker process per target, at most ``execution.jobs`` at once."""
+
+    def __init__(self, options: AuditOptions, overrides: Mapping[str, Severity] | None,
+                 execution: ExecutionOptions, progress, log_stream=None):
+        self.options = options
+        self.overrides = dict(overrides or {})
+        self.execution = execution
+        self.progress = progress
+        self.log_stream = log_stream if log_stream is not None else sys.stderr
+        self.threads = threads_per_worker(execution.jobs)
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._log_lock = threading.Lock()
+
+    def run(self, targets: list[Target]) -> dict[Target, tuple[TargetResult, list[Finding]]]:
+        results: dict[Target, tuple[TargetResult, list[Finding]]] = {}
+        if not targets:
+            return results
+        try:
+            with ThreadPoolExecutor(max_workers=self.execution.jobs) as pool:
+                for target, outcome in zip(targets, pool.map(self.audit, targets)):
+                    results[target] = outcome
+        finally:   # interrupted (Ctrl-C, a usage error from a worker): no worker outlives the run
+            with self._lock:
+                for proc in list(self._running):
+                    _kill(proc)
+        return results
+
+    # ------------------------------------------------------------ one target
+    def _job(self, target: Target) -> bytes:
+        return pickle.dumps({"target": target, "options": self.options, "overrides": self.overrides,
+                             "sys_path": [p for p in sys.path if p], "threads": self.threads,
+                             "memory_limit": self.execution.memory_limit})
+
+    def audit(self, target: Target) -> tuple[TargetResult, list[Finding]]:
+        self.progress.begin(target.display)
+        exit_info = WorkerExit()
+        read_fd, write_fd = os.pipe()
+        with tempfile.TemporaryFile() as log:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "evalguard.execution.worker", str(write_fd)],
+                    stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
+                    env=_worker_env(), start_new_session=True)
+            except OSError as exc:
+                os.close(read_fd)
+                os.close(write_fd)
+                raise UsageError(f"cannot start a worker process: {exc.strerror}") from None
+            os.close(write_fd)
+            with self._lock:
+                self._running.add(proc)
+            try:
+                proc.stdin.write(self._job(target))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass   # the worker died at once; its exit status says why
+
+            def on_message(message: dict) -> None:
+                if "step" in message:
+                    exit_info.last_step = message["step"]
+                    self.progress.step(message["step"], target.display)
+                else:
+                    exit_info.message = message
+
+            deadline = time.monotonic() + self.execution.timeout if self.execution.timeout else None
+            try:
+                finished = _read_messages(proc, read_fd, deadline, on_message)
+                if not finished:
+                    exit_info.timed_out = True
+                    _kill(proc)
+            finally:
+                os.close(read_fd)
+                exit_info.returncode, exit_info.peak_rss_kib = _reap(proc)
+                with self._lock:
+                    self._running.discard(proc)
+            self._replay_log(log, failed=exit_info.timed_out or exit_info.returncode != 0)
+        self.progress.finish(target.display)
+        return self._outcome(target, exit_info)
+
+    def _outcome(self, target: Target, exit_info: WorkerExit) -> tuple[TargetResult, list[Finding]]:
+        from evalguard.reporters.json_report import finding_from_dict, target_from_dict
+
+        message = exit_info.message or {}
+        if "usage_error" in message:
+            raise UsageError(message["usage_error"])
+        if "result" in message and not exit_info.timed_out:
+            result = message["result"]
+            return (target_from_dict(result["target"]),
+                    [finding_from_dict(f) for f in result["findings"]])
+        detail = f"{target.display}: {exit_info.cause(self.execution)}"
+        not_checked = {rule: RuleCoverage(SKIPPED, detail) for rule in sorted(self.options.selected)}
+        return TargetResult(target.display, "unknown", "error", detail, not_checked), []
+
+    def _replay_log(self, log, failed: bool) -> None:
+        """What the worker printed goes to our stderr (never stdout: a report may be there);
+        a failed worker's output is cut to its tail, where the fatal message is."""
+        log.seek(0)
+        data = log.read()
+        if not data:
+            return
+        if failed and len(data) > _LOG_TAIL:
+            data = b"...\n" + data[-_LOG_TAIL:]
+        with self._log_lock:
+            self.progress.interject(data.decode("utf-8", "replace"), self.log_stream)
+
+
+def run_isolated(targets: list[Target], options: AuditOptions, overrides, execution: ExecutionOptions,
+                 progress) -> dict[Target, tuple[TargetResult, list[Finding]]]:
+    return LocalExecutor(options, overrides, execution, progress).run(targets)
