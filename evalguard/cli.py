@@ -30,7 +30,8 @@ def _execution_options(command):
         click.option("--jobs", "-j", "jobs", type=int, default=None, metavar="N",
                      help="Model targets audited at once, each in a worker (default 1); cores are shared out."),
         click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
-                     help="Seconds one model target may take; past it, the worker is killed and the target is an error."),
+                     help="Seconds one model target's audit may take (worker start-up not counted); "
+                          "past it the worker is killed and the target is an error."),
         click.option("--memory-limit", "memory_limit", metavar="SIZE",
                      help="Address-space limit of each worker (e.g. 4G); allocations past it fail that target."),
         click.option("--shard", "shard", metavar="K/N",

@@ -85,11 +85,27 @@ def _worker_env() -> dict:
     return env
 
 
-def _read_messages(proc: subprocess.Popen, fd: int, deadline: float | None, on_message) -> bool:
+class _Deadline:
+    """``--timeout`` counts from the moment the worker is ready (interpreter and torch imported),
+    so a busy machine's slow start-up is not charged to the target; start-up itself gets
+    ``STARTUP_GRACE`` seconds on top."""
+
+    STARTUP_GRACE = 120.0
+
+    def __init__(self, timeout: float | None):
+        self.timeout = timeout
+        self.at = None if timeout is None else time.monotonic() + timeout + self.STARTUP_GRACE
+
+    def ready(self) -> None:
+        if self.timeout is not None:
+            self.at = time.monotonic() + self.timeout
+
+
+def _read_messages(fd: int, deadline: _Deadline, on_message) -> bool:
     """Read JSON lines from the worker until it closes the channel; False when the deadline passed."""
     buffer = b""
     while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
+        remaining = None if deadline.at is None else deadline.at - time.monotonic()
         if remaining is not None and remaining <= 0:
             return False
         ready, _, _ = select.select([fd], [], [], remaining)
@@ -162,7 +178,7 @@ class LocalExecutor:
 
     def audit(self, target: Target) -> tuple[TargetResult, list[Finding]]:
         self.progress.begin(target.display)
-        exit_info = WorkerExit()
+        exit_info = WorkerExit(last_step="starting the worker")
         read_fd, write_fd = os.pipe()
         with tempfile.TemporaryFile() as log:
             try:
@@ -183,16 +199,20 @@ class LocalExecutor:
             except BrokenPipeError:
                 pass   # the worker died at once; its exit status says why
 
+            deadline = _Deadline(self.execution.timeout)
+
             def on_message(message: dict) -> None:
-                if "step" in message:
+                if "ready" in message:
+                    deadline.ready()
+                    exit_info.last_step = "worker ready"
+                elif "step" in message:
                     exit_info.last_step = message["step"]
                     self.progress.step(message["step"], target.display)
                 else:
                     exit_info.message = message
 
-            deadline = time.monotonic() + self.execution.timeout if self.execution.timeout else None
             try:
-                finished = _read_messages(proc, read_fd, deadline, on_message)
+                finished = _read_messages(read_fd, deadline, on_message)
                 if not finished:
                     exit_info.timed_out = True
                     _kill(proc)

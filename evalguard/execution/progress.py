@@ -75,13 +75,15 @@ class Progress:
     def _draw(self, target: str | None) -> None:
         if not self.enabled:
             return
+        width = shutil.get_terminal_size((80, 20)).columns - 1
         text = f"evalguard: [{self.done}/{self.total}]"
         if target is not None and target in self._steps:
-            text += f" {target}: {self._steps[target]}"
             others = len(self._steps) - 1
-            if others > 0:
-                text += f" (+{others} running)"
-        width = shutil.get_terminal_size((80, 20)).columns - 1
+            tail = f": {self._steps[target]}" + (f" (+{others} running)" if others > 0 else "")
+            room = width - len(text) - 1 - len(tail)
+            if len(target) > room >= 8:          # long paths lose their start, not the step
+                target = "..." + target[-(room - 3):]
+            text += f" {target}{tail}"
         if len(text) > width:
             text = text[: max(0, width - 3)] + "..."
         self.stream.write("\r\x1b[K" + text)

@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()                 # a segfault or abort leaves a Python traceback in the log
     sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path]
     _limit_memory(job.get("memory_limit"))
-    send({"step": "starting"})
     _limit_threads(job.get("threads"))
+    send({"ready": True})                 # --timeout counts from here: start-up is not the target's
     try:
         run(job, send)
     except BaseException as exc:   # evalguard's own bug outside any target: say what, then die
