@@ -148,3 +148,42 @@ def test_merge_bad_input_is_one_line(run_cli, tmp_path, content, needle):
 def test_merge_missing_file(run_cli, tmp_path):
     code, _, err = run_cli("merge", tmp_path / "nope.json")
     assert code == 2 and err.startswith("error: cannot read report")
+
+
+def test_merge_does_not_import_torch(run_cli, registry, tmp_path):
+    """The CI merge job installs evalguard without torch."""
+    import subprocess
+    import sys
+
+    paths, _ = _shards(run_cli, registry[2:], 2, tmp_path)
+    code = ("import sys\nfrom evalguard.cli import main\n"
+            f"try:\n    main(['merge', *{[str(p) for p in paths]!r}, '--format', 'html', '-o', 'm.html'])\n"
+            "except SystemExit as e:\n    assert e.code in (0, 1), e.code\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "<html" in (tmp_path / "m.html").read_text()
+
+
+def test_sharded_ci_example_uses_real_flags_and_every_shard():
+    import shlex
+
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the CI example")
+    from evalguard.cli import check, merge
+
+    workflow = yaml.safe_load((ROOT / "examples/ci/github-actions-shards.yml").read_text())
+    shards = int(workflow["env"]["SHARDS"])
+    audit, report = workflow["jobs"]["audit"], workflow["jobs"]["report"]
+    assert audit["strategy"]["matrix"]["shard"] == list(range(1, shards + 1))
+    assert report["needs"] == "audit" and report["if"] == "always()"
+
+    def flags(job, command):
+        runs = " ".join(s["run"] for s in job["steps"] if command in s.get("run", ""))
+        runs = runs.replace("$REGISTRY_ARGS", workflow["env"]["REGISTRY_ARGS"])
+        return {t.split("=")[0] for t in shlex.split(runs) if t.startswith("--")}
+
+    options = {cmd: {o for p in cmd.params for o in getattr(p, "opts", ())} for cmd in (check, merge)}
+    assert "--shard" in flags(audit, "evalguard check")
+    assert flags(audit, "evalguard check") <= options[check]
+    assert flags(report, "evalguard merge") <= options[merge]
