@@ -277,14 +277,15 @@ def audit(targets: list[str], options: AuditOptions,
           metadata: Mapping | None = None, execution=None) -> Report:
     """Audit command-line targets (or the ``--model`` factory alone when there are none).
 
-    ``execution`` (an ``evalguard.execution.ExecutionOptions``) picks this run's shard of the
-    targets and whether model targets run in worker processes (crash, timeout and memory
-    isolation, ``--jobs``); source files are always audited here, they run no user code.
+    ``execution`` (an ``evalguard.execution.ExecutionOptions``; default: this process, no
+    progress line) picks this run's shard of the targets and whether model targets run in
+    worker processes (crash, timeout and memory isolation, ``--jobs``); source files are
+    always audited here, they run no user code.
     """
     from evalguard.execution import ExecutionOptions, Target, shard_slice
     from evalguard.loading.discover import expand_targets
 
-    execution = execution or ExecutionOptions()
+    execution = execution or ExecutionOptions(isolate=False, progress=False)   # callers from Python: as before
     paths = [None] if not targets and options.model_factory else []
     paths += expand_targets(targets, options.exclude)
     items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]

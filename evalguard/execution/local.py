@@ -76,12 +76,19 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes:.1f} TiB"   # pragma: no cover
 
 
+#: The worker's entry: this very evalguard (not whichever copy the interpreter finds first);
+#: the worker then takes the parent's ``sys.path`` for the audited code's imports.
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from evalguard.execution.worker import main; sys.exit(main(sys.argv[2:]))")
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
 def _worker_env() -> dict:
-    """The worker imports this very evalguard, whatever installed copy the interpreter has."""
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env.setdefault("PYTHONFAULTHANDLER", "1")
+    env.setdefault("PYTHONFAULTHANDLER", "1")   # a crash leaves its Python traceback in the log
     return env
 
 
@@ -153,6 +160,7 @@ class LocalExecutor:
         self.log_stream = log_stream if log_stream is not None else sys.stderr
         self.threads = threads_per_worker(execution.jobs)
         self._running: set[subprocess.Popen] = set()
+        self._cancelled = False
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
 
@@ -160,30 +168,39 @@ class LocalExecutor:
         results: dict[Target, tuple[TargetResult, list[Finding]]] = {}
         if not targets:
             return results
+        pool = ThreadPoolExecutor(max_workers=self.execution.jobs)
+        futures = [pool.submit(self.audit, target) for target in targets]
         try:
-            with ThreadPoolExecutor(max_workers=self.execution.jobs) as pool:
-                for target, outcome in zip(targets, pool.map(self.audit, targets)):
-                    results[target] = outcome
-        finally:   # interrupted (Ctrl-C, a usage error from a worker): no worker outlives the run
+            for target, future in zip(targets, futures):
+                results[target] = future.result()
+        except BaseException:   # Ctrl-C, or a usage error from a worker: no worker outlives the run
+            self._cancelled = True
+            for future in futures:
+                future.cancel()
             with self._lock:
                 for proc in list(self._running):
                     _kill(proc)
+            raise
+        finally:
+            pool.shutdown(wait=True)
         return results
 
     # ------------------------------------------------------------ one target
     def _job(self, target: Target) -> bytes:
         return pickle.dumps({"target": target, "options": self.options, "overrides": self.overrides,
-                             "sys_path": [p for p in sys.path if p], "threads": self.threads,
+                             "sys_path": list(sys.path), "threads": self.threads,
                              "memory_limit": self.execution.memory_limit})
 
     def audit(self, target: Target) -> tuple[TargetResult, list[Finding]]:
+        if self._cancelled:
+            raise RuntimeError("cancelled")
         self.progress.begin(target.display)
         exit_info = WorkerExit(last_step="starting the worker")
         read_fd, write_fd = os.pipe()
         with tempfile.TemporaryFile() as log:
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "evalguard.execution.worker", str(write_fd)],
+                    [sys.executable, "-c", _BOOT, _package_root(), str(write_fd)],
                     stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
                     env=_worker_env(), start_new_session=True)
             except OSError as exc:
@@ -193,6 +210,8 @@ class LocalExecutor:
             os.close(write_fd)
             with self._lock:
                 self._running.add(proc)
+                if self._cancelled:
+                    _kill(proc)
             try:
                 proc.stdin.write(self._job(target))
                 proc.stdin.close()

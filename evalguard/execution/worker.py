@@ -1,4 +1,4 @@
-"""Worker process: ``python -m evalguard.execution.worker FD`` audits one target.
+"""Worker process: ``main([FD])`` audits one target (started by ``evalguard.execution.local``).
 
 The parent (``evalguard.execution.local``) writes the job to our stdin with pickle: it holds
 the run's own ``AuditOptions``, built by the parent, never anything read from a user's file.
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     job = pickle.load(sys.stdin.buffer)   # from our parent process (see the module docstring)
     sys.stdin.close()
     faulthandler.enable()                 # a segfault or abort leaves a Python traceback in the log
-    sys.path[:0] = [p for p in job["sys_path"] if p not in sys.path]
+    sys.path[:] = [*job["sys_path"], *(p for p in sys.path if p not in job["sys_path"])]
     _limit_memory(job.get("memory_limit"))
     _limit_threads(job.get("threads"))
     send({"ready": True})                 # --timeout counts from here: start-up is not the target's
