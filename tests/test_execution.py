@@ -244,3 +244,26 @@ def test_cli_without_a_terminal_writes_no_progress(run_cli, tmp_path):
 def test_target_keeps_its_index():
     items = [Target(0, "b.pt", "b.pt"), Target(1, "a.py", "a.py")]
     assert [t.is_source for t in items] == [False, True]
+
+
+def _out_of_memory(subject, options):
+    raise MemoryError()
+
+
+def test_running_out_of_memory_is_a_target_error_not_eg900(monkeypatch):
+    from evalguard.checks import CheckSpec
+    from evalguard.subject import AuditSubject
+
+    monkeypatch.setattr(engine, "CHECKS", (CheckSpec("hungry", ("EG101",), frozenset({"factory"}),
+                                                     f"{__name__}:_out_of_memory"),))
+    options = AuditOptions(selected=frozenset(load_catalogue()))
+    result, findings = engine.audit_subject(AuditSubject(path="m.pt", kind="factory"), options)
+    assert findings == []
+    assert result.status == "error" and "ran out of memory in check 'hungry'" in result.detail
+    assert result.coverage["EG101"].status == "skipped"
+
+    def load():
+        raise MemoryError()
+
+    result, findings = engine.audit_one(load, "big.pt", options)
+    assert findings == [] and result.status == "error" and "out of memory while loading" in result.detail
