@@ -1,7 +1,7 @@
 """Time `evalguard check` over a registry of 8 small models: `--jobs 1` against `--jobs 2`
 (and the old single process, `--no-isolate`).
 
-    python bench/bench_jobs.py [--repeats 2] [--write bench/RESULTS.md]
+    python bench/bench_jobs.py [--repeats 2] [--jobs 1,2,4] [--write bench/RESULTS.md]
 
 The registry is 8 Hugging Face `save_pretrained` folders of different architectures built from
 small configs (random weights, no download), audited in full (ONNX export included) with
@@ -67,12 +67,14 @@ def timed(cmd: list[str]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--jobs", default="1,2", help="comma-separated --jobs values to time")
     parser.add_argument("--write", help="append the markdown lines to this file")
     args = parser.parse_args()
     folders = build_registry()
     base = [sys.executable, "-m", "evalguard", "check", *map(str, folders), "--input-shape", "2x16",
             "--input-dtype", "int64", "--quiet", "--format", "json", "--output", os.devnull]
-    settings = {"--no-isolate": ["--no-isolate"], "--jobs 1": ["--jobs", "1"], "--jobs 2": ["--jobs", "2"]}
+    settings = {"--no-isolate": ["--no-isolate"]}
+    settings.update({f"--jobs {n}": ["--jobs", n] for n in args.jobs.split(",")})
     runs: dict[str, list[float]] = {label: [] for label in settings}
     for _ in range(args.repeats):
         for label, extra in settings.items():
