@@ -33,7 +33,8 @@ def _execution_options(command):
                      help="Seconds one model target's audit may take (worker start-up not counted); "
                           "past it the worker is killed and the target is an error."),
         click.option("--memory-limit", "memory_limit", metavar="SIZE",
-                     help="Address-space limit of each worker (e.g. 4G); allocations past it fail that target."),
+                     help="Memory each worker may add to its start-up size (address space, e.g. 4G); "
+                          "allocations past it fail that target. CPU only."),
         click.option("--shard", "shard", metavar="K/N",
                      help="Audit slice K of N of the targets (CI matrices); combine with `evalguard merge`."),
         click.option("--quiet", "-q", "quiet", is_flag=True, help="No progress line on stderr."),

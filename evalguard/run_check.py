@@ -139,6 +139,9 @@ def execute(request: CheckRequest) -> int:
     options = build_options(request, config)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
                                 request.shard, request.quiet)
+    if execution.memory_limit and options.device == "cuda":
+        raise UsageError("--memory-limit caps address space, which CUDA reserves by the tens of GiB; "
+                         "it cannot be used with --device cuda")
     report = engine.audit(request.targets, options, severity_overrides(config),
                           metadata={"fail_on": str(fail_on), "command": "evalguard " + " ".join(request.argv)},
                           execution=execution)

@@ -155,6 +155,7 @@ def test_worker_usage_error_is_one_line(run_cli, models):
     (("--jobs", "0"), "--jobs"),
     (("--timeout", "-1"), "--timeout"),
     (("--no-isolate", "--timeout", "5"), "need worker processes"),
+    (("--memory-limit", "4G", "--device", "cuda"), "--device cuda"),
 ])
 def test_execution_flag_errors(run_cli, models, args, needle):
     code, _, err = run_cli("check", "good.pt", *args)

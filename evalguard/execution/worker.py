@@ -26,11 +26,26 @@ def _sender(channel):
     return send
 
 
+def _address_space() -> int:
+    """Bytes of address space this process holds now (Linux; 0 where unknown)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _limit_memory(limit: int | None) -> None:
-    """Cap the address space: allocations past it fail (MemoryError / torch's allocator error)
-    instead of the kernel's out-of-memory killer taking the machine's other work with it."""
+    """Cap the address space at ``limit`` on top of what the worker holds once Python and torch
+    are loaded (a CUDA build of torch maps gigabytes of libraries before any work), so the
+    limit means the same on every build. Allocations past it fail (MemoryError, torch's
+    allocator error) instead of the kernel's out-of-memory killer taking other work with it."""
     if limit:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        cap = _address_space() + limit
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -73,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdin.close()
     faulthandler.enable()                 # a segfault or abort leaves a Python traceback in the log
     sys.path[:] = [*job["sys_path"], *(p for p in sys.path if p not in job["sys_path"])]
+    _limit_threads(job.get("threads"))    # imports torch
     _limit_memory(job.get("memory_limit"))
-    _limit_threads(job.get("threads"))
     send({"ready": True})                 # --timeout counts from here: start-up is not the target's
     try:
         run(job, send)
