@@ -88,7 +88,15 @@ def _target(report: dict, path: str) -> dict:
     return target
 
 
-def test_abort_and_hang_leave_the_good_target_intact(run_cli, models):
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "spawned"])
+def test_abort_and_hang_leave_the_good_target_intact(run_cli, models, monkeypatch, fork_server):
+    from evalguard.execution import zygote
+
+    monkeypatch.setattr("evalguard.execution.local.USE_FORK_SERVER", fork_server)
+    forked = []
+    real_start = zygote.ForkServer.start
+    monkeypatch.setattr(zygote.ForkServer, "start",
+                        lambda self, *args: forked.append(args) or real_start(self, *args))
     code, out, _ = run_cli("check", "good.pt", *COMMON, "--no-isolate")
     alone = json.loads(out)
     assert code == 1 and _findings(alone, "good.pt"), "the good model has findings of its own (EG101/EG102)"
@@ -111,6 +119,7 @@ def test_abort_and_hang_leave_the_good_target_intact(run_cli, models):
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert any("abort.pt" in line and "SIGABRT" in line for line in errors)
     assert any("hang.pt" in line and "timed out" in line for line in errors)
+    assert len(forked) == (3 if fork_server and zygote.available() else 0)
 
 
 def test_memory_limit_fails_only_the_target_that_needs_more(run_cli, models):

@@ -47,6 +47,8 @@ class WorkerExit:
             what = f"timed out after {execution.timeout:g}s (--timeout); the worker was killed"
         elif self.returncode is not None and self.returncode < 0:
             what = f"the worker was killed by {_signal_name(-self.returncode)}"
+        elif self.returncode is None:
+            what = "the fork server stopped before it could report how the worker ended"
         elif self.message and "internal_error" in self.message:
             what = f"internal error in evalguard's worker: {self.message['internal_error']}"
         else:
@@ -81,9 +83,13 @@ def _size(num_bytes: float) -> str:
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from evalguard.execution.worker import main; sys.exit(main(sys.argv[2:]))")
 
+#: Fork workers from a server that imported torch & co once (Linux), instead of starting a
+#: fresh interpreter per target; tests turn it off to cover the other path.
+USE_FORK_SERVER = True
 
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
+
+def _boot() -> list[str]:
+    return [sys.executable, "-c", _BOOT, str(Path(__file__).resolve().parents[2])]
 
 
 def _worker_env() -> dict:
@@ -131,21 +137,69 @@ def _read_messages(fd: int, deadline: _Deadline, on_message) -> bool:
                     pass   # a torn line from a dying worker; the exit status says what happened
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)   # the worker leads its own group: its children go too
+        os.killpg(pid, signal.SIGKILL)   # the worker leads its own group: its children go too
     except (ProcessLookupError, PermissionError):
-        pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
-def _reap(proc: subprocess.Popen) -> tuple[int, int | None]:
-    """Wait for the worker; its exit code and peak RSS (KiB) from the kernel's accounting."""
-    if hasattr(os, "wait4"):
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        peak = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
-        return proc.returncode, peak
-    return proc.wait(), None   # pragma: no cover - Windows has no wait4
+class _SpawnedWorker:
+    """A fresh interpreter for one target; we are its parent and reap it ourselves."""
+
+    def __init__(self, job: bytes, channel_fd: int, log):
+        try:
+            self.proc = subprocess.Popen(
+                [*_boot(), str(channel_fd)], stdin=subprocess.PIPE, stdout=log, stderr=log,
+                pass_fds=(channel_fd,), env=_worker_env(), start_new_session=True)
+        except OSError as exc:
+            raise UsageError(f"cannot start a worker process: {exc.strerror}") from None
+        self.pid = self.proc.pid
+        try:
+            self.proc.stdin.write(job)
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass   # the worker died at once; its exit status says why
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
+
+    def reap(self) -> tuple[int | None, int | None]:
+        """Exit code (negative: the signal) and peak RSS in KiB, from the kernel's accounting."""
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(self.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            peak = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+            return self.proc.returncode, peak
+        return self.proc.wait(), None   # pragma: no cover - Windows has no wait4
+
+
+class _ForkedWorker:
+    """A child of the fork server (``evalguard.execution.zygote``), which reaps it for us."""
+
+    def __init__(self, server, job: bytes, channel_fd: int, log):
+        from evalguard.execution.zygote import ForkServerDied
+
+        try:
+            self.pid, self._exit = server.start(job, channel_fd, log.fileno())
+        except ForkServerDied as exc:
+            raise _NoWorker(str(exc)) from None
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
+
+    def reap(self) -> tuple[int | None, int | None]:
+        message = self._exit.get()
+        if message is None:            # the server went away before it could tell
+            return None, None
+        return message["code"], message["maxrss"]
+
+
+class _NoWorker(Exception):
+    """The fork server could not start a worker (it has stopped)."""
 
 
 class LocalExecutor:
@@ -159,15 +213,17 @@ class LocalExecutor:
         self.progress = progress
         self.log_stream = log_stream if log_stream is not None else sys.stderr
         self.threads = threads_per_worker(execution.jobs)
-        self._running: set[subprocess.Popen] = set()
+        self._running: set = set()        # worker handles, killed if the run is cancelled
         self._cancelled = False
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
+        self._server = None
 
     def run(self, targets: list[Target]) -> dict[Target, tuple[TargetResult, list[Finding]]]:
         results: dict[Target, tuple[TargetResult, list[Finding]]] = {}
         if not targets:
             return results
+        self._server = self._start_server(len(targets))
         pool = ThreadPoolExecutor(max_workers=self.execution.jobs)
         futures = [pool.submit(self.audit, target) for target in targets]
         try:
@@ -178,12 +234,33 @@ class LocalExecutor:
             for future in futures:
                 future.cancel()
             with self._lock:
-                for proc in list(self._running):
-                    _kill(proc)
+                for worker in list(self._running):
+                    worker.kill()
             raise
         finally:
             pool.shutdown(wait=True)
+            if self._server is not None:
+                self._server.close()
         return results
+
+    def _start_server(self, count: int):
+        """A fork server pays off from two targets on; without one, each worker is spawned."""
+        from evalguard.execution import zygote
+
+        if count < 2 or not USE_FORK_SERVER or not zygote.available():
+            return None
+        try:
+            return zygote.ForkServer(_boot(), _worker_env())
+        except (OSError, zygote.ForkServerDied):
+            return None
+
+    def _launch(self, job: bytes, channel_fd: int, log):
+        if self._server is not None:
+            try:
+                return _ForkedWorker(self._server, job, channel_fd, log)
+            except _NoWorker:
+                pass   # the server stopped (killed?): the rest of the run spawns its workers
+        return _SpawnedWorker(job, channel_fd, log)
 
     # ------------------------------------------------------------ one target
     def _job(self, target: Target) -> bytes:
@@ -199,24 +276,16 @@ class LocalExecutor:
         read_fd, write_fd = os.pipe()
         with tempfile.TemporaryFile() as log:
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, _package_root(), str(write_fd)],
-                    stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
-                    env=_worker_env(), start_new_session=True)
-            except OSError as exc:
+                worker = self._launch(self._job(target), write_fd, log)
+            except BaseException:
                 os.close(read_fd)
+                raise
+            finally:
                 os.close(write_fd)
-                raise UsageError(f"cannot start a worker process: {exc.strerror}") from None
-            os.close(write_fd)
             with self._lock:
-                self._running.add(proc)
+                self._running.add(worker)
                 if self._cancelled:
-                    _kill(proc)
-            try:
-                proc.stdin.write(self._job(target))
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass   # the worker died at once; its exit status says why
+                    worker.kill()
 
             deadline = _Deadline(self.execution.timeout)
 
@@ -234,12 +303,12 @@ class LocalExecutor:
                 finished = _read_messages(read_fd, deadline, on_message)
                 if not finished:
                     exit_info.timed_out = True
-                    _kill(proc)
+                    worker.kill()
             finally:
                 os.close(read_fd)
-                exit_info.returncode, exit_info.peak_rss_kib = _reap(proc)
+                exit_info.returncode, exit_info.peak_rss_kib = worker.reap()
                 with self._lock:
-                    self._running.discard(proc)
+                    self._running.discard(worker)
             self._replay_log(log, failed=exit_info.timed_out or exit_info.returncode != 0)
         self.progress.finish(target.display)
         return self._outcome(target, exit_info)

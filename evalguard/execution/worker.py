@@ -80,12 +80,10 @@ def run(job: dict, send) -> None:
           "peak_rss_kib": peak_rss_kib()})
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    channel = os.fdopen(int(argv[0]), "w", encoding="utf-8")
+def serve_job(job: dict, channel_fd: int) -> None:
+    """Audit the job's target, reporting over ``channel_fd``; closes it when done."""
+    channel = os.fdopen(channel_fd, "w", encoding="utf-8")
     send = _sender(channel)
-    job = pickle.load(sys.stdin.buffer)   # from our parent process (see the module docstring)
-    sys.stdin.close()
     faulthandler.enable()                 # a segfault or abort leaves a Python traceback in the log
     sys.path[:] = [*job["sys_path"], *(p for p in sys.path if p not in job["sys_path"])]
     _limit_threads(job.get("threads"))    # imports torch
@@ -97,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         send({"internal_error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]})
         raise
     channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A worker of its own: ``main([FD])``, the job pickled on stdin."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "zygote":
+        from evalguard.execution.zygote import serve
+
+        serve(int(argv[1]))
+        return 0
+    job = pickle.load(sys.stdin.buffer)   # from our parent process (see the module docstring)
+    sys.stdin.close()
+    serve_job(job, int(argv[0]))
     return 0
 
 
