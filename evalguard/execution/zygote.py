@@ -26,7 +26,8 @@ import sys
 import threading
 
 #: Imported before forking when installed; a failure only means that child imports it itself.
-PRELOAD = ("torch", "onnx", "onnxruntime", "onnxscript", "torch.onnx", "transformers", "safetensors")
+PRELOAD = ("torch", "torch.fx", "torch.export", "torch._dynamo", "torch.distributed", "onnx", "onnxruntime",
+           "onnxscript", "torch.onnx", "transformers", "transformers.modeling_utils", "safetensors")
 _MESSAGE = 1 << 20
 
 
