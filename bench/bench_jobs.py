@@ -79,6 +79,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for label, extra in settings.items():
             runs[label].append(timed(base + extra)[0])
+            print(f"{label}: {runs[label][-1]:.1f} s", file=sys.stderr, flush=True)
     median = {label: statistics.median(times) for label, times in runs.items()}
     try:
         load = os.getloadavg()[0]
