@@ -277,3 +277,11 @@ def test_running_out_of_memory_is_a_target_error_not_eg900(monkeypatch):
 
     result, findings = engine.audit_one(load, "big.pt", options)
     assert findings == [] and result.status == "error" and "out of memory while loading" in result.detail
+
+
+def test_usage_error_inside_a_worker_stops_the_run_with_one_line(run_cli, models):
+    code, out, err = run_cli("check", "good.pt", "alloc.pt", "--model", "factory.py", "--input-shape", "2x8",
+                             "--no-onnx", "--jobs", "2")
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: --model expects MODULE:CALLABLE")

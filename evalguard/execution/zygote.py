@@ -179,11 +179,14 @@ class ForkServer:
         return reply["pid"], waiting
 
     def close(self) -> None:
+        """Tell the server to stop (it kills any child still running), then wait for it."""
         try:
-            self.sock.close()
-        finally:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
