@@ -20,6 +20,29 @@ def _split_ids(values) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _execution_options(command):
+    """Flags for how targets run (worker processes, parallel jobs, shards); they reach
+    ``CheckRequest`` under the same names."""
+    options = [
+        click.option("--isolate/--no-isolate", "isolate", default=None,
+                     help="Audit each model target in its own worker process "
+                          "(default: when there is more than one, or with --timeout/--memory-limit)."),
+        click.option("--jobs", "-j", "jobs", type=int, default=None, metavar="N",
+                     help="Model targets audited at once, each in a worker (default 1); cores are shared out."),
+        click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
+                     help="Seconds one model target's audit may take (worker start-up not counted); "
+                          "past it the worker is killed and the target is an error."),
+        click.option("--memory-limit", "memory_limit", metavar="SIZE",
+                     help="Memory each worker may add to its start-up size (address space, e.g. 4G); "
+                          "allocations past it fail that target. CPU only."),
+        click.option("--shard", "shard", metavar="K/N",
+                     help="Audit slice K of N of the targets (CI matrices); combine with `evalguard merge`."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="evalguard")
 def cli() -> None:
@@ -70,14 +93,15 @@ def cli() -> None:
 @click.option("--exit-zero", is_flag=True,
               help="Exit 0 even when findings are at or above --fail-on (2 still means a target was not audited).")
 @click.option("--statistics", is_flag=True, help="Print how many findings each rule raised instead of the findings.")
-@click.option("--quiet", "-q", is_flag=True, help="Print the findings only: no summary, no notes.")
+@click.option("--quiet", "-q", is_flag=True, help="Print the findings only: no summary, no notes, no progress line.")
 @click.option("--fix", is_flag=True, help="Rewrite source files to fix EG105, EG106, EG301, EG903 where a safe fix exists.")
 @click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
 @click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
+@_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, backends, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
           device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
-          fix, unsafe_fixes, diff) -> int:
+          fix, unsafe_fixes, diff, **execution_flags) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -89,11 +113,26 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
         extend_select=_split_ids(extend_select), extend_ignore=_split_ids(extend_ignore),
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
-        config_file=config_file, debug=debug, argv=list(sys.argv[1:]),
+        config_file=config_file, debug=debug, argv=list(sys.argv[1:]), **execution_flags,
         exit_zero=exit_zero, statistics=statistics, quiet=quiet,
         fix=fix, unsafe_fixes=unsafe_fixes, diff=diff,
     )
     return execute(request)
+
+
+@cli.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
+@click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
+              help="Also write this format to FILE (repeatable), e.g. html:report.html.")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
+              help="Lowest severity that makes the exit code 1 (default: the one the shards ran with).")
+def merge(reports, fmt, output, extra_reports, fail_on) -> int:
+    """Combine JSON reports of `check --shard K/N` runs into one report."""
+    from evalguard.merge import run_merge
+
+    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on)
 
 
 @cli.command()

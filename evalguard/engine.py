@@ -59,6 +59,28 @@ def run_metadata(options: AuditOptions, extra: Mapping | None = None) -> dict:
     return data
 
 
+#: Called with the step an audit reaches ("loading", then each check's name): the worker
+#: process reports it to the parent (the last step reached names where a crash happened) and
+#: the progress line shows it. None: nobody is listening.
+_step_listener: Callable[[str], None] | None = None
+
+
+def set_step_listener(listener: Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """Install ``listener`` for audit steps; returns the previous one."""
+    global _step_listener
+    previous, _step_listener = _step_listener, listener
+    return previous
+
+
+def step_listener() -> Callable[[str], None] | None:
+    return _step_listener
+
+
+def _step(name: str) -> None:
+    if _step_listener is not None:
+        _step_listener(name)
+
+
 def _debug_traceback(options: AuditOptions) -> None:
     if options.debug:
         traceback.print_exc()
@@ -110,6 +132,7 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
         if spec.needs_model and subject.no_model_reason:
             checked.runs.update({rule: RuleRun(SKIPPED, subject.no_model_reason) for rule in owned})
             continue
+        _step(spec.name)
         try:
             outcome = spec.load()(subject, options)
             if not isinstance(outcome, CheckOutcome):
@@ -120,6 +143,12 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
                 exc = TargetError(f"{subject.path}: the model's code tried to exit the process (SystemExit {exc.code!r})")
             _add_error(checked.errors, str(exc), subject.path)
             checked.runs.update({rule: RuleRun(SKIPPED, str(exc)) for rule in owned})
+            continue
+        except MemoryError:      # the target does not fit (e.g. under --memory-limit): not a bug
+            _debug_traceback(options)
+            message = f"ran out of memory in check '{spec.name}'"
+            checked.errors.append(message)
+            checked.runs.update({rule: RuleRun(SKIPPED, message) for rule in owned})
             continue
         except Exception as exc:  # noqa: BLE001 - evalguard's own bug: EG900, never the user's fault
             checked.findings.append(_crash(f"check '{spec.name}'", owned, subject.path, exc, options))
@@ -253,6 +282,7 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
               severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
     """Load one target and audit it. A refused file keeps its refusal findings; a file that
     cannot be read is a target error; an exception in evalguard's own loader is EG900."""
+    _step("loading")
     try:
         subject = load()
     except RefusedTarget as exc:
@@ -267,6 +297,9 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
                             f"{display_path}: loading it tried to exit the process (SystemExit {exc.code!r})"), []
     except UsageError:
         raise
+    except MemoryError:
+        _debug_traceback(options)
+        return TargetResult(display_path, "unknown", "error", f"{display_path}: ran out of memory while loading"), []
     except Exception as exc:  # noqa: BLE001 - a bug in evalguard's loader is EG900, not the file's fault
         crash = _crash("loader", sorted(options.selected), display_path, exc, options)
         detail = f"internal error in evalguard's loader (EG900): {crash.evidence['exception']}"
@@ -277,29 +310,62 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
 
 def audit(targets: list[str], options: AuditOptions,
           severity_overrides: Mapping[str, Severity] | None = None,
-          metadata: Mapping | None = None) -> Report:
+          metadata: Mapping | None = None, execution=None) -> Report:
     """Audit command-line targets, and the ``--model`` factory itself unless a target took it
-    as its architecture (so a ``--model`` given with other targets is never ignored)."""
-    from evalguard.loading import factory_used, load_factory_subject, load_target
+    as its architecture (so a ``--model`` given with other targets is never ignored).
+
+    ``execution`` (an ``evalguard.execution.ExecutionOptions``; default: this process, no
+    progress line) picks this run's shard of the targets and whether model targets run in
+    worker processes (crash, timeout and memory isolation, ``--jobs``); source files are
+    always audited here, they run no user code.
+    """
+    from evalguard.execution import ExecutionOptions, Target, shard_slice
+    from evalguard.loading import factory_used, load_factory_subject
     from evalguard.loading.discover import expand_targets
 
-    results: list[TargetResult] = []
-    findings: list[Finding] = []
+    execution = execution or ExecutionOptions(isolate=False, progress=False)   # callers from Python: as before
+    paths = [None] if not targets and options.model_factory else []
+    paths += expand_targets(targets, options.exclude)
+    items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]
+    items = shard_slice(items, execution.shard, key=lambda t: t.display)
+    models = [t for t in items if not t.is_source]
+    isolated = execution.isolated(len(models))
 
-    def audit_loaded(load, display_path: str) -> None:
-        result, found = audit_one(load, display_path, options, severity_overrides)
+    from evalguard.execution.progress import Progress
+
+    outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
+    with Progress(len(items), enabled=execution.progress) as progress:
+        if isolated:
+            from evalguard.execution.local import run_isolated
+
+            outcomes.update(run_isolated(models, options, severity_overrides, execution, progress))
+        previous = set_step_listener(progress.step)
+        try:
+            for target in items:
+                if target not in outcomes:
+                    progress.begin(target.display)
+                    outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
+                                                 options, severity_overrides)
+                    progress.finish(target.display)
+        finally:
+            set_step_listener(previous)
+
+    results = [outcomes[t][0] for t in items]
+    found = [f for t in items for f in outcomes[t][1]]
+    first_shard = not execution.shard or execution.shard[0] == 1
+    if targets and options.model_factory and first_shard and \
+            not any(factory_used(r, options.model_factory) for r in results):
+        # a --model that no target took as its architecture: audit the model it builds too
+        result, extra_findings = audit_one(lambda: load_factory_subject(options), options.model_factory,
+                                           options, severity_overrides)
         results.append(result)
-        findings.extend(found)
-
-    for path in expand_targets(targets, options.exclude):
-        audit_loaded(lambda path=path: load_target(path, options), path)
-    if options.model_factory and not any(factory_used(r, options.model_factory) for r in results):
-        # --model alone, or a --model that no target took as its architecture: audit it too
-        audit_loaded(lambda: load_factory_subject(options), options.model_factory)
-
-    ordered = sorted(findings, key=Finding.sort_key)
-    return Report(targets=tuple(results), findings=tuple(ordered),
-                  metadata=run_metadata(options, metadata))
+        found.extend(extra_findings)
+    findings = sorted(found, key=Finding.sort_key)
+    extra = dict(metadata or {})
+    if execution.shard:
+        extra["shard"] = f"{execution.shard[0]}/{execution.shard[1]}"
+    extra["execution"] = {"isolated": isolated, "jobs": execution.jobs if isolated else 1}
+    return Report(targets=tuple(results), findings=tuple(findings), metadata=run_metadata(options, extra))
 
 
 def with_findings(report: Report, findings: Iterable[Finding]) -> Report:

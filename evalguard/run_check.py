@@ -11,6 +11,7 @@ import click
 from evalguard.catalogue import load_catalogue, resolve_rule_selectors
 from evalguard.config import FileConfig, load_config
 from evalguard.errors import UsageError
+from evalguard.execution import build_execution
 from evalguard.findings import Finding, Report, Severity
 from evalguard.subject import AuditOptions
 
@@ -53,6 +54,12 @@ class CheckRequest:
     fix: bool = False
     unsafe_fixes: bool = False
     diff: bool = False
+    # how targets run (evalguard.execution): worker processes, parallel jobs, shards
+    isolate: bool | None = None
+    jobs: int | None = None
+    timeout: float | None = None
+    memory_limit: str | None = None
+    shard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,11 +274,17 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     from evalguard import engine
 
     runs = plan_runs(request)
+    execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
+                                request.shard, request.quiet)
+    if execution.memory_limit and any(run.options.device == "cuda" for run in runs):
+        raise UsageError("--memory-limit caps address space, which CUDA reserves by the tens of GiB; "
+                         "it cannot be used with --device cuda")
     reports = []
     for run in runs:
         metadata = {"fail_on": str(run.fail_on), "command": "evalguard " + " ".join(request.argv)}
         metadata["configs"] = [str(run.config.path)] if run.config.path else []
-        reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata))
+        reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata,
+                                    execution=execution))
     if len({run.fail_on for run in runs}) == 1:
         return merge_reports(reports), runs[0].fail_on
     thresholds = {}
@@ -311,10 +324,32 @@ def execute(request: CheckRequest) -> int:
         from evalguard.reporters.github import annotations
 
         click.echo(annotations(report), nl=False)
+    return finish(report, fail_on, request.exit_zero)
+
+
+def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
+    """One ``error: PATH: reason`` line per target that could not be audited; the exit code."""
     for target in report.targets:
         if target.status in ("error", "refused"):
             click.echo(error_line(target.path, target.detail or "refused"), err=True)
-    return exit_code(report, fail_on, request.exit_zero)
+    return exit_code(report, fail_on, exit_zero)
+
+
+def publish(report: Report, fmt: str, output: str | None, extra_reports: list[tuple[str, str]],
+            fail_on: Severity) -> int:
+    """Render and write a report that already exists (``evalguard merge``): the same files,
+    error lines and exit code as ``evalguard check``."""
+    from evalguard.reporters import render
+
+    color = fmt == "text" and not output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    text = render(report, fmt, color=color)
+    for extra_fmt, path in extra_reports:
+        _write(path, render(report, extra_fmt), "--report")
+    if output:
+        _write(output, text, "--output")
+    else:
+        click.echo(text, nl=False)
+    return finish(report, fail_on)
 
 
 def error_line(path: str, detail: str) -> str:

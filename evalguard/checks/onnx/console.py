@@ -24,7 +24,16 @@ _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "to
 
 @contextlib.contextmanager
 def progress(message: str) -> Iterator[None]:
-    """``evalguard: message ... done (1.2s)`` on an interactive stderr; nothing otherwise."""
+    """``evalguard: message ... done (1.2s)`` on an interactive stderr; nothing otherwise.
+
+    Inside an audit run the message is that run's current step instead (its progress line,
+    or the step a worker process reports to its parent)."""
+    from evalguard import engine
+
+    if engine.step_listener() is not None:
+        engine.step_listener()(message)
+        yield
+        return
     stream = sys.stderr
     show = stream is not None and hasattr(stream, "isatty") and stream.isatty()
     if show:

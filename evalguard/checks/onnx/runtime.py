@@ -26,12 +26,13 @@ class FeedError(Exception):
 
 def thread_count() -> int:
     """The cores this process may use (2 on the CI runners), capped: ORT's default of one
-    thread per core ignores CPU affinity and oversubscribes small containers."""
+    thread per core ignores CPU affinity and oversubscribes small containers. Never more than
+    torch's own setting, which ``--jobs`` divides between worker processes."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 16))
+    return max(1, min(cores, torch.get_num_threads(), 16))
 
 
 def session(path: str, providers=(CPU,), label: str = ""):

@@ -1,0 +1,123 @@
+"""How targets are run: in this process or one worker process each, how many at once, which
+shard of the targets this run owns. Nothing here imports torch.
+
+``evalguard.execution.local`` runs one target per worker process (``evalguard.execution.worker``)
+and turns a crash, a kill, an out-of-memory abort or a timeout into that target's error.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from evalguard.errors import UsageError
+
+T = TypeVar("T")
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """``--isolate/--no-isolate``, ``--jobs``, ``--timeout``, ``--memory-limit``, ``--shard``, ``--quiet``."""
+
+    isolate: bool | None = None        # None: isolate when more than one model target (or a limit is set)
+    jobs: int = 1                      # model targets audited at once
+    timeout: float | None = None       # seconds per model target, worker start included
+    memory_limit: int | None = None    # bytes of address space per worker (RLIMIT_AS)
+    shard: tuple[int, int] | None = None   # (K, N): this run audits slice K of N
+    progress: bool = True              # a progress line on an interactive stderr
+
+    def isolated(self, model_targets: int) -> bool:
+        if self.isolate is not None:
+            return self.isolate
+        return model_targets > 1 or self.timeout is not None or self.memory_limit is not None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of a run: a path from the command line or, with ``path`` None, the ``--model`` factory."""
+
+    index: int             # position in the expanded command line (report order)
+    display: str           # the path (or factory spec) the report shows
+    path: str | None
+
+    @property
+    def is_source(self) -> bool:
+        return self.path is not None and self.path.endswith(".py")
+
+    def load(self, options):
+        from evalguard.loading import load_factory_subject, load_target
+
+        return load_factory_subject(options) if self.path is None else load_target(self.path, options)
+
+
+def parse_memory(text: str) -> int:
+    """``4G``, ``512M``, ``1.5GiB``, ``1000000`` (bytes) -> bytes (binary units)."""
+    match = _SIZE.match(text or "")
+    if not match:
+        raise UsageError(f"--memory-limit expects a size such as 4G, 512M or 1.5GiB, got {text!r}")
+    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise UsageError(f"--memory-limit must be positive, got {text!r}")
+    return size
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with 1 <= K <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise UsageError(f"--shard expects K/N (e.g. 2/4), got {text!r}")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 1 <= index <= count:
+        raise UsageError(f"--shard {text}: K must be between 1 and N")
+    return index, count
+
+
+def build_execution(isolate: bool | None = None, jobs: int | None = None, timeout: float | None = None,
+                    memory_limit: str | None = None, shard: str | None = None,
+                    quiet: bool = False) -> ExecutionOptions:
+    """Validate the command-line flags (one ``error:`` line for each mistake)."""
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
+    limit = parse_memory(memory_limit) if memory_limit is not None else None
+    if isolate is False and (timeout is not None or limit is not None):
+        raise UsageError("--timeout and --memory-limit need worker processes; drop --no-isolate")
+    if isolate is False and jobs is not None and jobs > 1:
+        raise UsageError("--jobs needs worker processes; drop --no-isolate")
+    if limit is not None and not hasattr(os, "fork"):
+        raise UsageError("--memory-limit is not supported on this platform")
+    return ExecutionOptions(isolate=isolate, jobs=jobs or 1, timeout=timeout, memory_limit=limit,
+                            shard=parse_shard(shard) if shard is not None else None, progress=not quiet)
+
+
+def shard_slice(items: Sequence[T], shard: tuple[int, int] | None, key=str) -> list[T]:
+    """Items of shard K/N: sorted by ``key``, every N-th starting at K-1; original order kept.
+
+    The slice depends only on the set of targets, so every shard of a CI matrix that expands
+    the same arguments agrees on who audits what, and the N slices cover every target once.
+    """
+    if shard is None:
+        return list(items)
+    index, count = shard
+    ranked = sorted(range(len(items)), key=lambda i: (key(items[i]), i))
+    mine = {position for rank, position in enumerate(ranked) if rank % count == index - 1}
+    return [item for i, item in enumerate(items) if i in mine]
+
+
+def cpu_count() -> int:
+    """Cores this process may use (CPU affinity and container limits where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Torch (and ONNX Runtime) threads for each of ``jobs`` workers: the cores shared out."""
+    return max(1, cpu_count() // max(1, jobs))
