@@ -18,10 +18,10 @@ import time
 import torch
 from torch import nn
 
-from evalguard.checks.architecture import flow as arch_flow
-from evalguard.checks.architecture import static as arch_static
 from evalguard.checks.architecture import check as architecture
 from evalguard.checks.architecture import dataflow
+from evalguard.checks.architecture import flow as arch_flow
+from evalguard.checks.architecture import static as arch_static
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 

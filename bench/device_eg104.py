@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main() -> int:
     import torch
+    from device_cuda import models
 
     import evalguard
-    from device_cuda import models
     from evalguard.checks.eval_mode import runner
 
     if not torch.cuda.is_available():

@@ -20,8 +20,9 @@ from evalguard.subject import AuditOptions
 
 def cases(tmp: Path):
     m = tmp / "marker"
-    pt2 = lambda name, target: P.pt2_with(tmp, name, lambda n, d: [
-        (n, P.edit_program(d, P.first_node_target(target)) if "models/" in n else d)])
+    def pt2(name, target):
+        return P.pt2_with(tmp, name, lambda n, d: [
+            (n, P.edit_program(d, P.first_node_target(target)) if "models/" in n else d)])
     yield "torchscript __setstate__ from_file", P.torchscript(tmp, P.SetStateFromFile(str(m)), "a.pt"), {}
     yield "torchscript forward from_file", P.torchscript(tmp, P.ForwardFromFile(str(m)), "b.pt"), {}
     yield "torchscript custom op", P.torchscript_custom_op(tmp), {}

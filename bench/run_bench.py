@@ -35,9 +35,8 @@ def timed(cmd: list[str]) -> tuple[float, float, int]:
 
 
 def save_checkpoint(name: str) -> Path:
-    import torch
-
     import models
+    import torch
 
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{name}.pt"

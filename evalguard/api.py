@@ -1,7 +1,8 @@
 """``evalguard.audit``: the same checks as the CLI, on a live ``nn.Module``."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from evalguard.findings import Report, Severity
 

@@ -6,8 +6,9 @@ nothing here imports torch.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 
 class Severity(enum.IntEnum):
@@ -18,7 +19,7 @@ class Severity(enum.IntEnum):
     ERROR = 3
 
     @classmethod
-    def parse(cls, text: str) -> "Severity":
+    def parse(cls, text: str) -> Severity:
         try:
             return cls[text.strip().upper()]
         except KeyError:
@@ -70,7 +71,7 @@ class Finding:
     def sort_key(self) -> tuple:
         return (*self.location.sort_key(), self.rule, self.message)
 
-    def with_policy(self, severity: Severity, name: str) -> "Finding":
+    def with_policy(self, severity: Severity, name: str) -> Finding:
         return replace(self, severity=severity, name=name)
 
 

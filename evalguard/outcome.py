@@ -10,8 +10,8 @@ Nothing here imports torch.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from evalguard.findings import Finding
 

@@ -14,8 +14,8 @@ import torch
 
 from evalguard.catalogue import load_catalogue
 from evalguard.checks.architecture import check as architecture
-from evalguard.findings import Severity
 from evalguard.facts import ArchitectureFacts
+from evalguard.findings import Severity
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 transformers = pytest.importorskip("transformers")

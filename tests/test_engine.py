@@ -6,8 +6,8 @@ import pytest
 from evalguard import engine
 from evalguard.catalogue import load_catalogue
 from evalguard.checks import CheckSpec
-from evalguard.outcome import CheckOutcome, RuleRun
 from evalguard.findings import Finding, Location, Severity
+from evalguard.outcome import CheckOutcome, RuleRun
 from evalguard.subject import AuditOptions, AuditSubject
 
 ALL = frozenset(load_catalogue())

@@ -5,9 +5,8 @@ with it) and a good one that raises nothing; the audit must leave the user's mod
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import dataclasses
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -17,8 +16,8 @@ from torch import nn
 from evalguard.checks.eval_mode import check as eval_mode
 from evalguard.checks.eval_mode.mode_table import ModeRow, capped_table, is_allowed
 from evalguard.errors import TargetError
-from evalguard.findings import Severity
 from evalguard.facts import ModeFacts
+from evalguard.findings import Severity
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 ALL = frozenset({"EG101", "EG102", "EG103", "EG104", "EG107"})

@@ -56,8 +56,8 @@ def eg103(findings):
 
 # --- SDPA with a hard-coded dropout_p, in ALBERT- and ELECTRA-style attention ------------------
 
-from transformers.models.albert.modeling_albert import AlbertAttention
-from transformers.models.electra.modeling_electra import ElectraSelfAttention
+from transformers.models.albert.modeling_albert import AlbertAttention  # noqa: E402 - after importorskip
+from transformers.models.electra.modeling_electra import ElectraSelfAttention  # noqa: E402 - after importorskip
 
 
 class HardCodedAlbertAttention(AlbertAttention):

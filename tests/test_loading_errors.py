@@ -154,7 +154,7 @@ def test_model_without_inferable_inputs_fails_only_when_inputs_are_needed(tmp_pa
     subject = load_target(str(tmp_path / "w.pt"), AuditOptions(model_factory=f"{tmp_path}/arch.py:build"))
     assert float(subject.model.scale.detach()) == 3.0  # loading works; only the inputs are unknown
     with pytest.raises(TargetError, match=r"cannot infer inputs for .*w.pt; pass --input-shape or --example-inputs"):
-        subject.inputs
+        _ = subject.inputs
 
 
 def test_unexpected_internal_errors_are_eg900_naming_the_loader(tmp_path, monkeypatch):

@@ -7,12 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from evalguard.facts import to_json
 import torch
 import torch.nn as nn
 
 from evalguard.errors import RefusedTarget, TargetError
+from evalguard.facts import to_json
 from evalguard.loading import load_target
 from evalguard.subject import AuditOptions
 

@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from evalguard.checks.onnx import check as onnx_parity
 from evalguard.checks.onnx import compare as onnx_compare
 from evalguard.checks.onnx import console as onnx_console
 from evalguard.checks.onnx import cuda as onnx_cuda
 from evalguard.checks.onnx import export as onnx_export
-from evalguard.checks.onnx import check as onnx_parity
 from evalguard.checks.onnx import static as onnx_static
 from evalguard.facts import OnnxFacts, to_json
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs

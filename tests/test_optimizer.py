@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from evalguard.checks.optimizer.check import run
 from evalguard.checks.optimizer.names import param_role
 from evalguard.checks.optimizer.state import family_from_hint
-from evalguard.checks.optimizer.check import run
 from evalguard.facts import LoadFacts, OptimizerFacts, OptimizerHint
 from evalguard.subject import AuditOptions, AuditSubject
 

@@ -5,11 +5,17 @@ import json
 from dataclasses import replace
 
 import pytest
+from test_reporters_samples import SOURCE, blocked_report
 
 from evalguard.findings import Finding, Location, Severity
-from evalguard.reporters.baseline import (filter_new, fingerprint, fingerprint_v1, normalise_message, read_baseline,
-                                          write_baseline)
-from test_reporters_samples import SOURCE, blocked_report
+from evalguard.reporters.baseline import (
+    filter_new,
+    fingerprint,
+    fingerprint_v1,
+    normalise_message,
+    read_baseline,
+    write_baseline,
+)
 
 
 def _f(message="Dropout features.3 (p=0.3) feeds BatchNorm2d features.5", path="m.pt", line=None,

@@ -16,10 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_reporters_samples import blocked_report, golden_catalogue
 
 from evalguard import catalogue
 from evalguard.reporters import render
-from test_reporters_samples import blocked_report, golden_catalogue
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
     "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)

@@ -1,9 +1,10 @@
 """GitHub Actions workflow-command annotations."""
 from __future__ import annotations
 
+from test_reporters_samples import blocked_report, error_target_report
+
 from evalguard.findings import Finding, Location, Report, Severity, TargetResult
 from evalguard.reporters.github import annotations, in_github_actions
-from test_reporters_samples import blocked_report, error_target_report
 
 
 def test_one_annotation_per_finding_with_level_file_and_line():

@@ -12,12 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
+from test_reporters_samples import ALL_SAMPLES, golden_catalogue
 
 import evalguard
 from evalguard import catalogue
 from evalguard.reporters import render
 from evalguard.reporters.github import annotations
-from test_reporters_samples import ALL_SAMPLES, golden_catalogue
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("EVALGUARD_UPDATE_GOLDEN") == "1"

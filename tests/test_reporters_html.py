@@ -6,14 +6,21 @@ from dataclasses import replace
 from html.parser import HTMLParser
 
 import pytest
+from test_reporters_samples import (
+    ALL_SAMPLES,
+    big_model_report,
+    blocked_report,
+    error_target_report,
+    metadata,
+    minimal_report,
+    refused_report,
+    safe_report,
+)
 
 from evalguard.facts import InputFacts, LoadFacts, ModeFacts, ModeRowFact, OnnxFacts
-from evalguard.findings import RuleCoverage
-from evalguard.findings import Finding, Location, Report, Severity, TargetResult
+from evalguard.findings import Finding, Location, Report, RuleCoverage, Severity, TargetResult
 from evalguard.reporters import render
 from evalguard.reporters.html import _environment, histogram, num, view_model
-from test_reporters_samples import (ALL_SAMPLES, big_model_report, blocked_report, error_target_report,
-                                    metadata, minimal_report, refused_report, safe_report)
 
 
 class _Page(HTMLParser):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
+from test_reporters_samples import MODEL, SOURCE, blocked_report, error_target_report, metadata, refused_report
+
 from evalguard.findings import Finding, Location, Report, Severity, TargetResult
 from evalguard.reporters import render
-from test_reporters_samples import (MODEL, SOURCE, blocked_report, error_target_report, metadata,
-                                    refused_report)
 
 
 def _parse(report) -> ET.Element:

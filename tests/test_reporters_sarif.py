@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from test_reporters_samples import MODEL, SOURCE, blocked_report, error_target_report, metadata
+
 from evalguard.findings import Finding, Location, Report, Severity, TargetResult
 from evalguard.reporters import json_report, render
 from evalguard.reporters.baseline import FINGERPRINT_KEY
 from evalguard.reporters.sarif import artifact_uri, report_to_sarif
-from test_reporters_samples import MODEL, SOURCE, blocked_report, error_target_report, metadata
 
 LEVELS = {"error", "warning", "note"}
 

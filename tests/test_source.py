@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from evalguard.checks.source.check import run
-from evalguard.errors import TargetError
 from evalguard.subject import AuditOptions, AuditSubject
 
 ALL = frozenset({"EG105", "EG106", "EG201", "EG301", "EG903"})

@@ -6,7 +6,7 @@ every module's flag back, so later checks see the model as it was loaded.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def mode_flags(model) -> dict[str, bool]:

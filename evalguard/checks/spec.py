@@ -4,8 +4,8 @@ the function that runs it (imported only when it runs, so listing rules never im
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ class _ProgramVisitor(ast.NodeVisitor):
                 self.report("getattr with a computed name")
         elif isinstance(func, ast.Attribute):
             dotted = _dotted(func)
-            if dotted is None or not dotted.split(".")[0] in ("torch", "ops", "__torch__"):
+            if dotted is None or dotted.split(".")[0] not in ("torch", "ops", "__torch__"):
                 self._check_method(func.attr)
         self.generic_visit(node)
 

@@ -16,7 +16,6 @@ from evalguard.findings import Finding, Report
 from evalguard.reporters._common import fail_on, findings_by_target
 from evalguard.reporters.json_report import jsonable
 
-
 # XML 1.0 cannot hold most control characters, even escaped; a message may carry them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from evalguard.checks.architecture import CHECK, dataflow
 from evalguard.checks.architecture import flow as arch_flow
 from evalguard.checks.architecture import static as arch_static
-from evalguard.checks.architecture import dataflow
-from evalguard.checks.architecture import CHECK
 from evalguard.errors import TargetError
 from evalguard.facts import ArchitectureFacts
 from evalguard.outcome import CheckOutcome, Outcome

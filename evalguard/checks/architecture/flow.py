@@ -5,7 +5,7 @@ A Dropout module called several times is reported once, from its first call that
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from evalguard.checks.architecture import ops
 from evalguard.checks.architecture.dataflow import Dataflow, Node

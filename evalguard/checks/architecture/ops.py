@@ -74,12 +74,12 @@ def module_category(module: nn.Module) -> str:
     return class_category(module_class(module))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_script_class(cls: type) -> bool:
     return issubclass(cls, torch.jit.ScriptModule)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def class_category(cls: type) -> str:
     """Cached per class: isinstance checks against torch.nn's base classes are slow at 10k modules."""
     if issubclass(cls, nn.modules.dropout._DropoutNd):
@@ -107,7 +107,7 @@ def _is_custom_norm_class(cls: type) -> bool:
     return not cls.__module__.startswith("torch.") and cls.__name__.endswith(_NORM_NAME_SUFFIXES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_leaf_class(cls: type) -> bool:
     builtin = cls.__module__.startswith(("torch.nn", "torch.ao.nn"))
     return (builtin and not issubclass(cls, CONTAINERS)) or _is_custom_norm_class(cls)

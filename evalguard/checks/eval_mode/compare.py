@@ -6,8 +6,9 @@ Polygraphy's rule (an element fails only when it exceeds both atol and rtol * |e
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class Tolerance:
     per_output: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_options(cls, tolerances: Mapping[str, Any] | None, factor: float = 1.0) -> "Tolerance":
+    def from_options(cls, tolerances: Mapping[str, Any] | None, factor: float = 1.0) -> Tolerance:
         """``{"atol": .., "rtol": .., "outputs": {name: {"atol": .., "rtol": ..}}}``, scaled by ``factor``."""
         tolerances = tolerances or {}
         atol = float(tolerances.get("atol", DEFAULT_ATOL))

@@ -52,7 +52,7 @@ class Prints:
         if self.note or other.note:
             return None
         if self.names != other.names:
-            for index, (a, b) in enumerate(zip(self.names, other.names)):
+            for a, b in zip(self.names, other.names):
                 if a != b:
                     return a
             return ""

@@ -15,7 +15,6 @@ import re
 import torch
 import torch.nn as nn
 
-
 # --- eager modules -------------------------------------------------------------------------
 
 def torch_reason(module: nn.Module) -> str | None:

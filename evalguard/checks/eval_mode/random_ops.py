@@ -7,7 +7,7 @@ for the localisation pass, after a difference was already found.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.overrides import TorchFunctionMode
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
@@ -89,7 +90,7 @@ class Snapshot:
     tensors: dict[str, torch.Tensor]
 
     @classmethod
-    def take(cls, model, parameters: bool = True) -> "Snapshot":
+    def take(cls, model, parameters: bool = True) -> Snapshot:
         return cls(modes=mode_flags(model),
                    tensors={name: t.detach().clone() for name, t in _state(model, parameters)})
 
@@ -118,7 +119,7 @@ class PrivateModel:
     _snapshot: Snapshot | None = None
 
     @classmethod
-    def of(cls, model, device: str, owned: bool = False) -> "PrivateModel":
+    def of(cls, model, device: str, owned: bool = False) -> PrivateModel:
         if owned and device == "cpu":
             # The audit loaded this model itself: run it in place and put back what forward
             # passes can change (buffers such as BatchNorm statistics, and the mode flags);

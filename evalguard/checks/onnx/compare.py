@@ -15,7 +15,8 @@ GELU) produce errors of 6e-3 and more.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 #: Loggers that chatter during export; silenced for the duration only.
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "torch._export",

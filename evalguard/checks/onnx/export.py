@@ -43,7 +43,7 @@ class CallSpec:
     tensors: list[torch.Tensor]
 
     @classmethod
-    def of(cls, inputs: ExampleInputs) -> "CallSpec":
+    def of(cls, inputs: ExampleInputs) -> CallSpec:
         names, tensors = [], []
         for index, value in enumerate(inputs.args):
             if isinstance(value, torch.Tensor):

@@ -6,8 +6,8 @@ its ``training_mode`` input is a constant true, so running the file hides what i
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 #: The ops that behave differently in training mode, and where that mode is written.
 TRAINING_OPS = ("Dropout", "BatchNormalization")

@@ -6,12 +6,11 @@ biases or normalisation parameters. Both are judged group by group; one finding 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from evalguard.checks.optimizer.names import module_index, name_parameters, param_role, state_shape
-from evalguard.checks.optimizer.state import (classify_group, hint_from, optimizer_states, state_keys,
-                                          weight_decay)
 from evalguard.checks.optimizer import CHECK
+from evalguard.checks.optimizer.names import module_index, name_parameters, param_role, state_shape
+from evalguard.checks.optimizer.state import classify_group, hint_from, optimizer_states, state_keys, weight_decay
 from evalguard.facts import OptimizerFacts, OptimizerGroupFact, OptimizerStateFact
 from evalguard.findings import Finding, Location
 from evalguard.outcome import CheckOutcome, Outcome

@@ -8,8 +8,9 @@ shapes of the per-parameter state where there is state), or nothing (only shapes
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 # State entries that have the parameter's own shape (Adam family, SGD momentum, RMSprop, Adagrad).
 SHAPED_STATE_KEYS = ("exp_avg", "exp_avg_sq", "momentum_buffer", "square_avg", "sum", "exp_inf", "acc_delta")

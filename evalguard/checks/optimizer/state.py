@@ -8,8 +8,9 @@ cannot be told apart without a hint from outside the state_dict.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # Keys every torch optimizer in a family may write; LR schedulers add initial_lr, and
 # named_parameters() adds param_names. A group with other keys is some other optimizer.

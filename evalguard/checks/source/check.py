@@ -12,6 +12,7 @@ import ast
 import importlib
 import re
 from pathlib import Path
+
 from evalguard.errors import TargetError
 from evalguard.findings import Finding, Location
 from evalguard.outcome import CheckOutcome, Outcome

@@ -9,7 +9,7 @@ the Hugging Face no-decay layout). A value that cannot be resolved statically is
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
 from evalguard.checks.source.index import FileIndex, Hit, Scope, argument, calls_in, spelled
 

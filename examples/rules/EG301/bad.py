@@ -5,9 +5,9 @@ decay is coupled to the gradient.
 """
 import lightning.pytorch as pl
 import torch
+import torch.optim as optim
 from torch import nn
 from torch.optim import Adam as A
-import torch.optim as optim
 
 WEIGHT_DECAY = 1e-2
 NO_DECAY = ("bias", "LayerNorm.weight")

@@ -4,9 +4,9 @@ Audited as source (never run).
 """
 import lightning.pytorch as pl
 import torch
+import torch.optim as optim
 from torch import nn
 from torch.optim import AdamW
-import torch.optim as optim
 
 WEIGHT_DECAY = 1e-2
 NO_DECAY = ("bias", "LayerNorm.weight")
