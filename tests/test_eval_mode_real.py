@@ -2,14 +2,10 @@
 (random weights, nothing downloaded)."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import pytest
 import torch
+from test_eval_mode import _check
 
-from evalguard.checks.eval_mode import check as eval_mode
-from evalguard.errors import TargetError
-from evalguard.facts import ModeFacts
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
 transformers = pytest.importorskip("transformers")
@@ -18,32 +14,6 @@ pytestmark = pytest.mark.realmodel
 ALL = frozenset({"EG101", "EG102", "EG103", "EG104", "EG107"})
 
 
-class Audited:
-    """What the eval-mode check returned, read the way the tests need it."""
-
-    def __init__(self, outcome):
-        self.outcome = outcome
-        [self.facts] = [f for f in outcome.facts if isinstance(f, ModeFacts)]
-
-    @property
-    def table(self) -> list[dict]:
-        return [asdict(row) for row in self.facts.rows]
-
-    @property
-    def paired(self):
-        return self.facts.paired
-
-    def skipped(self, rule: str) -> str | None:
-        """The reason ``rule`` did not run, or None when it ran."""
-        run = self.outcome.coverage[rule]
-        return run.reason if run.status == "skipped" else None
-
-
-def _check(subject, options):
-    outcome = eval_mode.run(subject, options)
-    if outcome.target_errors:      # the engine turns these into a target error
-        raise TargetError(outcome.target_errors[0])
-    return list(outcome.findings), Audited(outcome)
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
