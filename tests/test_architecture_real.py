@@ -11,10 +11,10 @@ import copy
 
 import pytest
 import torch
+from test_architecture import Audited
 
 from evalguard.catalogue import load_catalogue
 from evalguard.checks.architecture import check as architecture
-from evalguard.facts import ArchitectureFacts
 from evalguard.findings import Severity
 from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
 
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.realmodel
 
 IDS = torch.randint(0, 60, (2, 8), generator=torch.Generator().manual_seed(0))
 PIXELS = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-class Audited:
-    """What the architecture check returned: its facts and each rule's coverage."""
-
-    def __init__(self, outcome):
-        self.outcome = outcome
-        [self.facts] = [f for f in outcome.facts if isinstance(f, ArchitectureFacts)]
-
-    def skipped(self, rule: str) -> str | None:
-        run = self.outcome.coverage[rule]
-        return run.reason if run.status == "skipped" else None
 
 
 def _bert_config():
