@@ -220,8 +220,7 @@ def severity_bar(sensitive: int, training: int) -> dict:
 # ---------------------------------------------------------------- view data
 
 def _tree_rows(rows: list[dict], present: set[str]) -> list[dict]:
-    """Mode-table rows placed under their nearest ancestor that is in ``present``."""
-    depths: dict[str, int] = {}
+    """Mode-table rows with their nearest ancestor that is in ``present`` as ``parent``."""
     out = []
     for row in rows:
         name = str(row.get("module") or "")
@@ -230,26 +229,13 @@ def _tree_rows(rows: list[dict], present: set[str]) -> list[dict]:
         parts = name.split(".") if name else []
         parent = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
                        if ".".join(parts[:i]) in present), "")
-        depth = 0 if not name else depths.get(parent, 0) + 1 if parent else 1
-        depths[name] = depth
         training = bool(row["training"]) if "training" in row else row.get("mode") == "train"
         differs, allowed = bool(row.get("behaviour_differs")), bool(row.get("allowed"))
-        out.append({"module": name or "(model)", "leaf": (name[len(parent) + 1:] if parent else name) or "(model)",
-                    "parent": parent, "depth": depth, "type": str(row.get("type", "")),
-                    "training": training, "differs": differs, "allowed": allowed,
-                    "flagged": training and differs and not allowed,
-                    "reason": str(row.get("reason") or ""), "last": True})
-    _mark_last_children(out)
+        out.append({"module": name or "(model)", "parent": parent, "depth": len(parts),
+                    "type": str(row.get("type", "")), "training": training, "differs": differs,
+                    "allowed": allowed, "flagged": training and differs and not allowed,
+                    "reason": str(row.get("reason") or "")})
     return out
-
-
-def _mark_last_children(rows: list[dict]) -> None:
-    """Clear ``last`` on rows that have a later sibling, for the tree's corner glyph."""
-    seen: set[tuple[str, int]] = set()
-    for row in reversed(rows):
-        key = (row["parent"], row["depth"])
-        row["last"] = key not in seen
-        seen.add(key)
 
 
 def _mode_view(rows: list, omitted: Any = 0) -> dict | None:
