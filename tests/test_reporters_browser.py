@@ -91,6 +91,24 @@ def test_dom_holds_the_verdict_and_the_pictures(tmp_path, report_file):
     assert dom.count("<svg") >= 6 and 'class="node start"' in dom and 'class="flagged"' in dom
 
 
+def test_dom_holds_the_ml_lead_sections(tmp_path, report_file):
+    """The issue-19 sections survive a real parser and the strict CSP: targets table of contents,
+    'What was audited', the model summary, the mode table folded by parent, the ONNX charts."""
+    result = _chromium(tmp_path, report_file, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    toc = dom[dom.index('class="card targets-toc"'):]
+    assert 'href="#target-1"' in toc and 'href="#target-2"' in toc and "Blocked: 3 errors" in toc
+    assert dom.count("What was audited") == 2 and "worst |error| 0.4137" in dom
+    summary = dom[dom.index('class="summary"'):dom.index('class="modebar"')]
+    assert "Layer types" in summary and summary.count("<rect") == 6
+    assert dom.count('<details class="mode-group') == 3 and '<details class="mode-group has-flagged" open="">' in dom
+    chart = dom[dom.index('<svg class="parity-chart"'):]
+    assert "per output (log scale)" in chart[:chart.index("</svg>")]
+    hist = dom[dom.index('<svg class="hist"'):]
+    assert "|error| per decade" in hist[:hist.index("</svg>")] and "elements" in hist[:hist.index("</svg>")]
+
+
 def test_the_network_detector_sees_a_page_that_fetches(tmp_path):
     page = tmp_path / "fetches.html"
     page.write_text('<!DOCTYPE html><p>x</p><img src="http://example.invalid/pixel.png">'

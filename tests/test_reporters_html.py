@@ -13,11 +13,13 @@ from test_reporters_samples import (
     error_target_report,
     metadata,
     minimal_report,
+    model_facts,
     refused_report,
     safe_report,
+    target,
 )
 
-from evalguard.facts import InputFacts, LoadFacts, ModeFacts, ModeRowFact, OnnxFacts
+from evalguard.facts import BackendFact, InputFacts, LoadFacts, ModeFacts, ModeRowFact, OnnxFacts, WeightsFacts
 from evalguard.findings import Finding, Location, Report, RuleCoverage, Severity, TargetResult
 from evalguard.reporters import render
 from evalguard.reporters.html import _environment, histogram, num, view_model
@@ -121,19 +123,76 @@ def test_mode_table_highlights_modules_left_in_training():
     assert "3 of 4 mode-sensitive modules left in training mode" in _Page(html).plain()
 
 
-def test_big_mode_tables_show_the_flagged_branch_and_fold_the_rest():
+def _mode_groups(html: str) -> list[tuple[bool, str, str]]:
+    """(open, parent name, body) for each folded parent group of the mode table."""
+    found = re.findall(r'<details class="mode-group[^"]*"( open)?>\s*<summary><code class="parent">([^<]*)</code>'
+                       r'(.*?)</details>', html, flags=re.S)
+    return [(bool(opened), name, body) for opened, name, body in found]
+
+
+def test_mode_table_is_folded_by_parent_with_flagged_parents_open():
+    groups = _mode_groups(_html(blocked_report()))
+    # features.* and head.* layers under their parents; pool sits directly under the model
+    assert [(name, opened) for opened, name, _ in groups] == [("features", True), ("(model)", False),
+                                                              ("head", True)]
+    features = groups[0][2]
+    assert "7 layers" in features and "3 mode-sensitive" in features and "2 left in training" in features
+    assert re.findall(r'title="(features\.\d)"><code>(\d)</code>', features)[:2] == [("features.0", "0"),
+                                                                                  ("features.1", "1")]
+    assert "all in eval" not in features
+    safe = _html(safe_report())
+    assert 'class="parent">features</code>' in safe and "all in eval" in safe
+
+
+def test_big_mode_tables_fold_to_one_line_per_layer_and_open_only_the_flagged_one():
     html = _html(big_model_report())
-    main, _, folded = html.partition("Show all")
-    assert main.count('class="flagged"') == 2 and "encoder.layer.1.attention.dropout" in main
-    assert "encoder.layer.7.output.dropout" not in main and "encoder.layer.7.output.dropout" in folded
+    groups = _mode_groups(html)
+    names = [name for _, name, _ in groups]
+    assert names == ["(model)"] + [f"encoder.layer.{i}" for i in range(20)]     # 124 rows -> 21 lines
+    assert [name for opened, name, _ in groups if opened] == ["encoder.layer.1"]
+    bodies = {name: body for _, name, body in groups}
+    assert bodies["encoder.layer.1"].count('class="flagged"') == 2 and "2 left in training" in bodies["encoder.layer.1"]
+    assert "attention.dropout</code>" in bodies["encoder.layer.1"]
+    assert 'title="encoder.layer.7.output.dropout"' in bodies["encoder.layer.7"]
+
+
+def test_model_summary_counts_modules_and_draws_layer_types():
+    html = _html(blocked_report())
+    summary = html[html.index('class="summary"'):html.index('class="modebar"')]
+    text = _Page(summary).plain()
+    # 13 modules, of which 3 containers (model, features, head): 10 layers
+    assert "13 modules" in text and "10 layers" in text and "3 / 4 mode-sensitive left training" in text
+    bars = re.findall(r'<rect x="136"[^>]*><title>([^<]+)</title>', summary)
+    assert bars[:4] == ["BatchNorm2d: 2", "Conv2d: 2", "Dropout: 2", "ReLU: 2"]
+    assert not any(b.startswith("Sequential") for b in bars) and len(bars) == 6
+
+
+def test_parity_chart_places_each_output_on_a_log_axis_against_its_atol():
+    from evalguard.reporters.html import parity_chart
+
+    chart = parity_chart([{"output": "a", "max_abs_diff": 1e-5, "atol": 1e-4, "passed": True},
+                          {"output": "b", "batch": 1, "max_abs_diff": 0.5, "atol": 1e-4, "passed": False},
+                          {"output": "c", "max_abs_diff": 0.0, "atol": 1e-4, "passed": True},
+                          {"output": "d", "max_abs_diff": "nan"}])
+    a, b, c = chart["bars"]
+    assert a["atol_x"] - chart["left"] > a["w"] and b["w"] > b["atol_x"] - chart["left"]   # inside vs outside
+    assert b["failed"] and not a["failed"] and b["label"] == "b (batch 1)"
+    assert c["w"] == 0 and c["value"] == "0 (identical)"
+    assert [t["label"] for t in chart["ticks"]] == ["1e-10", "1e-8", "1e-6", "1e-4", "1e-2", "1"]
+    html = _html(blocked_report())
+    svg = re.search(r'<svg class="parity-chart".*?</svg>', html, flags=re.S).group(0)
+    assert "per output (log scale)" in svg and svg.count("<rect") == 2 and svg.count("#f04438") == 1
 
 
 def test_parity_table_has_a_histogram_per_output_with_out_of_tolerance_bars_in_red():
     html = _html(blocked_report())
-    svgs = re.findall(r'<svg width="168".*?</svg>', html, flags=re.S)
+    svgs = re.findall(r'<svg class="hist".*?</svg>', html, flags=re.S)
     assert len(svgs) == 2
     assert svgs[0].count("<rect") == 12 and svgs[0].count("#f04438") == 4
     assert svgs[1].count("#f04438") == 0
+    # labelled axes: what x and y are, the first and last bucket, the tallest count
+    labels = [re.sub(r"\s+", " ", t) for t in re.findall(r"<text[^>]*>([^<]+)</text>", svgs[0])]
+    assert labels == ["6", "0", "elements", "0", "nan/inf", "|error| per decade"]
     assert "✗ fail" in _Page(html).plain() and "✓ pass" in _Page(html).plain()
 
 
@@ -193,9 +252,113 @@ def test_view_model_counts_and_baseline_note():
 
 def test_number_formatting_and_histogram_geometry():
     assert [num(v) for v in (0.0, 0.4137, 3.2e-07, 1e-4, 12345.0, 7, "nan", None)] == \
-        ["0", "0.4137", "3.20e-07", "1.00e-04", "1.234e+04", "7", "nan", ""]
+        ["0", "0.4137", "3.2e-07", "1e-04", "1.234e+04", "7", "nan", ""]
     geo = histogram([["<1e-6", 1000], ["1e-6..1e-5", 1], ["1e-5..1e-4", 0]], 1e-6)
     heights = [b["h"] for b in geo["bars"]]
     assert heights[0] > heights[1] >= 2 and heights[2] == 0
     assert [b["over"] for b in geo["bars"]] == [False, True, False]     # empty buckets are never red
     assert histogram([], 1e-5) is None and histogram(None, None) is None
+
+
+# ---------------------------------------------------------------- issue 19: the page an ML lead reads
+
+def _fifty_dropouts() -> Report:
+    """One rule firing on 50 modules of one target, and the same rule once on another target."""
+    findings = [Finding("EG204", f"nn.Dropout on the feature maps of block.{i}", Location("m.pt", module=f"block.{i}.drop"),
+                        {"p": 0.1, "empty": "", "none": None}, Severity.WARNING, "elementwise-dropout-on-feature-maps")
+                for i in range(50)]
+    findings.append(Finding("EG204", "nn.Dropout on feature maps", Location("n.pt", module="drop"), {},
+                            Severity.WARNING, "elementwise-dropout-on-feature-maps"))
+    targets = (TargetResult("m.pt", "state-dict", "audited"), TargetResult("n.pt", "state-dict", "audited"))
+    return Report(targets, tuple(sorted(findings, key=Finding.sort_key)), {})
+
+
+def test_findings_with_one_root_cause_share_one_card():
+    html = _html(_fifty_dropouts())
+    page = _Page(html)
+    cards = page.with_class("finding")
+    assert len(cards) == 2                                   # m.pt's 50 findings, n.pt's one
+    text = page.plain()
+    assert "Warnings (51)" in text and "50 findings of EG204 in m.pt: 50 modules" in text
+    first = html[html.index('class="finding warning"'):html.index("</article>")]
+    assert first.count("<tr id=\"finding-") == 50 and "block.49.drop" in first
+    assert first.count("Why it matters") == 1 and first.count("evalguard explain EG204") == 1
+    assert "and 38 more" in first                            # the summary line names the first 12
+    assert '<details class="members"><summary>Each of the 50 findings' in first     # folded
+    few = Report(_fifty_dropouts().targets, _fifty_dropouts().findings[:3], {})
+    assert '<details class="members" open><summary>Each of the 3 findings' in _html(few)
+
+
+def test_evidence_is_a_readable_table_not_json_and_has_no_empty_rows():
+    finding = Finding("EG101", "x", Location("m.pt"), {
+        "types": {"BatchNorm2d": 2, "Dropout2d": 1},
+        "modules": [{"module": "stem.1", "type": "BatchNorm2d"}, {"module": "drop", "type": "Dropout2d", "p": 0.3}],
+        "tolerance": {"atol": 1e-6, "rtol": 1e-5}, "block": "", "nothing": [], "missing": None,
+        "nested": [[1, 2], {"a": [3]}]}, Severity.ERROR, "model-in-training-mode")
+    html = _html(Report((TargetResult("m.pt", "state-dict", "audited"),), (finding,), {}))
+    table = html[html.index('<table class="evidence">'):html.index('<div class="advice">')]
+    assert '{"' not in table and "&#34;" not in table and '": ' not in table
+    keys = re.findall(r"<tr><td class=\"ek\">(\w+)</td><td>", table)
+    assert keys == ["types", "modules", "tolerance", "nested"]          # block/nothing/missing were empty
+    assert "<tr><td>BatchNorm2d</td><td>2</td></tr>" in table and "<tr><td>atol</td><td>1e-06</td></tr>" in table
+    assert "<th>module</th><th>type</th><th>p</th>" in table
+    assert "<td>drop</td><td>Dropout2d</td><td>0.3</td>" in table and "<td>stem.1</td><td>BatchNorm2d</td><td></td>" in table
+    assert "[1, 2], {a: [3]}" in table
+
+
+def test_message_backticks_become_code():
+    finding = Finding("EG201", "Dropout2d `drop` feeds `block.1`", Location("m.pt"), {}, Severity.WARNING,
+                      "dropout-before-batchnorm")
+    html = _html(Report((TargetResult("m.pt", "state-dict", "audited"),), (finding,), {}))
+    assert "Dropout2d <code>drop</code> feeds <code>block.1</code>" in html and "`" not in _Page(html).plain()
+
+
+def _audited_card(html: str, index: int = 1) -> str:
+    start = html.index(f'id="target-{index}"')
+    return html[start:html.index("</section>", start)]
+
+
+def test_first_screen_says_what_was_audited_and_what_did_not_run():
+    facts = dict(model_facts())
+    facts["load"] = LoadFacts(format="state-dict", model_class="cifar.models.CifarCNN", saved_training=False,
+                              weights=WeightsFacts("--model cifar:build", 60, 62, ("fc.bias",), 2))
+    facts["onnx"] = replace(facts["onnx"], providers=("CPUExecutionProvider",),
+                            backends=(BackendFact("eager", "reference"), BackendFact("torchscript", "matches"),
+                                      BackendFact("torch-compile", "differs")))
+    t = target("m.pt", "state-dict", [], facts, skipped={"EG104": "the batch dimension is unknown"})
+    html = _html(Report((t,), (), metadata()))
+    card = _Page(_audited_card(html)).plain()
+    for line in ("What was audited", "Model cifar.models.CifarCNN", "Saved in training mode no",
+                 "Weights 60 of 62 tensors loaded (2 missing, 0 unexpected) into --model cifar:build",
+                 "Inputs arg0: float32[2, 3, 32, 32]",
+                 "ONNX ONNX Runtime (CPUExecutionProvider) differs in 1 of 2 comparisons; worst |error| 0.4137 (atol 1e-04)",
+                 "Backends eager (reference), torchscript (matches), torch-compile (differs)",
+                 "Not checked", "EG104 the batch dimension is unknown"):
+        assert line in card, line
+    text = _Page(html).plain()
+    assert text.index("What was audited") < text.index("Model summary and train/eval state")
+
+
+def test_factory_target_says_returned_and_where_its_weights_came_from():
+    facts = {"load": LoadFacts(format="factory", model_class="_evalguard_factory_123.Net", saved_training=True)}
+    no_onnx = {rule: "ONNX checks turned off (--no-onnx)" for rule in ("EG401", "EG402", "EG403", "EG404")}
+    t = target("lab/m.py:build", "factory", [], facts, skipped=no_onnx)
+    card = _Page(_audited_card(_html(Report((t,), (), metadata())))).plain()
+    assert "Returned in training mode yes" in card and "Saved in training mode" not in card
+    assert "Model lab/m.py:Net" in card and "_evalguard_factory_" not in card
+    assert "Weights as the factory built them (no weights file loaded)" in card
+    assert "ONNX did not run (ONNX checks turned off (--no-onnx))" in card
+
+
+def test_multi_target_reports_get_a_table_of_contents_with_each_verdict():
+    html = _html(error_target_report())
+    toc = html[html.index('class="card targets-toc"'):]
+    toc = toc[:toc.index("</section>")]
+    rows = re.findall(r'<a href="#(target-\d)"><code>([^<]+)</code></a>.*?<span class="tv (\w+)">([^<]+)</span>',
+                      toc, flags=re.S)
+    assert rows == [("target-1", "models/cifar_cnn.pt", "safe", "Safe to deploy"),
+                    ("target-2", "models/broken.pt", "blocked", "Blocked: 1 target not audited")]
+    assert 'id="target-1"' in html and 'id="target-2"' in html
+    blocked = _html(blocked_report())
+    assert re.search(r'href="#target-2"><code>src/train.py</code></a>.*?Blocked: 1 error', blocked, flags=re.S)
+    assert 'class="card targets-toc"' not in _html(safe_report())   # one target: no table of contents

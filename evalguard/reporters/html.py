@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import re
 from typing import Any
@@ -22,9 +21,14 @@ from evalguard.reporters.json_report import jsonable
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
-#: Mode tables up to this size are shown whole; larger ones show the relevant rows first.
-MODE_TABLE_FULL = 25
+#: The mode table is folded by parent module, at the deepest level that gives at most this many groups.
+MODE_GROUPS = 24
+#: Layer types drawn in the model summary (the rest are counted together).
+LAYER_TYPES_SHOWN = 8
+LAYER_BAR = 160
 EVIDENCE_VISIBLE = 8
+#: A root-cause card lists its findings open up to this many; more fold behind the module list.
+MEMBERS_OPEN = 8
 LONG_VALUE = 100
 _SEVERITY_LABELS = {Severity.ERROR: "Errors", Severity.WARNING: "Warnings", Severity.INFO: "Info"}
 _VERSION_ORDER = ("evalguard", "torch", "onnx", "onnxruntime", "python")
@@ -44,7 +48,8 @@ def num(value: Any) -> str:
         return "0"
     if 1e-3 <= abs(value) < 1e5:
         return f"{value:.4g}"
-    return f"{value:.2e}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
 
 
 def text_value(value: Any) -> str:
@@ -55,11 +60,20 @@ def text_value(value: Any) -> str:
         return "yes" if value else "no"
     if value is None:
         return "none"
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-        return ", ".join(num(v) if isinstance(v, float) else str(v) for v in value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(", ", ": "))
+    if isinstance(value, list):
+        return ", ".join(_nested(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_nested(v)}" for k, v in value.items())
     return str(value)
+
+
+def _nested(value: Any) -> str:
+    """A value inside a list or mapping: nested containers keep brackets, never JSON quotes."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_nested(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_nested(v)}" for k, v in value.items()) + "}"
+    return text_value(value)
 
 
 def percent(fraction: Any) -> str:
@@ -121,7 +135,8 @@ def display_class(name: str, target_path: str) -> str:
 # ---------------------------------------------------------------- pictures (geometry only)
 
 def histogram(buckets: list, atol: Any) -> dict | None:
-    """Bar geometry for an error histogram; log-scaled so a few large errors stay visible."""
+    """Geometry of an error histogram with labelled axes: x = |PyTorch − ONNX| per element in
+    decades, y = element count, log-scaled so a few large errors stay visible."""
     bars = []
     for bucket in buckets or []:
         if isinstance(bucket, dict) and "label" in bucket:          # {"label": ..., "count": ...}
@@ -130,17 +145,60 @@ def histogram(buckets: list, atol: Any) -> dict | None:
             bars.append((str(bucket[0]), int(bucket[1] or 0)))
     if not bars:
         return None
-    width, height, gap = 168, 44, 2
-    bar_w = (width - gap * (len(bars) - 1)) / len(bars)
-    top = math.log1p(max(count for _, count in bars)) or 1.0
+    left, plot_w, plot_h, gap = 24, 150, 40, 2
+    bar_w = (plot_w - gap * (len(bars) - 1)) / len(bars)
+    peak = max(count for _, count in bars)
+    top = math.log1p(peak) or 1.0
     shapes = []
     for i, (label, count) in enumerate(bars):
-        h = 0.0 if count == 0 else max(2.0, (height - 2) * math.log1p(count) / top)
-        shapes.append({"x": round(i * (bar_w + gap), 2), "y": round(height - h, 2), "w": round(bar_w, 2),
+        h = 0.0 if count == 0 else max(2.0, (plot_h - 2) * math.log1p(count) / top)
+        shapes.append({"x": round(left + i * (bar_w + gap), 2), "y": round(4 + plot_h - h, 2), "w": round(bar_w, 2),
                        "h": round(h, 2), "label": label, "count": count,
                        "over": count > 0 and _beyond(label, atol)})
-    return {"width": width, "height": height, "bars": shapes,
+    return {"width": left + plot_w + 4, "height": plot_h + 34, "left": left, "plot_w": plot_w,
+            "base": 4 + plot_h, "mid": left + plot_w / 2, "bars": shapes, "peak": peak,
             "first": bars[0][0], "last": bars[-1][0]}
+
+
+#: Geometry of the per-output error chart: decades from 10^PARITY_LOW to at least 10^0.
+PARITY_LOW = -10
+PARITY_LABEL_W = 170
+PARITY_PLOT_W = 440
+
+
+def parity_chart(entries: list) -> dict | None:
+    """Per-comparison max |PyTorch − ONNX| as horizontal bars on a log axis, with each
+    comparison's atol marked: how far inside (or outside) its tolerance every output is."""
+    rows = [e for e in entries or [] if isinstance(e, dict) and _finite(e.get("max_abs_diff"))]
+    if not rows:
+        return None
+    high = max([0] + [math.ceil(math.log10(float(e["max_abs_diff"]))) for e in rows if float(e["max_abs_diff"]) > 0])
+    span = high - PARITY_LOW
+
+    def x(value: float) -> float:
+        exponent = min(max(math.log10(value), PARITY_LOW), high) if value > 0 else PARITY_LOW
+        return round(PARITY_LABEL_W + PARITY_PLOT_W * (exponent - PARITY_LOW) / span, 1)
+
+    bars, row_h = [], 22
+    for i, entry in enumerate(rows):
+        worst = float(entry["max_abs_diff"])
+        label = str(entry.get("output", "?"))
+        if isinstance(entry.get("batch"), int):
+            label += f" (batch {entry['batch']})"
+        atol = entry.get("atol")
+        bars.append({"label": label, "y": 8 + i * row_h, "w": round(x(worst) - PARITY_LABEL_W, 1),
+                     "value": "0 (identical)" if worst == 0 else num(worst),
+                     "atol_x": x(float(atol)) if _finite(atol) and float(atol) > 0 else None,
+                     "atol": num(atol), "failed": entry.get("passed") is False})
+    height = 8 + len(rows) * row_h
+    ticks = [{"x": x(10.0 ** k), "label": "1" if k == 0 else f"1e{k}"} for k in range(PARITY_LOW, high + 1, 2)]
+    return {"bars": bars, "ticks": ticks, "left": PARITY_LABEL_W, "right": PARITY_LABEL_W + PARITY_PLOT_W,
+            "plot_h": height, "height": height + 40, "width": PARITY_LABEL_W + PARITY_PLOT_W + 90,
+            "mid": PARITY_LABEL_W + PARITY_PLOT_W / 2}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def _beyond(label: str, atol: Any) -> bool:
@@ -162,8 +220,7 @@ def severity_bar(sensitive: int, training: int) -> dict:
 # ---------------------------------------------------------------- view data
 
 def _tree_rows(rows: list[dict], present: set[str]) -> list[dict]:
-    """Mode-table rows placed under their nearest ancestor that is in ``present``."""
-    depths: dict[str, int] = {}
+    """Mode-table rows with their nearest ancestor that is in ``present`` as ``parent``."""
     out = []
     for row in rows:
         name = str(row.get("module") or "")
@@ -172,50 +229,55 @@ def _tree_rows(rows: list[dict], present: set[str]) -> list[dict]:
         parts = name.split(".") if name else []
         parent = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
                        if ".".join(parts[:i]) in present), "")
-        depth = 0 if not name else depths.get(parent, 0) + 1 if parent else 1
-        depths[name] = depth
         training = bool(row["training"]) if "training" in row else row.get("mode") == "train"
         differs, allowed = bool(row.get("behaviour_differs")), bool(row.get("allowed"))
-        out.append({"module": name or "(model)", "leaf": (name[len(parent) + 1:] if parent else name) or "(model)",
-                    "parent": parent, "depth": depth, "type": str(row.get("type", "")),
-                    "training": training, "differs": differs, "allowed": allowed,
-                    "flagged": training and differs and not allowed,
-                    "reason": str(row.get("reason") or ""), "last": True})
-    _mark_last_children(out)
+        out.append({"module": name or "(model)", "parent": parent, "depth": len(parts),
+                    "type": str(row.get("type", "")), "training": training, "differs": differs,
+                    "allowed": allowed, "flagged": training and differs and not allowed,
+                    "reason": str(row.get("reason") or "")})
     return out
 
 
-def _mark_last_children(rows: list[dict]) -> None:
-    """Clear ``last`` on rows that have a later sibling, for the tree's corner glyph."""
-    seen: set[tuple[str, int]] = set()
-    for row in reversed(rows):
-        key = (row["parent"], row["depth"])
-        row["last"] = key not in seen
-        seen.add(key)
-
-
 def _mode_view(rows: list, omitted: Any = 0) -> dict | None:
+    """The mode table folded by parent module: one line per parent (open when it holds a
+    module left in training mode), its layers inside."""
     clean = [r for r in rows or [] if isinstance(r, dict) and "module" in r]
     if not clean:
         return None
     names = {str(r.get("module") or "") for r in clean}
     view_rows = _tree_rows(clean, names)
-    sensitive = [r for r in view_rows if r["differs"]]
-    flagged = [r for r in view_rows if r["flagged"]]
-    if len(view_rows) <= MODE_TABLE_FULL:
-        shown, rest = view_rows, []
-    else:
-        # Too long to read: show the flagged modules under their ancestors, the rest on demand.
-        wanted = {r["module"] for r in flagged}
-        for name in list(wanted):
-            parts = name.split(".")
-            wanted.update(".".join(parts[:i]) for i in range(1, len(parts)))
-        shown = _tree_rows(clean, (wanted | {""}) & names) if flagged else []
-        rest = view_rows
+    types = {r["module"] if r["module"] != "(model)" else "": r["type"] for r in view_rows}
+    parents = {r["parent"] for r in view_rows if r["depth"]}
+    leaves = [r for r in view_rows if r["module"] not in parents and not (r["module"] == "(model)" and parents)]
+    depth = _group_depth(leaves)
+    groups: dict[str, list[dict]] = {}
+    for row in leaves:
+        key = ".".join(row["parent"].split(".")[:depth]) if row["parent"] else ""
+        row["name"] = row["module"][len(key) + 1:] if key else row["module"]
+        groups.setdefault(key, []).append(row)
+    view = []
+    for key, members in groups.items():
+        flagged = sum(r["flagged"] for r in members)
+        view.append({"name": key or "(model)", "type": types.get(key, ""), "rows": members,
+                     "count": len(members), "training": sum(r["training"] for r in members),
+                     "sensitive": sum(r["differs"] for r in members), "flagged": flagged,
+                     "open": bool(flagged) or len(groups) == 1})
+    sensitive = sum(r["differs"] for r in view_rows)
+    flagged = sum(r["flagged"] for r in view_rows)
     omitted = omitted if isinstance(omitted, int) and not isinstance(omitted, bool) else 0
-    return {"rows": shown, "all_rows": rest, "total": len(view_rows) + omitted, "omitted": omitted,
-            "sensitive": len(sensitive), "flagged": len(flagged),
-            "bar": severity_bar(len(sensitive), len(flagged))}
+    return {"groups": view, "total": len(view_rows) + omitted, "omitted": omitted,
+            "containers": len(view_rows) - len(leaves),
+            "sensitive": sensitive, "flagged": flagged, "bar": severity_bar(sensitive, flagged)}
+
+
+def _group_depth(leaves: list[dict]) -> int:
+    """The deepest parent level that folds the leaves into at most MODE_GROUPS groups."""
+    deepest = max((len(r["parent"].split(".")) for r in leaves if r["parent"]), default=1)
+    for depth in range(deepest, 0, -1):
+        keys = {".".join(r["parent"].split(".")[:depth]) if r["parent"] else "" for r in leaves}
+        if len(keys) <= MODE_GROUPS:
+            return depth
+    return 1
 
 
 def _parity_view(entries: list) -> list[dict]:
@@ -249,30 +311,27 @@ def _parity_view(entries: list) -> list[dict]:
     return view
 
 
-def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
+def _target_view(index: int, target: TargetResult, findings: list[Finding], metadata: dict) -> dict:
     facts_by = dict(target.facts or {})
     load, inputs = facts_by.get("load"), facts_by.get("inputs")
     mode, arch, onnx_facts = facts_by.get("eval_mode"), facts_by.get("architecture"), facts_by.get("onnx")
+    # "What was audited": the few lines an ML lead reads first.
+    audited: list[tuple[str, str]] = []
     facts = [("Kind", target.kind)]
     other: list[tuple[str, str]] = []
     if load is not None:
         if load.format and load.format != target.kind:
             facts.insert(0, ("Format", load.format))
         if load.model_class:
-            facts.append(("Model class", display_class(load.model_class, target.path)))
+            audited.append(("Model", display_class(load.model_class, target.path)))
         if load.saved_training is not None:
             label = "Returned in training mode" if target.kind == "factory" else "Saved in training mode"
-            facts.append((label, "yes" if load.saved_training else "no"))
+            audited.append((label, "yes" if load.saved_training else "no"))
         if load.mode_source:
             facts.append(("Mode taken from", load.mode_source))
         if load.file_size is not None:
             facts.append(("File size", _size(load.file_size)))
-        if load.weights is not None:
-            w = load.weights
-            text = f"{w.loaded} of {w.expected} tensors"
-            if w.missing_count or w.unexpected_count:
-                text += f" ({w.missing_count} missing, {w.unexpected_count} unexpected)"
-            facts.append(("Weights loaded", text))
+        audited.extend(_weights_line(target, load))
         other.extend(load.details)
     if arch is not None and arch.dataflow != "not needed":
         facts.append(("Dataflow view", arch.dataflow))
@@ -292,21 +351,97 @@ def _target_view(target: TargetResult, findings: list[Finding]) -> dict:
     for finding in findings:
         counts[str(finding.severity)] += 1
     rows = [dataclasses.asdict(r) for r in mode.rows] if mode is not None else []
+    parity = [dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []
+    not_run = [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()]
+    decided = verdict(Report((target,), tuple(findings), metadata))
     return {
+        "index": index, "anchor": f"target-{index}",
         "path": target.path, "kind": target.kind, "status": target.status, "detail": target.detail,
-        "facts": facts, "onnx": onnx,
+        "verdict": {"tone": decided.tone, "headline": decided.headline},
+        "audited": audited, "facts": facts, "onnx": onnx,
+        "onnx_line": _onnx_line(onnx_facts, not_run),
+        "backends_line": _backends_line(onnx_facts.backends) if onnx_facts is not None else "",
         "saved_training": load.saved_training if load is not None else None,
         "inputs": list(inputs.inputs) if inputs is not None else [],
         "inputs_source": inputs.source if inputs is not None else "",
+        "summary": _model_summary(mode, rows),
         "mode": _mode_view(rows, mode.omitted if mode is not None else 0),
-        "parity": _parity_view([dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []),
+        "parity": _parity_view(parity),
+        "parity_chart": parity_chart(parity),
         "localisation": _localisation_view(onnx_facts.localisation) if onnx_facts is not None else None,
         "backends": _backends_view(onnx_facts.backends) if onnx_facts is not None else None,
-        "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other],
-        "not_run": [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()],
+        "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other if v],
+        "not_run": not_run,
         "coverage": _coverage_counts(target),
         "counts": counts,
     }
+
+
+def _weights_line(target: TargetResult, load) -> list[tuple[str, str]]:
+    w = load.weights
+    if w is None:
+        if target.kind == "factory":
+            return [("Weights", "as the factory built them (no weights file loaded)")]
+        return []
+    text = f"{w.loaded} of {w.expected} tensors loaded"
+    if w.missing_count or w.unexpected_count:
+        text += f" ({w.missing_count} missing, {w.unexpected_count} unexpected)"
+    if w.architecture:
+        text += f" into {w.architecture}"
+    return [("Weights", text)]
+
+
+def _numbers(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) for r in rows
+            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+
+
+def _onnx_line(onnx_facts, not_run: list[dict]) -> str:
+    """One line: did ONNX run, did it match, and the worst error."""
+    skipped = [item for item in not_run if item["rule"] in ("EG401", "EG402", "EG403", "EG404")]
+    if onnx_facts is None or not onnx_facts.parity:
+        if skipped:
+            return f"did not run ({skipped[0]['reason'] or 'skipped'})"
+        return ""
+    rows = [dict(r) for r in onnx_facts.parity]
+    failed = sum(1 for r in rows if r.get("passed") is False)
+    worst = max(_numbers(rows, "max_abs_diff"), default=None)
+    atol = min(_numbers(rows, "atol"), default=None)
+    where = f"ONNX Runtime ({', '.join(onnx_facts.providers)})" if onnx_facts.providers else "ONNX Runtime"
+    result = (f"differs in {failed} of {plural(len(rows), 'comparison')}" if failed
+              else f"matches in {plural(len(rows), 'comparison')}")
+    text = f"{where} {result}"
+    if worst is not None:
+        text += f"; worst |error| {num(worst)}" + (f" (atol {num(atol)})" if atol is not None else "")
+    return text
+
+
+def _backends_line(backends) -> str:
+    parts = []
+    for b in backends or ():
+        status = "reference" if b.status == "reference" else b.status
+        parts.append(f"{b.backend} ({status})")
+    return ", ".join(parts)
+
+
+def _model_summary(mode, rows: list[dict]) -> dict | None:
+    """Module counts and the layer types (leaf modules only: containers are not layers)."""
+    if mode is None or not rows:
+        return None
+    names = [str(r.get("module") or "") for r in rows]
+    containers = {n.rsplit(".", 1)[0] if "." in n else "" for n in names if n}
+    types: dict[str, int] = {}
+    for name, row in zip(names, rows):
+        if name not in containers or (not name and len(rows) == 1):
+            types[str(row.get("type", "?"))] = types.get(str(row.get("type", "?")), 0) + 1
+    ranked = sorted(types.items(), key=lambda item: (-item[1], item[0]))
+    shown, rest = ranked[:LAYER_TYPES_SHOWN], ranked[LAYER_TYPES_SHOWN:]
+    top = max((n for _, n in shown), default=1)
+    bars = [{"type": t, "count": n, "w": max(2, round(LAYER_BAR * n / top))} for t, n in shown]
+    return {"modules": mode.modules, "in_training": mode.in_training, "sensitive": mode.behaviour_differs,
+            "flagged": mode.behaviour_differs_in_training, "layers": sum(types.values()),
+            "bars": bars, "bar": LAYER_BAR, "other_types": len(rest), "other_count": sum(n for _, n in rest),
+            "partial": bool(mode.omitted)}
 
 
 def _coverage_counts(target: TargetResult) -> dict:
@@ -400,14 +535,32 @@ def _localisation_view(located: Any) -> dict | None:
     return {"nodes": nodes, "caption": caption}
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, (list, tuple, dict)) and not value)
+
+
 def _evidence_rows(evidence: dict, skip: set[str]) -> list[dict]:
+    """Evidence as key/value rows a person reads: a mapping becomes a small key/value list, a
+    list of records a small table, anything else one line (long text folds). Empty values are
+    left out rather than shown as empty rows."""
     rows = []
-    for key, value in evidence.items():
-        if key in skip:
+    for key, raw in evidence.items():
+        value = jsonable(raw)
+        if key in skip or _empty(value):
             continue
-        text = text_value(value)
-        rows.append({"key": str(key), "value": text, "long": len(text) > LONG_VALUE,
-                     "preview": text[:60].rstrip() + "…" if len(text) > LONG_VALUE else text})
+        row = {"key": str(key), "pairs": None, "table": None, "long": False, "value": "", "preview": ""}
+        if isinstance(value, dict) and all(not isinstance(v, dict) for v in value.values()):
+            row["pairs"] = [(str(k), text_value(v)) for k, v in value.items()]
+        elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            columns = list(dict.fromkeys(k for record in value for k in record))
+            row["table"] = {"columns": columns,
+                            "rows": [[text_value(record[c]) if c in record else "" for c in columns]
+                                     for record in value]}
+        else:
+            text = text_value(value)
+            row.update(value=text, long=len(text) > LONG_VALUE,
+                       preview=text[:60].rstrip() + "…" if len(text) > LONG_VALUE else text)
+        rows.append(row)
     return rows
 
 
@@ -429,12 +582,27 @@ def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[s
         "anchor": f"finding-{index}", "rule": finding.rule,
         "name": finding.name or (rule.name if rule else ""),
         "title": rule.title if rule else "", "severity": str(finding.severity),
-        "message": finding.message, "where": where, "module": loc.module or "",
+        "message": finding.message, "message_spans": _inline(finding.message), "where": where, "module": loc.module or "",
         "evidence": rows[:EVIDENCE_VISIBLE], "evidence_more": rows[EVIDENCE_VISIBLE:],
         "chain": chain,
         "why": segments(rule.why) if rule else [], "fix": segments(rule.fix) if rule else [],
         "examples": examples,
     }
+
+
+def _card_view(path: str, members: list[dict]) -> dict:
+    """One card per root cause: every finding of one rule on one target. The rule's fix and
+    why are shown once; each finding becomes a row naming its module or line."""
+    first = members[0]
+    card = {key: first[key] for key in ("anchor", "rule", "name", "title", "severity", "why", "fix", "examples")}
+    card.update(single=first if len(members) == 1 else None, count=len(members), path=path,
+                open=len(members) <= MEMBERS_OPEN,
+                modules=[m["module"] for m in members if m["module"]], members=members)
+    if len(members) > 1:
+        where = plural(len(card["modules"]), "module") if len(card["modules"]) == len(members) \
+            else plural(len(members), "place")
+        card["headline"] = f"{plural(len(members), 'finding')} of {first['rule']} in {path}: {where}"
+    return card
 
 
 def _run_facts(metadata: dict) -> list[tuple[str, str]]:
@@ -472,15 +640,18 @@ def view_model(report: Report) -> dict:
 
     groups, index = [], 0
     for severity in SEVERITIES:
-        items = []
+        cards: dict[tuple[str, str], list[dict]] = {}
         for finding in report.findings:
             if finding.severity == severity:
                 index += 1
-                items.append(_finding_view(index, finding, catalogue.get(finding.rule),
-                                           types.get(finding.location.path, {})))
-        if items:
+                view = _finding_view(index, finding, catalogue.get(finding.rule),
+                                     types.get(finding.location.path, {}))
+                cards.setdefault((finding.location.path, finding.rule), []).append(view)
+        if cards:
             groups.append({"severity": str(severity), "label": _SEVERITY_LABELS[severity],
-                           "blocking": severity >= decided.threshold, "findings": items})
+                           "blocking": severity >= decided.threshold,
+                           "count": sum(len(members) for members in cards.values()),
+                           "cards": [_card_view(path, members) for (path, _), members in cards.items()]})
     counts = report.summary
     command = metadata.get("command")
     if isinstance(command, (list, tuple)):
@@ -499,7 +670,8 @@ def view_model(report: Report) -> dict:
         "selected": sorted(metadata.get("selected") or []), "command": str(command or ""),
         "baseline": {"suppressed": int(baseline.get("suppressed", 0)), "fixed": int(baseline.get("fixed", 0)),
                      "path": str(baseline.get("path", ""))} if baseline else None,
-        "targets": [_target_view(t, findings_for.get(t.path, [])) for t in report.targets],
+        "targets": [_target_view(i, t, findings_for.get(t.path, []), metadata)
+                    for i, t in enumerate(report.targets, 1)],
         "groups": groups, "total": len(report.findings),
     }
 
