@@ -153,3 +153,14 @@ def test_bfloat16_model_is_put_back_after_the_onnx_check():
     after = model.state_dict()
     assert all(after[k].dtype == torch.bfloat16 and torch.equal(after[k], v)
                for k, v in before.items() if v.dtype == torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), None])
+def test_finite_check_without_temporaries_sees_nan_and_inf_in_every_dtype(dtype, bad):
+    from evalguard.checks.architecture.static import _all_finite
+
+    data = torch.randn(64, 33).to(dtype).t()          # non-contiguous too
+    if bad is not None:
+        data[5, 7] = bad
+    assert _all_finite(data) == (bad is None)
