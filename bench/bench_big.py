@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,17 +56,41 @@ def build(folder: Path, size: str, dtype_name: str, shard: str) -> dict:
     return {"parameters": params, "build_and_save_s": round(time.perf_counter() - started, 1)}
 
 
-def audit(folder: Path, extra: list[str], report: Path) -> dict:
+def _rss_mib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _watch(proc: subprocess.Popen, limit_mib: int, state: dict) -> None:
+    """Kill the audit when its RSS passes ``limit_mib`` (the machine is shared)."""
+    while proc.poll() is None:
+        if _rss_mib(proc.pid) > limit_mib:
+            state["killed_above_mib"] = limit_mib
+            proc.kill()
+            return
+        time.sleep(0.2)
+
+
+def audit(folder: Path, extra: list[str], report: Path, limit_mib: int) -> dict:
     cmd = [sys.executable, "-m", "evalguard", "check", str(folder), "--format", "json", "-o", str(report),
            "--input-shape", "2x16", "--input-dtype", "int64", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state: dict = {}
+    watcher = threading.Thread(target=_watch, args=(proc, limit_mib, state), daemon=True)
+    watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     result = {"cmd": " ".join(cmd[2:]), "exit": os.waitstatus_to_exitcode(status), "seconds": round(seconds, 1),
-              "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+              "peak_rss_mib": round(usage.ru_maxrss / 1024), **state}
     if report.is_file():
         data = json.loads(report.read_text())
         target = data["targets"][0]
@@ -91,6 +116,9 @@ def main() -> None:
     parser.add_argument("--shard", default="500MB", help="save_pretrained(max_shard_size=...)")
     parser.add_argument("--folder", type=Path, default=None)
     parser.add_argument("--full", action="store_true", help="also the full audit (ONNX export, external data)")
+    parser.add_argument("--kill-above-gib", type=float, default=14.0,
+                        help="kill an audit whose RSS passes this (the machine is shared)")
+    parser.add_argument("--only-full", action="store_true", help="skip the --no-onnx run")
     parser.add_argument("--no-build", action="store_true", help="reuse the folder as it is")
     args = parser.parse_args()
     folder = args.folder or Path(f"/tmp/evalguard-bench-{args.size}-{args.dtype}")
@@ -101,9 +129,9 @@ def main() -> None:
     shards = sorted(folder.glob("*.safetensors"))
     checkpoint = sum(f.stat().st_size for f in shards)
     results.update(shards=len(shards), checkpoint_mib=round(checkpoint / 2**20))
-    runs = [("no_onnx", ["--no-onnx"])] + ([("full", [])] if args.full else [])
+    runs = ([] if args.only_full else [("no_onnx", ["--no-onnx"])]) + ([("full", [])] if args.full else [])
     for name, extra in runs:
-        run = audit(folder, extra, folder.parent / f"{folder.name}-{name}.json")
+        run = audit(folder, extra, folder.parent / f"{folder.name}-{name}.json", int(args.kill_above_gib * 1024))
         run["rss_over_checkpoint"] = round(run["peak_rss_mib"] * 2**20 / checkpoint, 2)
         results[name] = run
         print(json.dumps({name: run}, indent=1), flush=True)
