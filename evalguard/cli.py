@@ -37,6 +37,11 @@ def _execution_options(command):
                           "allocations past it fail that target. CPU only."),
         click.option("--shard", "shard", metavar="K/N",
                      help="Audit slice K of N of the targets (CI matrices); combine with `evalguard merge`."),
+        click.option("--executor", "executor", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="Where model targets run: worker processes here, or Ray tasks (pip install 'evalguard[ray]')."),
+        click.option("--ray-address", "ray_address", metavar="ADDR",
+                     help="With --executor ray: an existing Ray cluster (default: a local Ray instance)."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -335,7 +335,11 @@ def audit(targets: list[str], options: AuditOptions,
 
     outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
     with Progress(len(items), enabled=execution.progress) as progress:
-        if isolated:
+        if isolated and execution.executor == "ray":
+            from evalguard.execution.ray_tasks import run_on_ray
+
+            outcomes.update(run_on_ray(models, options, severity_overrides, execution, progress))
+        elif isolated:
             from evalguard.execution.local import run_isolated
 
             outcomes.update(run_isolated(models, options, severity_overrides, execution, progress))
@@ -365,6 +369,8 @@ def audit(targets: list[str], options: AuditOptions,
     if execution.shard:
         extra["shard"] = f"{execution.shard[0]}/{execution.shard[1]}"
     extra["execution"] = {"isolated": isolated, "jobs": execution.jobs if isolated else 1}
+    if execution.executor != "local":
+        extra["execution"]["executor"] = execution.executor
     return Report(targets=tuple(results), findings=tuple(findings), metadata=run_metadata(options, extra))
 
 

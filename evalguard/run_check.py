@@ -60,6 +60,8 @@ class CheckRequest:
     timeout: float | None = None
     memory_limit: str | None = None
     shard: str | None = None
+    executor: str = "local"
+    ray_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,8 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
 
     runs = plan_runs(request)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
-                                request.shard, request.quiet)
+                                request.shard, request.quiet, executor=request.executor,
+                                ray_address=request.ray_address)
     if execution.memory_limit and any(run.options.device == "cuda" for run in runs):
         raise UsageError("--memory-limit caps address space, which CUDA reserves by the tens of GiB; "
                          "it cannot be used with --device cuda")

@@ -30,8 +30,12 @@ class ExecutionOptions:
     memory_limit: int | None = None    # bytes of address space per worker (RLIMIT_AS)
     shard: tuple[int, int] | None = None   # (K, N): this run audits slice K of N
     progress: bool = True              # a progress line on an interactive stderr
+    executor: str = "local"            # "local" (worker processes here) or "ray" (evalguard.execution.ray)
+    ray_address: str | None = None     # an existing Ray cluster; None: a local Ray instance
 
     def isolated(self, model_targets: int) -> bool:
+        if self.executor == "ray":
+            return True
         if self.isolate is not None:
             return self.isolate
         return model_targets > 1 or self.timeout is not None or self.memory_limit is not None
@@ -79,7 +83,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def build_execution(isolate: bool | None = None, jobs: int | None = None, timeout: float | None = None,
                     memory_limit: str | None = None, shard: str | None = None,
-                    quiet: bool = False) -> ExecutionOptions:
+                    quiet: bool = False, executor: str = "local",
+                    ray_address: str | None = None) -> ExecutionOptions:
     """Validate the command-line flags (one ``error:`` line for each mistake)."""
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
@@ -90,10 +95,17 @@ def build_execution(isolate: bool | None = None, jobs: int | None = None, timeou
         raise UsageError("--timeout and --memory-limit need worker processes; drop --no-isolate")
     if isolate is False and jobs is not None and jobs > 1:
         raise UsageError("--jobs needs worker processes; drop --no-isolate")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    if executor == "ray" and isolate is False:
+        raise UsageError("--executor ray runs every model target in a Ray task; drop --no-isolate")
     if limit is not None and not hasattr(os, "fork"):
         raise UsageError("--memory-limit is not supported on this platform")
     return ExecutionOptions(isolate=isolate, jobs=jobs or 1, timeout=timeout, memory_limit=limit,
-                            shard=parse_shard(shard) if shard is not None else None, progress=not quiet)
+                            shard=parse_shard(shard) if shard is not None else None, progress=not quiet,
+                            executor=executor, ray_address=ray_address)
 
 
 def shard_slice(items: Sequence[T], shard: tuple[int, int] | None, key=str) -> list[T]:

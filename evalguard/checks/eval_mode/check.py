@@ -32,6 +32,7 @@ from evalguard.checks.eval_mode.compare import (
     Tolerance,
     compare_flat,
     compare_rows,
+    compute_dtype,
     worst,
 )
 from evalguard.checks.eval_mode.fingerprint import Prints, Recorder
@@ -191,6 +192,8 @@ class PairedPasses:
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
+        # Tolerances for the dtype the model computes in (float16/bfloat16 get their own defaults).
+        self.tol, self.batch_tol = Tolerance.paired(self.options.tolerances, compute_dtype(model))
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
         try:
             with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):

@@ -3,6 +3,13 @@
 Outputs arrive flattened, one ``{leaf name: tensor}`` per pass (names as
 ``evalguard.tensors.flatten_outputs`` gives them), and are compared leaf by leaf with
 Polygraphy's rule (an element fails only when it exceeds both atol and rtol * |expected|).
+
+Tolerances are chosen per dtype: the least precise floating dtype among the model's parameters
+(``compute_dtype``). float32 and float64 models get the float32 defaults below; float16 and
+bfloat16 models get defaults scaled from ``torch.finfo(dtype).eps`` (``atol = eps``,
+``rtol = 2 * eps``: one rounding on each side), because float32 tolerances would make every
+half-precision model fail on kernel noise. Tolerances the user configured are used as given.
+The evidence states the tolerance together with the dtype it was chosen for.
 """
 from __future__ import annotations
 
@@ -19,6 +26,28 @@ DEFAULT_RTOL = 1e-5
 #: EG104 compares runs at different batch sizes, where BLAS/oneDNN legitimately pick other
 #: kernels (float32 differences around 1e-6..1e-5); batch-statistics bugs differ by O(1).
 BATCH_TOLERANCE_FACTOR = 100.0
+#: The same for float16/bfloat16: their base tolerance already allows a rounding step, and
+#: batch-statistics bugs still differ by O(1), far beyond 4 * (2 * eps).
+LOW_PRECISION_BATCH_FACTOR = 4.0
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def low_precision_defaults(dtype: torch.dtype) -> tuple[float, float]:
+    """(atol, rtol) for a float16/bfloat16 model: eps and 2 * eps of its dtype."""
+    eps = torch.finfo(dtype).eps
+    return eps, 2 * eps
+
+
+def compute_dtype(model: Any) -> torch.dtype:
+    """The least precise floating dtype among the parameters (float32 when there are none)."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} if hasattr(model, "parameters") else set()
+    if not dtypes:
+        return torch.float32
+    return max(dtypes, key=lambda d: torch.finfo(d).eps)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 @dataclass(frozen=True)
@@ -26,19 +55,31 @@ class Tolerance:
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
     per_output: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    #: The dtype the defaults were chosen for (None: not chosen by dtype, e.g. a strict comparison).
+    dtype: torch.dtype | None = None
 
     @classmethod
-    def from_options(cls, tolerances: Mapping[str, Any] | None, factor: float = 1.0) -> Tolerance:
-        """``{"atol": .., "rtol": .., "outputs": {name: {"atol": .., "rtol": ..}}}``, scaled by ``factor``."""
+    def from_options(cls, tolerances: Mapping[str, Any] | None, factor: float = 1.0,
+                     dtype: torch.dtype | None = None) -> Tolerance:
+        """``{"atol": .., "rtol": .., "outputs": {name: {"atol": .., "rtol": ..}}}``, scaled by ``factor``;
+        what is not configured takes the defaults for ``dtype`` (float32's when None)."""
         tolerances = tolerances or {}
-        atol = float(tolerances.get("atol", DEFAULT_ATOL))
-        rtol = float(tolerances.get("rtol", DEFAULT_RTOL))
+        default_atol, default_rtol = (low_precision_defaults(dtype) if dtype in LOW_PRECISION
+                                      else (DEFAULT_ATOL, DEFAULT_RTOL))
+        atol = float(tolerances.get("atol", default_atol))
+        rtol = float(tolerances.get("rtol", default_rtol))
         per_output = {}
         for name, spec in (tolerances.get("outputs") or {}).items():
             if isinstance(spec, Mapping):
                 per_output[str(name)] = (float(spec.get("atol", atol)) * factor,
                                          float(spec.get("rtol", rtol)) * factor)
-        return cls(atol * factor, rtol * factor, per_output)
+        return cls(atol * factor, rtol * factor, per_output, dtype)
+
+    @classmethod
+    def paired(cls, tolerances: Mapping[str, Any] | None, dtype: torch.dtype) -> tuple[Tolerance, Tolerance]:
+        """(same-input tolerance, batch-probe tolerance) for a model computing in ``dtype``."""
+        factor = LOW_PRECISION_BATCH_FACTOR if dtype in LOW_PRECISION else BATCH_TOLERANCE_FACTOR
+        return cls.from_options(tolerances, dtype=dtype), cls.from_options(tolerances, factor, dtype=dtype)
 
     def for_output(self, name: str) -> tuple[float, float]:
         """Per-output tolerance by full leaf name (``output.logits``) or without the ``output.`` prefix."""
@@ -50,10 +91,13 @@ class Tolerance:
         user allowed anywhere, so a per-output allowance also covers the modules feeding it."""
         atol = max([self.atol, *(a for a, _ in self.per_output.values())])
         rtol = max([self.rtol, *(r for _, r in self.per_output.values())])
-        return Tolerance(atol, rtol)
+        return Tolerance(atol, rtol, dtype=self.dtype)
 
     def as_evidence(self) -> dict:
-        return {"atol": float(f"{self.atol:.3g}"), "rtol": float(f"{self.rtol:.3g}")}
+        evidence = {"atol": float(f"{self.atol:.3g}"), "rtol": float(f"{self.rtol:.3g}")}
+        if self.dtype is not None:
+            evidence["dtype"] = dtype_name(self.dtype)
+        return evidence
 
 
 def compare_flat(actual: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],

@@ -158,7 +158,12 @@ class _ModelAudit:
         model = self._eval_model()
         if model is None:
             return self._done()
-        with model as self.model:
+        from evalguard.checks.onnx import precision
+
+        with model as self.model, precision.float32_reference(self.model) as upcast:
+            if upcast:   # bfloat16: ONNX Runtime CPU cannot run it; export and compare in float32
+                self.spec = CallSpec.of(precision.float32_inputs(inputs))
+                self._note(precision.NOTE)
             try:
                 self.expected = self._reference()
             except TargetError as exc:

@@ -1,0 +1,73 @@
+"""bfloat16 models and ONNX: the export and the PyTorch reference are computed in float32.
+
+ONNX Runtime's CPU provider has no bfloat16 kernels for most ops (``Mul``, ``MatMul``, ...), and
+the TorchScript exporter cannot trace some bfloat16 models at all, so a bfloat16 model exported
+as it is can never be run, and EG401/EG404 would fail on every bfloat16 model. The ONNX check
+therefore converts the model's bfloat16 parameters and buffers to float32 in place for its own
+steps (export, reference passes, ONNX Runtime), compares with the float32 tolerances, and puts
+the tensors back to bfloat16 afterwards. This checks what the export does to the model's graph
+and weights (stale files, export-only ops, training-mode ops, batch-size constants); it does not
+measure bfloat16 rounding, which the paired passes judge with bfloat16 tolerances. float16 models
+run as they are (ONNX Runtime CPU has float16 kernels) with the float16 tolerances of
+``compare.DEFAULT_TOLERANCES``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from evalguard.subject import ExampleInputs
+
+NOTE = ("bfloat16 model: ONNX Runtime's CPU provider has no bfloat16 kernels, so the export and the "
+        "PyTorch reference ran on the model converted to float32 in place (float32 tolerances); "
+        "its tensors were put back to bfloat16 afterwards")
+
+
+def has_bfloat16(model) -> bool:
+    if not isinstance(model, torch.nn.Module):
+        return False
+    return any(t.dtype == torch.bfloat16 for t in (*model.parameters(), *model.buffers()))
+
+
+def _bfloat16_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    params = [n for n, p in model.named_parameters(remove_duplicate=False) if p.dtype == torch.bfloat16]
+    buffers = [n for n, b in model.named_buffers(remove_duplicate=False) if b.dtype == torch.bfloat16]
+    return params, buffers
+
+
+def _set_dtype(model: torch.nn.Module, params: list[str], buffers: list[str], dtype: torch.dtype) -> None:
+    """One tensor at a time, so the peak is one tensor more than the model, not a second model."""
+    seen: set[int] = set()
+    for name in params:
+        param = model.get_parameter(name)
+        if id(param) not in seen:          # tied weights are one Parameter: convert once
+            seen.add(id(param))
+            param.data = param.data.to(dtype)
+    for name in buffers:
+        prefix, _, leaf = name.rpartition(".")
+        module = model.get_submodule(prefix)
+        module._buffers[leaf] = module._buffers[leaf].to(dtype)
+
+
+@contextmanager
+def float32_reference(model) -> Iterator[bool]:
+    """Inside: ``model``'s bfloat16 tensors as float32 (yields True), or nothing changed (False)."""
+    if not has_bfloat16(model):
+        yield False
+        return
+    params, buffers = _bfloat16_names(model)
+    _set_dtype(model, params, buffers, torch.float32)
+    try:
+        yield True
+    finally:
+        _set_dtype(model, params, buffers, torch.bfloat16)
+
+
+def float32_inputs(inputs: ExampleInputs) -> ExampleInputs:
+    """bfloat16 tensors of the example inputs as float32 (integer token ids stay as they are)."""
+    def up(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16 else value
+    return ExampleInputs(tuple(up(v) for v in inputs.args), {k: up(v) for k, v in inputs.kwargs.items()},
+                         inputs.source)
