@@ -1,5 +1,8 @@
 """The script a user writes instead of evalguard: load the weights, one eval forward pass,
-torch.onnx.export with its defaults, an ONNX Runtime session, compare. Timed as a baseline."""
+torch.onnx.export, an ONNX Runtime session, compare. Timed as a baseline.
+
+``--exporter default`` is torch's default (the dynamo exporter in torch 2.13); ``--exporter fast``
+is the fastest honest script, ``dynamo=False`` (the TorchScript exporter)."""
 import argparse
 import importlib.util
 import sys
@@ -17,6 +20,7 @@ def main():
     parser.add_argument("--factory", required=True)   # path/to/models.py:fn
     parser.add_argument("--shape", required=True)
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--exporter", choices=("default", "fast"), default="default")
     args = parser.parse_args()
 
     path, fn = args.factory.rsplit(":", 1)
@@ -37,8 +41,9 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = str(Path(tmp) / "model.onnx")
+        extra = {"dynamo": False} if args.exporter == "fast" else {}
         torch.onnx.export(model, (x,), onnx_path, input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}})  # the defaults otherwise
+                          dynamic_axes={"x": {0: "batch"}}, **extra)  # the defaults otherwise
         session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     ok = np.allclose(got, expected.numpy(), atol=1e-4, rtol=1e-3)

@@ -12,17 +12,20 @@ MODELS = {
     "mlp": ("mlp", ["32x64"], "float32"),
     "resnet50": ("resnet50", ["2x3x224x224"], "float32"),
     "bert": ("bert", ["2x128"], "int64"),
+    "bert4": ("bert4", ["2x128"], "int64"),
+    "resnet_small": ("resnet_small", ["2x3x224x224"], "float32"),
 }
 
 
 class BertLogits(nn.Module):
     """BERT-base taking token ids only, as a classifier would be served (ids < 2 keep it simple)."""
 
-    def __init__(self):
+    def __init__(self, layers: int = 12):
         super().__init__()
         from transformers import BertConfig, BertModel
 
-        self.bert = BertModel(BertConfig())  # bert-base-uncased layout: 12 layers, hidden 768
+        # bert-base-uncased layout: 12 layers, hidden 768 (fewer layers for the quick bench)
+        self.bert = BertModel(BertConfig(num_hidden_layers=layers))
 
     def forward(self, input_ids):
         return self.bert(input_ids=input_ids).last_hidden_state
@@ -44,3 +47,18 @@ def resnet50():
 def bert():
     torch.manual_seed(0)
     return BertLogits().eval()
+
+
+def bert4():
+    """BERT-base's width with 4 layers: the quick bench's transformer."""
+    torch.manual_seed(0)
+    return BertLogits(layers=4).eval()
+
+
+def resnet_small():
+    """A ResNet-18-like layout (basic blocks, [2, 2, 2, 2]) from the transformers config."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(0)
+    config = ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512])
+    return ResNetForImageClassification(config).eval()
