@@ -126,3 +126,18 @@ def test_no_sharing_without_the_eval_mode_check():
     model = Counted().eval()
     subject, _, calls = onnx_alone(model)
     assert subject.eval_reference is None and calls == [4, 3]
+
+
+class FailsOnSecondCall(Counted):
+    def forward(self, x):
+        if len(self.calls) >= 1 and not torch.jit.is_tracing():
+            self.calls.append(int(x.shape[0]))
+            raise RuntimeError("stateful model: only one call")
+        return super().forward(x)
+
+
+def test_a_model_that_failed_in_the_eval_mode_check_shares_nothing():
+    model = FailsOnSecondCall().eval()
+    subject = subject_for(model)
+    outcome = eval_mode_check.run(subject, AuditOptions(selected=RULES))
+    assert outcome.target_errors and subject.eval_reference is None

@@ -195,12 +195,16 @@ class PairedPasses:
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
+        completed = False
         try:
             with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):
-                return self._all(private.module, runner.to_device(inputs, self.options.device))
+                findings = self._all(private.module, runner.to_device(inputs, self.options.device))
+            completed = True
+            return findings
         finally:
             private.release()
-            self._share_reference(model, inputs)
+            if completed:   # a model that failed on a later pass runs its own ONNX reference, as before
+                self._share_reference(model, inputs)
             self.facts = PairedForwardFacts(
                 copy=private.method, passes=self.passes, seed=self.options.seed,
                 served_mode="train" if self.served_train else "eval",
