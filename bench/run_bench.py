@@ -1,9 +1,18 @@
-"""Time `evalguard check` against the bare script a user would write instead.
+"""Time the full `evalguard check` against the scripts a user would write instead.
 
-    python bench/run_bench.py [--models mlp,resnet50,bert] [--repeats 3] [--write bench/RESULTS.md]
+    python bench/run_bench.py [--models bert4,resnet_small] [--repeats 3] [--write FILE]
 
-Runs are interleaved (bare, evalguard, bare, evalguard, ...) and the median wall time of each
-is reported with their ratio; peak RSS of each process is read from wait4's rusage.
+Per model, each round runs, one after the other, in fresh processes:
+
+* ``bare-default``: ``bare_script.py`` with torch's default exporter (dynamo in torch 2.13);
+* ``bare-fast``: the same with ``dynamo=False``, the fastest honest script;
+* ``evalguard``: ``evalguard check STATE_DICT --model models.py:FN`` with every default check;
+* ``evalguard-pickle``: ``evalguard check FULL_MODULE.pt --trust-module ...``, the whole
+  module pickled with ``torch.save(model)`` (adds the sandboxed trial load of trusted classes).
+
+Rounds are interleaved (a, b, c, d, a, b, ...) so that load from other users hits every variant
+alike; the tables show medians of wall seconds and of peak RSS (from ``wait4``), the ratios
+against ``bare-fast`` and ``bare-default``, and the spread (min-max) as a noise measure.
 """
 from __future__ import annotations
 
@@ -19,64 +28,72 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
+VARIANTS = ("bare-default", "bare-fast", "evalguard", "evalguard-pickle")
 
 
-def timed(cmd: list[str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MiB, exit code) of one child process."""
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds) of one child process, run in this folder.
+    CPU seconds (user + system, the child's own reaped children included) are less sensitive
+    than wall time to other users of a shared machine."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=HERE)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace")
-    if proc.returncode not in (0, 1):
+    if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def save_checkpoint(name: str) -> Path:
+def save_checkpoints(name: str) -> tuple[Path, Path]:
+    """The state_dict and the whole pickled module of one benchmark model (made once)."""
     import models
     import torch
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"{name}.pt"
-    if not path.exists():
-        torch.save(getattr(models, models.MODELS[name][0])().state_dict(), path)
-    return path
+    weights, full = OUT / f"{name}.pt", OUT / f"{name}_full.pt"
+    if not (weights.exists() and full.exists()):
+        model = getattr(models, models.MODELS[name][0])()
+        torch.save(model.state_dict(), weights)
+        torch.save(model, full)   # classes pickled as models.* and transformers.*
+    return weights, full
 
 
-def bench_model(name: str, repeats: int) -> dict:
+def commands(name: str) -> dict[str, list[str]]:
     import models
 
     factory, shapes, dtype = models.MODELS[name]
-    checkpoint = save_checkpoint(name)
-    spec = f"{HERE / 'models.py'}:{factory}"
-    bare = [sys.executable, str(HERE / "bare_script.py"), str(checkpoint), "--factory", spec,
+    weights, full = save_checkpoints(name)
+    bare = [sys.executable, "bare_script.py", str(weights), "--factory", f"models.py:{factory}",
             "--shape", shapes[0], "--dtype", dtype]
-    guard = [sys.executable, "-m", "evalguard", "check", str(checkpoint), "--model", spec,
-             "--input-dtype", dtype, "--format", "json", "--output", str(OUT / f"{name}.json")]
-    for shape in shapes:
-        guard += ["--input-shape", shape]
-    runs = {"bare": [], "evalguard": []}
-    rss = {"bare": [], "evalguard": []}
+    inputs = ["--input-dtype", dtype] + [flag for shape in shapes for flag in ("--input-shape", shape)]
+    guard = [sys.executable, "-m", "evalguard", "check", "--format", "json", *inputs]
+    return {
+        "bare-default": bare,
+        "bare-fast": bare + ["--exporter", "fast"],
+        "evalguard": guard + [str(weights), "--model", f"models.py:{factory}",
+                              "--output", str(OUT / f"{name}.json")],
+        "evalguard-pickle": guard + [str(full), "--trust-module", "models", "--trust-module", "transformers",
+                                     "--output", str(OUT / f"{name}_full.json")],
+    }
+
+
+def bench_model(name: str, repeats: int, variants) -> dict:
+    cmds = commands(name)
+    runs = {v: [] for v in variants}
+    rss = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
     for _ in range(repeats):
-        for label, cmd in (("bare", bare), ("evalguard", guard)):
-            seconds, peak, _ = timed(cmd)
-            runs[label].append(seconds)
-            rss[label].append(peak)
-    bare_s, guard_s = statistics.median(runs["bare"]), statistics.median(runs["evalguard"])
-    return {"model": name, "checkpoint_mib": checkpoint.stat().st_size / 2**20,
-            "bare_s": bare_s, "evalguard_s": guard_s, "ratio": guard_s / bare_s,
-            "bare_rss_mib": max(rss["bare"]), "evalguard_rss_mib": max(rss["evalguard"]),
-            "runs": runs}
-
-
-def bench_cli_startup(repeats: int = 5) -> dict:
-    results = {}
-    for label, args in (("--help", ["--help"]), ("rules", ["rules"])):
-        times = [timed([sys.executable, "-m", "evalguard", *args])[0] for _ in range(repeats)]
-        results[label] = statistics.median(times)
-    return results
+        for variant in variants:
+            seconds, peak, cpu_seconds = timed(cmds[variant])
+            runs[variant].append(seconds)
+            rss[variant].append(peak)
+            cpu[variant].append(cpu_seconds)
+    return {"model": name, "checkpoint_mib": (OUT / f"{name}.pt").stat().st_size / 2**20,
+            "seconds": {v: statistics.median(runs[v]) for v in variants},
+            "mib": {v: statistics.median(rss[v]) for v in variants},
+            "cpu": {v: statistics.median(cpu[v]) for v in variants}, "runs": runs, "rss": rss, "cpu_runs": cpu}
 
 
 def versions() -> str:
@@ -91,29 +108,47 @@ def versions() -> str:
     return ", ".join(parts)
 
 
+def table(row: dict, variants) -> list[str]:
+    secs, mib, cpu = row["seconds"], row["mib"], row["cpu"]
+    lines = [f"**{row['model']}** (state_dict {row['checkpoint_mib']:.0f} MiB)", "",
+             "| variant | s (median) | s min-max | CPU s (median) | peak MiB (median) | time / bare-fast "
+             "| time / bare-default | CPU / bare-fast | RSS / bare-fast | RSS / bare-default |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in variants:
+        def ratio(base, values, v=v):
+            return f"{values[v] / values[base]:.2f}" if base in values else "-"
+        lines.append(f"| {v} | {secs[v]:.2f} | {min(row['runs'][v]):.2f}-{max(row['runs'][v]):.2f} | {cpu[v]:.2f} "
+                     f"| {mib[v]:.0f} | {ratio('bare-fast', secs)} | {ratio('bare-default', secs)} "
+                     f"| {ratio('bare-fast', cpu)} | {ratio('bare-fast', mib)} | {ratio('bare-default', mib)} |")
+    return lines + [""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default="mlp,resnet50,bert")
+    parser.add_argument("--models", default="bert4,resnet_small")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", help="append a markdown table to this file")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--write", help="also write the markdown to this file")
     args = parser.parse_args()
-    rows = [bench_model(name, args.repeats) for name in args.models.split(",")]
-    startup = bench_cli_startup()
-    lines = [f"Machine: {os.cpu_count()} cores, {platform.machine()}; {versions()}", "",
-             "| model | checkpoint MiB | bare script s | evalguard check s | ratio | bare peak RSS MiB | evalguard peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['checkpoint_mib']:.0f} | {r['bare_s']:.2f} | {r['evalguard_s']:.2f} | "
-                     f"{r['ratio']:.2f} | {r['bare_rss_mib']:.0f} | {r['evalguard_rss_mib']:.0f} |")
-    lines += ["", f"`evalguard --help`: {startup['--help']:.3f} s; `evalguard rules`: {startup['rules']:.3f} s "
-                  f"(median of 5, process start included)", ""]
+    variants = tuple(args.variants.split(","))
+    load_before = os.getloadavg()
+    started = time.time()
+    rows = [bench_model(name, args.repeats, variants) for name in args.models.split(",")]
+    load_after = os.getloadavg()
+    lines = [f"`python bench/run_bench.py --models {args.models} --repeats {args.repeats}` "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {time.time() - started:.0f} s)", "",
+             f"Machine: {os.cpu_count()} cores, {platform.machine()}; {versions()}; load average "
+             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute)", ""]
+    for row in rows:
+        lines += table(row, variants)
     text = "\n".join(lines)
     print(text)
-    for r in rows:
-        print(r["model"], {k: [round(x, 2) for x in v] for k, v in r["runs"].items()})
+    for row in rows:
+        print(row["model"], "wall", {v: [round(x, 2) for x in row["runs"][v]] for v in variants})
+        print(row["model"], "cpu", {v: [round(x, 2) for x in row["cpu_runs"][v]] for v in variants})
+        print(row["model"], "MiB", {v: [round(x) for x in row["rss"][v]] for v in variants})
     if args.write:
-        with open(args.write, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        Path(args.write).write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

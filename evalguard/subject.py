@@ -77,6 +77,30 @@ class AuditOptions:
         return any(rule in self.selected for rule in rules)
 
 
+@dataclass(frozen=True)
+class EvalReference:
+    """One forward pass with every module in eval mode, under ``no_grad``, on the CPU, on
+    ``inputs`` (the subject's own example inputs object): the output leaves as (name, detached
+    tensor) in ``flatten_outputs`` order, and ``state_token`` of the model when it was taken.
+
+    The eval-mode check computes this pass anyway; the ONNX check takes it as its reference
+    instead of running the model again, but only while ``matches`` holds."""
+
+    inputs: ExampleInputs
+    leaves: tuple
+    state: tuple
+
+    def matches(self, inputs: ExampleInputs, model: Any) -> bool:
+        return self.inputs is inputs and self.state == state_token(model)
+
+
+def state_token(model: Any) -> tuple:
+    """Identity and in-place version of every parameter and buffer: any write to a weight or a
+    buffer (``copy_``, an optimizer step, BatchNorm statistics) changes it."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return tuple((id(t), t._version) for t in tensors)
+
+
 @dataclass
 class AuditSubject:
     """One loaded target.
@@ -98,6 +122,8 @@ class AuditSubject:
     #: Set when a model kind was loaded without its module (a checkpoint without --model): the
     #: checks that need the model are skipped with this reason; the others still run.
     no_model_reason: str | None = None
+    #: Set by the eval-mode check (see ``EvalReference``); None until then, or when it cannot apply.
+    eval_reference: EvalReference | None = None
     _inputs: ExampleInputs | None = None
 
     @property

@@ -49,7 +49,7 @@ from evalguard.errors import TargetError
 from evalguard.facts import ModeFacts, ModeRowFact, PairedForwardFacts
 from evalguard.findings import Finding, Location, Severity
 from evalguard.outcome import CheckOutcome, Outcome
-from evalguard.subject import AuditOptions, AuditSubject, ExampleInputs
+from evalguard.subject import AuditOptions, AuditSubject, EvalReference, ExampleInputs, state_token
 from evalguard.tensors import Difference, flatten_outputs
 
 DYNAMIC_RULES = ("EG102", "EG103", "EG104", "EG107")
@@ -189,22 +189,38 @@ class PairedPasses:
         self.last_requires_grad = False
         self.last_prints = Prints(note="not recorded")
         self.train_eval: Difference | None = None   # served (train) outputs vs eval outputs, when both ran
+        self.last_leaves: tuple = ()
+        self.served_leaves: tuple = ()
+        self.eval_leaves: tuple | None = None     # the first pass with every module in eval mode
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
         # Tolerances for the dtype the model computes in (float16/bfloat16 get their own defaults).
         self.tol, self.batch_tol = Tolerance.paired(self.options.tolerances, compute_dtype(model))
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
+        completed = False
         try:
             with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):
-                return self._all(private.module, runner.to_device(inputs, self.options.device))
+                findings = self._all(private.module, runner.to_device(inputs, self.options.device))
+            completed = True
+            return findings
         finally:
             private.release()
+            if completed:   # a model that failed on a later pass runs its own ONNX reference, as before
+                self._share_reference(model, inputs)
             self.facts = PairedForwardFacts(
                 copy=private.method, passes=self.passes, seed=self.options.seed,
                 served_mode="train" if self.served_train else "eval",
                 tolerance=self.tol.as_evidence(), batch_tolerance=self.batch_tol.as_evidence(),
                 batch_probe=self.batch_probe, notes=tuple(self.notes))
+
+    def _share_reference(self, model, inputs: ExampleInputs) -> None:
+        """Offer the eval pass to later checks (the ONNX reference): only a CPU pass of an
+        ``nn.Module`` whose mode eval() really sets, on the subject's own inputs."""
+        if self.eval_leaves is None or self.fixed or self.options.device != "cpu" \
+                or not isinstance(model, torch.nn.Module) or model is not self.subject.model:
+            return
+        self.subject.eval_reference = EvalReference(inputs, self.eval_leaves, state_token(model))
 
     def skip(self, rules: str, reason: str) -> None:
         for rule in rules.split("/"):
@@ -223,7 +239,8 @@ class PairedPasses:
             raise runner.ForwardFailed(f"forward returned {type(output).__name__} with no tensors")
         self.last_requires_grad = any(t.requires_grad for _, t in named)
         # Detached copies: a later pass (in-place ops, output caches) must not alter them.
-        return {name: t.detach().clone() for name, t in named}
+        self.last_leaves = tuple((name, t.detach().clone()) for name, t in named)
+        return dict(self.last_leaves)
 
     def _pass(self, work, inputs: ExampleInputs, record: bool = False) -> dict[str, torch.Tensor]:
         try:
@@ -242,6 +259,7 @@ class PairedPasses:
         findings: list[Finding] = []
         if not self.served_train:  # served in eval mode: the served pass is the eval reference
             reference = self._served_pass(work, inputs, findings, record=True)
+            self.eval_leaves = self.served_leaves
             findings.extend(self._eval_checks(work, inputs, reference, self.last_prints))
             return findings
         served = None
@@ -260,6 +278,7 @@ class PairedPasses:
             return findings
         work.eval()
         reference = self._pass(work, inputs, record=True)
+        self.eval_leaves = self.last_leaves
         if served is not None:
             self.train_eval = max(compare_flat(served, reference, Tolerance(0.0, 0.0)),
                                   key=lambda d: d.max_abs_diff)
@@ -270,6 +289,7 @@ class PairedPasses:
                      record: bool = False) -> dict[str, torch.Tensor]:
         """The first pass in the served mode; it also answers EG107 (it runs under no_grad)."""
         outputs = self._pass(work, inputs, record)
+        self.served_leaves = self.last_leaves
         if self.options.wants("EG107") and self.last_requires_grad:
             findings.append(self._grad_finding(work, inputs))
         return outputs

@@ -165,7 +165,7 @@ class _ModelAudit:
                 self.spec = CallSpec.of(precision.float32_inputs(inputs))
                 self._note(precision.NOTE)
             try:
-                self.expected = self._reference()
+                self.expected = self._shared_reference() or self._reference()
             except TargetError as exc:
                 self.out.error(str(exc))
                 return self._done()
@@ -201,6 +201,19 @@ class _ModelAudit:
             return None
 
     # -- steps ---------------------------------------------------------------------------
+    def _shared_reference(self):
+        """The eval-mode check's eval pass on the same inputs and the same, unchanged weights
+        (``AuditSubject.eval_reference``), named as ``reference`` names them; None otherwise.
+        Only the reference is shared: the determinism check after a mismatch runs a real pass."""
+        from evalguard.checks.onnx.export import unique
+
+        shared = self.subject.eval_reference
+        if shared is None or self.options.device != "cpu" or not shared.matches(self.subject.inputs,
+                                                                                 self.subject.model):
+            return None
+        names = unique([name for name, _ in shared.leaves])
+        return [(name, tensor) for name, (_, tensor) in zip(names, shared.leaves)]
+
     def _reference(self, tensors=None):
         from evalguard.checks.onnx.export import reference
 
