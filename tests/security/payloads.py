@@ -79,14 +79,26 @@ def edit_zip(src: Path, dst: Path, edit) -> Path:
 
 
 def torchscript_custom_op(tmp: Path) -> Path:
+    """A scripted Linear whose serialized ``forward`` returns through ``ops.evil_ns.run``.
+
+    The edit finds the ``return`` of every ``forward`` in the archive's code members by pattern,
+    not by exact bytes: TorchScript mangles class names once the same class was scripted earlier
+    in the process, so the serialized code is not byte-stable across test orders.
+    """
+    import re
+
     clean = torchscript(tmp, nn.Sequential(nn.Linear(2, 2)), "clean_ts.pt")
+    returns = re.compile(rb"(def forward\(.*?\n(?:[ \t]+.*\n)*?[ \t]+)return (.+)")
+    edited = []
 
     def edit(name, data):
-        if name.endswith("container.py"):
-            data = data.replace(b"return input0", b"return ops.evil_ns.run(input0)")
-            data = data.replace(b"return (_0).forward(input, )", b"return ops.evil_ns.run((_0).forward(input, ))")
+        if "/code/" in name and name.endswith(".py"):
+            data, count = returns.subn(rb"\1return ops.evil_ns.run(\2)", data)
+            edited.append(count)
         return [(name, data)]
-    return edit_zip(clean, tmp / "custom_op.pt", edit)
+    path = edit_zip(clean, tmp / "custom_op.pt", edit)
+    assert sum(edited), "no forward found to edit: the payload would be a clean file"
+    return path
 
 
 # -- pickles and torch.save archives ---------------------------------------------------------
