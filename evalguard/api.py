@@ -41,6 +41,7 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
 
     from evalguard.engine import audit_subject, run_metadata
     from evalguard.facts import LoadFacts, OptimizerHint
+    from evalguard.loading.subjects import model_size
     from evalguard.run_check import selected_rules
     from evalguard.subject import AuditOptions, AuditSubject
 
@@ -57,6 +58,7 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
         optimizer_state=optimizer.state_dict() if optimizer is not None else None,
         load=LoadFacts(format="live nn.Module", model_class=f"{type(model).__module__}.{type(model).__qualname__}",
                        saved_training=model.training, mode_source="the model as passed to audit()",
+                       **model_size(model),
                        optimizer=None if optimizer is None else OptimizerHint(
                            "audit(optimizer=...)", type(optimizer).__name__, "the optimizer object")),
         inputs_resolver=lambda: inputs,

@@ -84,6 +84,8 @@ class LoadFacts:
     saved_training: bool | None = None      # the model's mode as saved / as the factory returned it
     mode_source: str | None = None          # "file", "--model factory", ...
     file_size: int | None = None
+    parameters: int | None = None           # parameter elements of the model as loaded
+    parameter_bytes: int | None = None      # their size in memory (parameters and buffers)
     weights: WeightsFacts | None = None
     optimizer: OptimizerHint | None = None
     details: tuple[tuple[str, str], ...] = ()   # (label, value) lines about the file's layout

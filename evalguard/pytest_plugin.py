@@ -23,6 +23,7 @@ class EvalguardFixture:
         return audit(model, example_inputs, **{**self.defaults, **options})
 
     def assert_safe(self, model, example_inputs, **options):
+        __tracebackhide__ = True   # a failing test shows the user's line, not evalguard's frames
         from evalguard.testing import assert_inference_safe
 
         return assert_inference_safe(model, example_inputs, **{**self.defaults, **options})

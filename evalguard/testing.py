@@ -20,6 +20,7 @@ def assert_inference_safe(model, example_inputs, *, fail_on: str = "error", **op
 
     Takes the keyword options of :func:`evalguard.audit`; returns the report when it passes.
     """
+    __tracebackhide__ = True   # pytest shows the caller's line, not this function's
     from evalguard.api import audit
 
     threshold = Severity.parse(fail_on)

@@ -88,3 +88,6 @@ def test_pytest_plugin_fixture(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-3000:]
     assert "EG101" in proc.stdout
+    # the failure points at the user's assert_safe call; evalguard's own frames are hidden
+    assert "evalguard.assert_safe(build(False)" in proc.stdout
+    assert "evalguard/testing.py" not in proc.stdout and "evalguard/pytest_plugin.py" not in proc.stdout

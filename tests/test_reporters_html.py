@@ -362,3 +362,27 @@ def test_multi_target_reports_get_a_table_of_contents_with_each_verdict():
     blocked = _html(blocked_report())
     assert re.search(r'href="#target-2"><code>src/train.py</code></a>.*?Blocked: 1 error', blocked, flags=re.S)
     assert 'class="card targets-toc"' not in _html(safe_report())   # one target: no table of contents
+
+
+def test_model_summary_states_parameter_count_and_size():
+    from dataclasses import replace
+
+    report = blocked_report()
+    target = report.targets[0]
+    load = replace(target.facts["load"], parameters=1_234_567, parameter_bytes=4_938_268)
+    report = replace(report, targets=(replace(target, facts={**target.facts, "load": load}), *report.targets[1:]))
+    html = _html(report)
+    text = _Page(html[html.index('class="summary"'):html.index('class="modebar"')]).plain()
+    assert "1.23M parameters (4.7 MiB)" in text
+
+
+def test_loader_records_parameter_count_and_bytes():
+    import torch.nn as nn
+
+    from evalguard.loading.subjects import model_size
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    size = model_size(model)
+    assert size["parameters"] == 4 * 3 + 3 + 3 + 3
+    # buffers count towards memory: running mean/var (float32) and num_batches_tracked (int64)
+    assert size["parameter_bytes"] == (21 + 3 + 3) * 4 + 8

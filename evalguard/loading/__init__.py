@@ -42,12 +42,13 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
 def load_factory_subject(options: AuditOptions) -> AuditSubject:
     from evalguard.facts import LoadFacts
     from evalguard.loading.factory import build_model
+    from evalguard.loading.subjects import model_size
 
     model = build_model(options.model_factory)
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
     return AuditSubject(path=options.model_factory, kind="factory", model=model,
                         load=LoadFacts(format="factory", model_class=model_class, saved_training=model.training,
-                                       mode_source="the mode the factory returned it in"),
+                                       mode_source="the mode the factory returned it in", **model_size(model)),
                         inputs_resolver=default_inputs_resolver(options, model, options.model_factory))
 
 

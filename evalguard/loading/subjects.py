@@ -63,6 +63,7 @@ def model_subject(path: Path, kind: str, model, options: AuditOptions, info: dic
     info.setdefault("saved_training", bool(getattr(model, "training", False)))
     info["mode_source"] = mode_source
     info["model_class"] = f"{type(model).__module__}.{type(model).__qualname__}"
+    info.update(model_size(model))
     if path.is_file():
         info["file_size"] = path.stat().st_size
     return AuditSubject(path=str(path), kind=kind, model=model, optimizer_state=optimizer_state,
@@ -70,12 +71,25 @@ def model_subject(path: Path, kind: str, model, options: AuditOptions, info: dic
                         inputs_resolver=inputs_resolver or default_inputs_resolver(options, model, str(path)))
 
 
+def model_size(model) -> dict:
+    """Parameter count and in-memory bytes (parameters and buffers) for the report's model summary."""
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module):
+        return {}
+    params = list(model.parameters())
+    tensors = params + list(model.buffers())
+    return {"parameters": sum(p.numel() for p in params),
+            "parameter_bytes": sum(t.numel() * t.element_size() for t in tensors)}
+
+
 #: Loader keys that ``load_facts`` maps to typed fields; any other key becomes a ``details`` line.
 _WEIGHT_KEYS = {"architecture": "architecture", "loaded_keys": "loaded", "missing_keys": "missing",
                 "missing_key_count": "missing_count", "unexpected_keys": "unexpected",
                 "unexpected_key_count": "unexpected_count", "stripped_prefix": "stripped_prefix",
                 "expected_keys": "expected", "renamed_keys": "renamed"}
-_TOP_KEYS = ("format", "model_class", "saved_training", "mode_source", "file_size")
+_TOP_KEYS = ("format", "model_class", "saved_training", "mode_source", "file_size", "parameters",
+             "parameter_bytes")
 _OPTIMIZER_KEYS = {"optimizer_state": "location", "optimizer": "name", "optimizer_source": "name_source",
                    "optimizer_count": "count"}
 _LABELS = {"state_dict": "State dict", "model": "Model", "weights": "Weight files", "epoch": "Epoch",
@@ -107,7 +121,9 @@ def load_facts(info: dict, default_format: str = ""):
                     for key, value in info.items() if key not in known)
     return LoadFacts(format=str(info.get("format") or default_format), model_class=info.get("model_class"),
                      saved_training=info.get("saved_training"), mode_source=info.get("mode_source"),
-                     file_size=info.get("file_size"), weights=weights, optimizer=optimizer, details=details)
+                     file_size=info.get("file_size"), parameters=info.get("parameters"),
+                     parameter_bytes=info.get("parameter_bytes"), weights=weights, optimizer=optimizer,
+                     details=details)
 
 
 def _text(value) -> str:

@@ -364,7 +364,7 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         "saved_training": load.saved_training if load is not None else None,
         "inputs": list(inputs.inputs) if inputs is not None else [],
         "inputs_source": inputs.source if inputs is not None else "",
-        "summary": _model_summary(mode, rows),
+        "summary": _model_summary(mode, rows, load),
         "mode": _mode_view(rows, mode.omitted if mode is not None else 0),
         "parity": _parity_view(parity),
         "parity_chart": parity_chart(parity),
@@ -424,8 +424,9 @@ def _backends_line(backends) -> str:
     return ", ".join(parts)
 
 
-def _model_summary(mode, rows: list[dict]) -> dict | None:
-    """Module counts and the layer types (leaf modules only: containers are not layers)."""
+def _model_summary(mode, rows: list[dict], load=None) -> dict | None:
+    """Module counts, parameter count and size, and the layer types (leaf modules only:
+    containers are not layers)."""
     if mode is None or not rows:
         return None
     names = [str(r.get("module") or "") for r in rows]
@@ -441,7 +442,17 @@ def _model_summary(mode, rows: list[dict]) -> dict | None:
     return {"modules": mode.modules, "in_training": mode.in_training, "sensitive": mode.behaviour_differs,
             "flagged": mode.behaviour_differs_in_training, "layers": sum(types.values()),
             "bars": bars, "bar": LAYER_BAR, "other_types": len(rest), "other_count": sum(n for _, n in rest),
-            "partial": bool(mode.omitted)}
+            "partial": bool(mode.omitted),
+            "parameters": _count_text(load.parameters) if load is not None and load.parameters is not None else "",
+            "size": _size(load.parameter_bytes) if load is not None and load.parameter_bytes is not None else ""}
+
+
+def _count_text(count: int) -> str:
+    """1234567 -> "1.2M": parameter counts as people quote them."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g}{unit}"
+    return str(count)
 
 
 def _coverage_counts(target: TargetResult) -> dict:
