@@ -19,20 +19,20 @@ def main() -> int:
     from device_cuda import models
 
     import evalguard
-    from evalguard.checks.eval_mode import runner
+    from evalguard.checks import running
 
     if not torch.cuda.is_available():
         print("no CUDA GPU here")
         return 0
-    exact = runner.exact_kernels
+    exact = running.exact_kernels
     print("defaults: matmul tf32", torch.backends.cuda.matmul.allow_tf32, "cudnn tf32", torch.backends.cudnn.allow_tf32)
     for name, model, inputs in models():
         for label in ("exact kernels", "library defaults"):
-            runner.exact_kernels = exact if label == "exact kernels" else (lambda device: contextlib.nullcontext())
+            running.exact_kernels = exact if label == "exact kernels" else (lambda device: contextlib.nullcontext())
             report = evalguard.audit(model, inputs, select=["EG1"], device="cuda", name=name)
             found = [(f.rule, f.evidence.get("max_abs_diff"), f.location.module) for f in report.findings]
             print(f"{name:7s} {label:16s} {found}")
-    runner.exact_kernels = exact
+    running.exact_kernels = exact
     return 0
 
 

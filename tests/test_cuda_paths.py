@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evalguard.checks.eval_mode import runner
+from evalguard.checks import running
 
 BACKENDS = torch.backends
 
@@ -19,10 +19,10 @@ def test_exact_kernels_turn_tf32_and_autotuning_off_on_cuda_and_put_them_back():
     before = _flags()
     BACKENDS.cudnn.allow_tf32, BACKENDS.cudnn.benchmark = True, True
     try:
-        with runner.exact_kernels("cuda"):
+        with running.exact_kernels("cuda"):
             assert _flags() == (False, False, False, True)
         assert (BACKENDS.cudnn.allow_tf32, BACKENDS.cudnn.benchmark) == (True, True)
-        with runner.exact_kernels("cpu"):
+        with running.exact_kernels("cpu"):
             assert (BACKENDS.cudnn.allow_tf32, BACKENDS.cudnn.benchmark) == (True, True)
     finally:
         (BACKENDS.cuda.matmul.allow_tf32, BACKENDS.cudnn.allow_tf32, BACKENDS.cudnn.benchmark,

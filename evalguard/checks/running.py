@@ -30,3 +30,31 @@ def in_eval_mode(model) -> Iterator:
         yield model
     finally:
         restore_mode_flags(model, flags)
+
+
+@contextlib.contextmanager
+def exact_kernels(device: str) -> Iterator[None]:
+    """On CUDA, run without TF32 (matmul and cuDNN) and without cuDNN's autotuner.
+
+    The rules compare passes with each other (same input twice; rows alone against the batch;
+    PyTorch on CUDA against ONNX Runtime's CUDA provider for EG405).
+    TF32 rounds matmul and convolution inputs to a 10-bit mantissa, and cuBLAS/cuDNN pick
+    different algorithms for different batch sizes, so with TF32 on, a clean model's rows differ
+    between batch sizes by far more than float32 rounding: that read as batch dependence (EG104)
+    on a real GPU. The caller's settings are put back afterwards. Nothing changes on the CPU.
+    """
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    import torch
+
+    backends = torch.backends
+    saved = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark,
+             backends.cudnn.deterministic)
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = False
+    backends.cudnn.benchmark, backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark,
+         backends.cudnn.deterministic) = saved

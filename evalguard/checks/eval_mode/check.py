@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from evalguard.checks import running
 from evalguard.checks.eval_mode import CHECK, runner
 from evalguard.checks.eval_mode import batch as batching
 from evalguard.checks.eval_mode.compare import (
@@ -200,7 +201,7 @@ class PairedPasses:
         private = runner.PrivateModel.of(model, self.options.device, owned=self.subject.owns_model)
         completed = False
         try:
-            with runner.seeded(self.options.seed), runner.exact_kernels(self.options.device):
+            with runner.seeded(self.options.seed), running.exact_kernels(self.options.device):
                 findings = self._all(private.module, runner.to_device(inputs, self.options.device))
             completed = True
             return findings

@@ -1,22 +1,21 @@
 """EG405: ONNX Runtime's CUDA provider against its CPU provider and against PyTorch on CUDA.
 
 TF32 is switched off on both sides for the comparison (ORT's ``use_tf32`` provider option,
-torch's matmul/cuDNN flags): TF32 rounds matmul inputs to a 10-bit mantissa, whose error
+torch's exact kernels from checks/running.py): TF32 rounds matmul inputs to a 10-bit mantissa, whose error
 would drown the provider bugs this rule looks for. The device-independent parts (why the
 check cannot run, the verdict from the comparison rows) are plain functions so they can be
 tested on machines without a GPU.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 
 import torch
 
 from evalguard.checks.onnx import compare as onnx_compare
 from evalguard.checks.onnx import runtime as onnx_runtime
 from evalguard.checks.onnx.export import CallSpec, reference
+from evalguard.checks.running import exact_kernels
 
 CPU_VS_CUDA = "onnxruntime-cuda vs onnxruntime-cpu"
 TORCH_CUDA = "onnxruntime-cuda vs torch-cuda"
@@ -36,16 +35,6 @@ def unavailable_reason(device: str) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def no_tf32() -> Iterator[None]:
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
-
-
 def cuda_session(path: str):
     """A session on the CUDA provider; raises when ORT silently fell back to the CPU."""
     providers = [(onnx_runtime.CUDA, {"use_tf32": 0}), onnx_runtime.CPU]
@@ -59,7 +48,7 @@ def torch_cuda_outputs(eval_model, spec: CallSpec) -> list[tuple[str, torch.Tens
     """Eval-mode PyTorch on the GPU, back on the CPU for comparison."""
     work = copy.deepcopy(eval_model).to("cuda")
     tensors = [t.to("cuda") for t in spec.tensors]
-    with no_tf32():
+    with exact_kernels("cuda"):
         leaves = reference(work, spec, tensors)
     return [(name, t.cpu()) for name, t in leaves]
 
