@@ -20,3 +20,9 @@ class RefusedTarget(EvalguardError):
         super().__init__(message)
         self.findings = list(findings)
         self.kind = kind
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line for an ``error:`` line (its class name if empty)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

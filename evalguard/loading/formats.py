@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalguard.errors import TargetError
+from evalguard.errors import TargetError, first_line
 from evalguard.loading.allowlist import AllowList
 from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
 from evalguard.loading.pickle_scan import (
@@ -206,11 +206,6 @@ def _load_torchscript(path: Path, options: AuditOptions) -> AuditSubject:
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise TargetError(f"{path}: TorchScript archive cannot be loaded: {_first_line(exc)}") from exc
+        raise TargetError(f"{path}: TorchScript archive cannot be loaded: {first_line(exc)}") from exc
     return model_subject(path, "torchscript", model, options, {"format": "TorchScript archive"},
                          mode_source="file")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

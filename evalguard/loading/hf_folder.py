@@ -15,7 +15,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from evalguard.errors import TargetError
+from evalguard.errors import TargetError, first_line
 from evalguard.loading.allowlist import AllowList
 from evalguard.subject import AuditOptions, AuditSubject
 
@@ -176,7 +176,7 @@ def transformers_load(model_class, config, state: dict, where: str, name: str):
             model, loading = model_class.from_pretrained(None, config=config, state_dict=dict(state),
                                                          output_loading_info=True, trust_remote_code=False)
     except Exception as exc:
-        raise TargetError(f"{where}: transformers cannot load the weights into {name}: {_first_line(exc)}") from exc
+        raise TargetError(f"{where}: transformers cannot load the weights into {name}: {first_line(exc)}") from exc
     mismatched = sorted(loading.get("mismatched_keys") or ())
     if mismatched:
         shown = "; ".join(f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in mismatched[:3])
@@ -205,11 +205,6 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 def _architecture_from_config(folder: Path):
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -236,5 +231,5 @@ def _architecture_from_config(folder: Path):
             config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True,
                                                              trust_remote_code=False)
     except Exception as exc:
-        raise TargetError(f"{folder}: cannot read config.json for {architectures[0]}: {_first_line(exc)}") from exc
+        raise TargetError(f"{folder}: cannot read config.json for {architectures[0]}: {first_line(exc)}") from exc
     return model_class, config, architectures[0]

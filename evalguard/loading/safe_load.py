@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from evalguard.errors import RefusedTarget, TargetError
+from evalguard.errors import RefusedTarget, TargetError, first_line
 from evalguard.findings import Finding, Location
 from evalguard.loading.allowlist import ALLOWED, UNSAFE, AllowList
 from evalguard.loading.pickle_scan import GlobalRef
@@ -156,11 +156,6 @@ def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool, tr
         with torch.serialization.safe_globals(register):
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        raise TargetError(f"{path}: torch's weights-only loader refused it: {_first_line(exc)}") from exc
+        raise TargetError(f"{path}: torch's weights-only loader refused it: {first_line(exc)}") from exc
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
-        raise TargetError(f"{path}: cannot be loaded (truncated or corrupt?): {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+        raise TargetError(f"{path}: cannot be loaded (truncated or corrupt?): {first_line(exc)}") from exc

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalguard.errors import TargetError
+from evalguard.errors import TargetError, first_line
 from evalguard.loading.subjects import architecture_for, state_dict_subject
 from evalguard.subject import AuditOptions, AuditSubject
 
@@ -25,7 +25,7 @@ def check_safetensors_header(path: Path) -> dict:
     try:
         header = read_safetensors_header(path)
     except (ValueError, OSError) as exc:
-        raise TargetError(f"{path}: corrupt safetensors header ({_first_line(exc)})") from None
+        raise TargetError(f"{path}: corrupt safetensors header ({first_line(exc)})") from None
     if not isinstance(header, dict) or not header:
         raise TargetError(f"{path}: corrupt safetensors header")
     return header
@@ -42,7 +42,7 @@ def read_safetensors(path: Path) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:
-        raise TargetError(f"{path}: cannot read safetensors file (truncated or corrupt?): {_first_line(exc)}") from exc
+        raise TargetError(f"{path}: cannot read safetensors file (truncated or corrupt?): {first_line(exc)}") from exc
 
 
 def load_safetensors_file(path: Path, options: AuditOptions) -> AuditSubject:
@@ -50,8 +50,3 @@ def load_safetensors_file(path: Path, options: AuditOptions) -> AuditSubject:
     model = architecture_for(path, options, "a safetensors file (weights only)")
     tensors = read_safetensors(path)
     return state_dict_subject(path, "safetensors", model, tensors, options, {"format": "safetensors"})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
