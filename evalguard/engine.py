@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -372,7 +372,3 @@ def audit(targets: list[str], options: AuditOptions,
     if execution.executor != "local":
         extra["execution"]["executor"] = execution.executor
     return Report(targets=tuple(results), findings=tuple(findings), metadata=run_metadata(options, extra))
-
-
-def with_findings(report: Report, findings: Iterable[Finding]) -> Report:
-    return replace(report, findings=tuple(sorted(findings, key=Finding.sort_key)))

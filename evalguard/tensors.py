@@ -84,17 +84,3 @@ def compare(name: str, actual: torch.Tensor, expected: torch.Tensor, atol: float
         median_abs_diff=float(abs_diff.median()),
         mismatched_fraction=float(failing.double().mean()),
     )
-
-
-def compare_outputs(actual: Any, expected: Any, atol: float, rtol: float) -> list[Difference]:
-    """Compare two output structures leaf by leaf; a missing leaf counts as a shape mismatch."""
-    a_leaves = dict(flatten_outputs(actual))
-    e_leaves = dict(flatten_outputs(expected))
-    diffs = []
-    for name, expected_tensor in e_leaves.items():
-        if name not in a_leaves:
-            inf = float("inf")
-            diffs.append(Difference(name, inf, inf, inf, inf, 1.0, shape_mismatch=True))
-            continue
-        diffs.append(compare(name, a_leaves[name], expected_tensor, atol, rtol))
-    return diffs

@@ -104,9 +104,6 @@ def _is_eval_call(index: FileIndex, call: ast.Call, scope: Scope) -> bool:
     return False
 
 
-def _is_train_call(index: FileIndex, call: ast.Call, scope: Scope) -> bool:
-    return isinstance(call.func, ast.Attribute) and call.func.attr == "train" and not _is_eval_call(index, call, scope)
-
 
 def _chain_has_eval(index: FileIndex, value: ast.AST, scope: Scope) -> bool:
     """``Net().to(d).eval()``: an eval call anywhere in the method chain of the value."""
