@@ -129,6 +129,9 @@ class AuditSubject:
     no_model_reason: str | None = None
     #: Set by the eval-mode check (see ``EvalReference``); None until then, or when it cannot apply.
     eval_reference: EvalReference | None = None
+    #: The architecture check's hooks dataflow view, recorded during the eval-mode check's second
+    #: eval pass (``checks/architecture/dataflow.py::ride_along``); None when it was not.
+    recorded_dataflow: Any = None
     _inputs: ExampleInputs | None = None
 
     @property

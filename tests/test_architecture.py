@@ -129,6 +129,62 @@ def test_eg201_data_dependent_forward_uses_the_hooks_view():
     assert any("torch.fx cannot trace" in note for note in subject.facts.notes)
 
 
+def test_the_hooks_view_rides_on_the_eval_mode_checks_second_pass():
+    """Issue 18: a model fx cannot trace is recorded during the eval-mode check's second eval
+    pass, not by one more forward; the graph and the findings are those of a pass of its own
+    (the fingerprint hooks that run in that pass leave no nodes in it)."""
+    from evalguard.checks.architecture import dataflow
+    from evalguard.checks.eval_mode import check as eval_mode
+
+    class Branchy(ConvDropBN):
+        calls = 0
+
+        def forward(self, x):
+            type(self).calls += isinstance(x, torch.Tensor)   # eager passes, not fx's trace (a Proxy)
+            if x.sum() > -1e9:                  # fx cannot trace this
+                x = self.drop(torch.relu(self.conv(x)))
+            return self.bn(x)
+
+    x = img(2, 3, 6, 6)
+    alone, _ = audit(Branchy().eval(), x)
+    own_flow = dataflow.from_hooks(Branchy().eval(), ExampleInputs(args=(x,)))
+
+    model = Branchy().eval()
+    subject = AuditSubject(path="m", kind="factory", model=model,   # a factory's model: run on a copy
+                           inputs_resolver=lambda: ExampleInputs(args=(x,)))
+    options = AuditOptions(selected=ALL | {"EG101", "EG102", "EG103", "EG104"})
+    eval_mode.run(subject, options)
+    recorded = subject.recorded_dataflow
+    assert recorded is not None and recorded.flow is not None
+    assert [(n.kind, n.inputs, n.shape) for n in recorded.flow.nodes] == \
+        [(n.kind, n.inputs, n.shape) for n in own_flow.nodes]
+    assert recorded.flow.outputs == own_flow.outputs
+    before = Branchy.calls
+    outcome = architecture.run(subject, options)
+    assert Branchy.calls == before           # no forward pass of its own
+    assert [(f.rule, f.evidence) for f in outcome.findings] == [(f.rule, f.evidence) for f in alone]
+    assert only(list(outcome.findings), "EG201")
+    [facts] = [f for f in outcome.facts if isinstance(f, ArchitectureFacts)]
+    assert facts.dataflow == "hooks"
+    assert any("second eval pass" in note for note in facts.notes)
+
+
+def test_a_forward_that_fails_leaves_no_recording_and_no_function_mode_behind():
+    from evalguard.checks.architecture import dataflow
+
+    class Fails(nn.Module):
+        def forward(self, x):
+            torch.relu(x)
+            raise RuntimeError("boom")
+
+    model = Fails().eval()
+    with dataflow.HooksRecording(model) as recording:
+        with pytest.raises(RuntimeError):
+            model(torch.randn(2))
+    assert recording.flow is None and recording.error
+    assert not torch.overrides._is_torch_function_mode_enabled()
+
+
 def test_eg201_reused_dropout_reported_once_from_the_call_that_reaches_batchnorm():
     class Reused(nn.Module):
         def __init__(self):

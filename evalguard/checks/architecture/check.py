@@ -74,6 +74,10 @@ def _dataflow(model: nn.Module, subject: AuditSubject, options: AuditOptions, no
     if inputs is None:
         notes.append("the model does not trace and no example inputs are available")
         return "unavailable", None
+    recorded = subject.recorded_dataflow
+    if recorded is not None and recorded.inputs is inputs and recorded.flow is not None:
+        notes.append("forward-hook view recorded during the eval-mode check's second eval pass")
+        return "hooks", recorded.flow
     try:
         with dataflow.eval_model(model, subject.owns_model) as view:
             flow = dataflow.from_hooks(view, inputs)

@@ -277,30 +277,115 @@ def _install_hooks(model: nn.Module, recorder: _Recorder) -> list:
     return handles
 
 
+class HooksRecording:
+    """Records the hooks view of the next call of ``model`` (its root forward) while active.
+
+    Input nodes come from the arguments that call really receives (a root forward pre-hook),
+    and the function mode is on only between the root's pre- and post-hooks, so whatever runs
+    around the call (copying inputs, flattening outputs) is not part of the graph. This lets
+    the view ride on an eval pass another check runs anyway (``ride_along``) as well as on a
+    pass of its own (``from_hooks``). ``flow`` is the result, None with ``error`` set when the
+    call failed, never happened, or the recording itself broke.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.flow: Dataflow | None = None
+        self.error: str | None = "the model was not called"
+        self._recorder = _Recorder(Dataflow(view="hooks"))
+        self._handles: list = []
+        self._calls = 0
+        self._mode_on = False
+
+    def __enter__(self) -> HooksRecording:
+        root = self.model
+        self._handles.append(root.register_forward_pre_hook(self._root_pre, with_kwargs=True, prepend=True))
+        self._handles += _install_hooks(root, self._recorder)
+        # not always_call: after a forward that raised, the flow stays None (__exit__ pops the mode)
+        self._handles.append(root.register_forward_hook(self._root_post))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._mode_off()   # a forward that raised may have skipped the root's post-hook
+        if self._calls == 1 and self.error is None:   # the root's forward ran once and returned
+            self.flow = self._recorder.flow
+
+    def _root_pre(self, module, args, kwargs):
+        self._calls += 1
+        if self._calls > 1:
+            return None   # a second root call (recursion): the first one is the graph
+        flow, recorder = self._recorder.flow, self._recorder
+        named = [(f"arg{i}", a) for i, a in enumerate(args)] + list(kwargs.items())
+        for name, tensor in (leaf for key, value in named for leaf in flatten_outputs(value, key)):
+            recorder.produced([tensor], flow.add(category=arch_ops.INPUT, label=name, module="",
+                                                 is_module=False, kind="input",
+                                                 inputs=(), shape=tuple(tensor.shape)).index)
+        self.error = "the forward pass did not return"
+        recorder.__enter__()
+        self._mode_on = True
+        return None
+
+    def _mode_off(self) -> None:
+        if self._mode_on:
+            self._mode_on = False
+            self._recorder.__exit__(None, None, None)
+
+    def _root_post(self, module, args, output):
+        if self._calls != 1 or not self._mode_on:
+            return None
+        self._mode_off()
+        self.error = None
+        for _, tensor in flatten_outputs(output):
+            index = self._recorder.producer.get(id(tensor))
+            if index is not None:
+                self._recorder.flow.outputs.add(index)
+        return None
+
+
+@dataclass(frozen=True)
+class RecordedDataflow:
+    """A hooks view recorded on another check's eval pass: of which inputs object, and the result."""
+
+    inputs: object
+    flow: Dataflow | None
+    error: str | None
+
+
+@contextlib.contextmanager
+def ride_along(subject, options, work, inputs):
+    """Record the hooks view during an eval pass the eval-mode check runs anyway (its second
+    pass on the example inputs), instead of one more forward pass of the architecture check's
+    own. Yields; afterwards ``subject.recorded_dataflow`` holds the view (or why there is none).
+
+    Only for an nn.Module (not TorchScript) in eval mode on the subject's own inputs, and only
+    when a dataflow rule is selected; otherwise it records nothing. The architecture check uses
+    the recording only when torch.fx cannot trace the model (the fx view is preferred)."""
+    from evalguard.checks.architecture.flow import FLOW_RULES
+
+    if (not options.wants(*FLOW_RULES) or not isinstance(work, nn.Module)
+            or isinstance(work, torch.jit.ScriptModule) or work.training):
+        yield
+        return
+    recording = HooksRecording(work)
+    with recording:
+        yield
+    subject.recorded_dataflow = RecordedDataflow(inputs, recording.flow, recording.error)
+
+
 def from_hooks(model: nn.Module, inputs) -> Dataflow:
     """Record one eval-mode forward pass of ``model`` (a private copy). Raises DataflowUnavailable."""
-    flow = Dataflow(view="hooks")
-    recorder = _Recorder(flow)
     args, kwargs = _to_model_device(model, inputs.args, dict(inputs.kwargs))
-    named = [(f"arg{i}", a) for i, a in enumerate(args)] + list(kwargs.items())
-    for name, tensor in (leaf for key, value in named for leaf in flatten_outputs(value, key)):
-        recorder.produced([tensor], flow.add(category=arch_ops.INPUT, label=name, module="",
-                                             is_module=False, kind="input",
-                                             inputs=(), shape=tuple(tensor.shape)).index)
-    handles = _install_hooks(model, recorder)
     try:
-        with torch.no_grad(), recorder:
-            output = model(*args, **kwargs)
+        with HooksRecording(model) as recording, torch.no_grad():
+            model(*args, **kwargs)
     except Exception as exc:
         raise DataflowUnavailable(f"the forward pass failed ({_reason(exc)})") from exc
-    finally:
-        for handle in handles:
-            handle.remove()
-    for _, tensor in flatten_outputs(output):
-        index = recorder.producer.get(id(tensor))
-        if index is not None:
-            flow.outputs.add(index)
-    return flow
+    if recording.flow is None:
+        raise DataflowUnavailable(f"no dataflow recorded ({recording.error})")
+    return recording.flow
 
 
 def _to_model_device(model, args, kwargs):

@@ -333,7 +333,10 @@ class PairedPasses:
         Decided bitwise per module call; a difference is then located at the strict tolerance,
         so a random module counts even when the model's outputs still agree within it.
         """
-        second = self._pass(work, inputs, record=True)
+        from evalguard.checks.architecture.dataflow import ride_along
+
+        with ride_along(self.subject, self.options, work, self.subject.inputs):
+            second = self._pass(work, inputs, record=True)
         diff = worst(compare_flat(second, reference, self.tol))
         first_module = prints.first_difference(self.last_prints)
         if diff is None and first_module is None:

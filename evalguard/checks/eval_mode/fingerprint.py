@@ -109,7 +109,10 @@ class Recorder:
         self.prints.names.append(name)
         try:
             leaves = _outputs(output)
-            row = _row([_leaf_print(t) for t in leaves])
+            # evalguard's bookkeeping, invisible to any torch function mode (the dataflow
+            # recording that may ride on this pass, or one of the model's own)
+            with torch._C.DisableTorchFunction():
+                row = _row([_leaf_print(t) for t in leaves])
         except Exception:  # noqa: BLE001 - an exotic tensor (quantized, subclass) must not break the forward
             row = torch.zeros(0, dtype=torch.int64)   # this call is compared by call order only; the outputs still are
         self.prints.rows.append(row)
