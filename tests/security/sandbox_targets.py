@@ -1,5 +1,6 @@
 """Functions the sandbox tests run in the child (importable by name)."""
 import ctypes
+import os
 import time
 from pathlib import Path
 
@@ -23,3 +24,7 @@ def hang():
 
 def allocate():
     return len(bytearray(64 << 30))
+
+
+def open_fds():
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))

@@ -1,4 +1,10 @@
-"""evalguard.sandbox: a crash, hang or memory bomb in the child is a SandboxError, never a crash here."""
+"""evalguard.sandbox: a crash, hang or memory bomb in the child is a SandboxError, never a crash here.
+
+Every test runs with both kinds of child: a fork of this process (Linux's default) and a fresh
+interpreter (EVALGUARD_SANDBOX_SPAWN=1, the default elsewhere)."""
+import os
+import platform
+
 import pytest
 
 from evalguard.sandbox import (
@@ -6,8 +12,27 @@ from evalguard.sandbox import (
     SandboxError,
     landlock_abi,
     landlock_status,
+    forks,
     run_isolated,
 )
+
+
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def child_kind(request, monkeypatch):
+    if request.param == "fork" and platform.system() != "Linux":
+        pytest.skip("the sandbox forks only on Linux")
+    monkeypatch.setenv("EVALGUARD_SANDBOX_SPAWN", "1" if request.param == "spawn" else "0")
+    assert forks() == (request.param == "fork")
+    return request.param
+
+
+def test_the_child_inherits_none_of_the_parents_files(tmp_path):
+    """A forked child must not be able to write to what the audit has open (reports, pipes)."""
+    with open(tmp_path / "report.json", "w") as handle:
+        fds = run_isolated("sandbox_targets:open_fds")
+        assert handle.fileno() not in fds
+    extra = set(fds) - {0, 1, 2}
+    assert 1 <= len(extra) <= 2   # listdir's own descriptor, and the result pipe of a forked child
 
 
 def test_result_comes_back_as_json():
