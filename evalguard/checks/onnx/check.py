@@ -130,6 +130,7 @@ class _ModelAudit:
         self.location = Location(subject.path)
         self.notes: list[str] = []
         self.cuda_reason: str | None = None
+        self.upcast = False            # a bfloat16 model converted to float32 for ONNX Runtime (precision.py)
 
     def run(self) -> None:
         from evalguard.checks.onnx.export import CallSpec
@@ -160,29 +161,51 @@ class _ModelAudit:
             return self._done()
         from evalguard.checks.onnx import precision
 
-        with model as self.model, precision.float32_reference(self.model) as upcast:
-            if upcast:   # bfloat16: ONNX Runtime CPU cannot run it; export and compare in float32
-                self.spec = CallSpec.of(precision.float32_inputs(inputs))
-                self._note(precision.NOTE)
+        with model as self.model, tempfile.TemporaryDirectory(prefix="evalguard-onnx-",
+                                                              ignore_cleanup_errors=True) as tmp:
+            self.session = None
             try:
-                # after an upcast the eval-mode check's bfloat16 pass is not this float32 model's
-                self.expected = (None if upcast else self._shared_reference()) or self._reference()
-            except TargetError as exc:
-                self.out.error(str(exc))
-                return self._done()
-            if not self.expected:
-                self._skip_all("the model returns no tensors", backends=True)
-                return self._done()
-            with tempfile.TemporaryDirectory(prefix="evalguard-onnx-", ignore_cleanup_errors=True) as tmp:
-                self.session = None
-                needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
-                path = self._onnx_file(tmp) if needs_file else None
-                if path is not None:
-                    self._check_file(path)
-                if self.options.wants(*BACKEND_RULES):
-                    self._backends(path, tmp)
+                with precision.float32_reference(self.model) as self.upcast:
+                    if self.upcast:   # bfloat16: ONNX Runtime CPU cannot run it; export and compare in float32
+                        self.spec = CallSpec.of(precision.float32_inputs(inputs))
+                        self._note(precision.NOTE)
+                    try:
+                        # after an upcast the eval-mode check's bfloat16 pass is not this float32 model's
+                        self.expected = (None if self.upcast else self._shared_reference()) or self._reference()
+                    except TargetError as exc:
+                        self.out.error(str(exc))
+                        return self._done()
+                    if not self.expected:
+                        self._skip_all("the model returns no tensors", backends=True)
+                        return self._done()
+                    needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
+                    path = self._onnx_file(tmp) if needs_file else None
+                    if path is not None:
+                        self._check_file(path)
+                    if self.options.wants(*BACKEND_RULES) and not self.upcast:
+                        self._backends(path, tmp)
+                if self.upcast and self.options.wants(*BACKEND_RULES):
+                    self._bfloat16_backends(inputs, path, tmp)
+            finally:
                 self.session = None   # release the file before the directory goes
         return self._done()
+
+    def _bfloat16_backends(self, inputs, path, tmp) -> None:
+        """The backend matrix of a bfloat16 model builds the bfloat16 model that is deployed and
+        compares it with eager PyTorch in bfloat16 (bfloat16 tolerances); only ort-optimized runs
+        the float32 file, against the float32 copy (``_file_batches``)."""
+        from evalguard.checks.onnx.export import CallSpec
+
+        self.spec = CallSpec.of(inputs)
+        try:
+            self.expected = self._shared_reference() or self._reference()
+        except TargetError as exc:
+            self.out.skip(BACKEND_RULES, str(exc))
+            return
+        self._note("bfloat16 model: the backends (but ort-optimized, which runs the float32 ONNX file "
+                   "against the float32 copy) were built from the bfloat16 model and compared with eager "
+                   "PyTorch in bfloat16")
+        self._backends(path, tmp)
 
     def _eval_model(self):
         """A context giving the model in eval mode: the loaded model itself for file targets
@@ -531,7 +554,10 @@ class _ModelAudit:
         if getattr(self, "session", None) is not None and "parity" in self.info:
             table.append(self._onnxruntime_fact(batches, onnx_backends, onnx_compare))
         flat = FlatModel(self.model, self.spec)
-        table += [self._variant(v, flat, batches, onnx_path, tmp) for v in plan if v.device == onnx_backends.CPU]
+        for v in plan:
+            if v.device == onnx_backends.CPU:
+                with self._file_batches(v, self.model, batches, self._reference) as inputs:
+                    table.append(self._variant(v, flat, inputs, onnx_path, tmp))
         cuda = [v for v in plan if v.device == onnx_backends.CUDA]
         if cuda:
             table += self._cuda_variants(cuda, batches, onnx_path, tmp)
@@ -582,9 +608,31 @@ class _ModelAudit:
         flat = FlatModel(work, self.spec)
         with exact_kernels(onnx_backends.CUDA):
             for v in plan:
-                table.append(skipped(v, v.skip_reason) if v.skip_reason
-                             else self._variant(v, flat, expected, onnx_path, tmp))
+                if v.skip_reason:
+                    table.append(skipped(v, v.skip_reason))
+                    continue
+                with self._file_batches(v, work, expected,
+                                        lambda t: onnx_cuda.torch_cuda_outputs(work, self.spec, t)) as inputs:
+                    table.append(self._variant(v, flat, inputs, onnx_path, tmp))
         return table
+
+    @contextlib.contextmanager
+    def _file_batches(self, variant, model, batches, outputs):
+        """The batches a variant is compared on. ort-optimized of a bfloat16 model runs the float32
+        ONNX file: inside, ``model`` (the CPU model or its GPU copy) is converted to float32 in
+        place and the batches hold float32 inputs and ``outputs`` of that float32 copy."""
+        from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.checks.onnx import precision
+
+        if not self.upcast or variant.backend not in onnx_backends.ORT_BACKENDS:
+            yield batches
+            return
+        with precision.float32_reference(model):
+            converted = {}
+            for b, (tensors, _) in batches.items():
+                tensors = precision.float32_tensors(tensors)
+                converted[b] = (tensors, outputs(tensors))
+            yield converted
 
     def _onnxruntime_fact(self, batches, onnx_backends, onnx_compare):
         """EG401's own session as a row of the matrix: its parity rows and latencies."""
