@@ -14,6 +14,7 @@ MODELS = {
     "bert": ("bert", ["2x128"], "int64"),
     "bert4": ("bert4", ["2x128"], "int64"),
     "resnet_small": ("resnet_small", ["2x3x224x224"], "float32"),
+    "gpt2": ("gpt2", ["2x128"], "int64"),
 }
 
 
@@ -29,6 +30,21 @@ class BertLogits(nn.Module):
 
     def forward(self, input_ids):
         return self.bert(input_ids=input_ids).last_hidden_state
+
+
+class GPT2Logits(nn.Module):
+    """GPT-2 small taking token ids only and returning the logits, as a scorer would be served:
+    no key/value cache (``use_cache=False``; a cache object is not a tensor a tracer can return)."""
+
+    def __init__(self):
+        super().__init__()
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        # gpt2 (small) layout: 12 layers, hidden 768, 50257-token vocabulary, tied embeddings
+        self.gpt2 = GPT2LMHeadModel(GPT2Config(use_cache=False))
+
+    def forward(self, input_ids):
+        return self.gpt2(input_ids=input_ids, use_cache=False).logits
 
 
 def mlp():
@@ -67,6 +83,11 @@ def bert4():
     """BERT-base's width with 4 layers: the quick bench's transformer."""
     torch.manual_seed(0)
     return BertLogits(layers=4).eval()
+
+
+def gpt2():
+    torch.manual_seed(0)
+    return GPT2Logits().eval()
 
 
 def resnet_small():

@@ -236,6 +236,7 @@ class OnnxFacts:
     #: one row per output and comparison (see checks/onnx/compare.row for the keys)
     parity: tuple[Mapping[str, Any], ...] = ()
     fixed_first_dims: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    second_batch: str | None = None         # the inputs at the second batch size (EG404), in words
     outputs_not_in_file: tuple[str, ...] = ()
     outputs_not_in_model: tuple[str, ...] = ()
     localisation: LocalisationFact | None = None   # only after an EG401 mismatch

@@ -84,11 +84,16 @@ class EvalReference:
     tensor) in ``flatten_outputs`` order, and ``state_token`` of the model when it was taken.
 
     The eval-mode check computes this pass anyway; the ONNX check takes it as its reference
-    instead of running the model again, but only while ``matches`` holds."""
+    instead of running the model again, but only while ``matches`` holds.
+
+    ``second_batch`` is EG104's batch probe when it ran in the same eval mode: the same kind of
+    pass on rows of the same inputs at another batch size (its own ``inputs`` and ``leaves``),
+    which EG404 takes as its PyTorch side at that batch size."""
 
     inputs: ExampleInputs
     leaves: tuple
     state: tuple
+    second_batch: EvalReference | None = None
 
     def matches(self, inputs: ExampleInputs, model: Any) -> bool:
         return self.inputs is inputs and self.state == state_token(model)

@@ -296,3 +296,31 @@ def test_fingerprints_survive_outputs_they_cannot_reduce():
     outcome = eval_mode.run(subject, AuditOptions(selected=ALL))
     assert not outcome.target_errors
     assert list(outcome.findings) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.int64])
+def test_a_fingerprint_changes_with_any_one_element_and_nan_equals_nan(dtype):
+    """EG103's per-module print: one word per tensor that changes when any single element
+    changes (by one unit in the last place, or its sign of zero), and equal prints for equal
+    tensors even when they hold NaN."""
+    from evalguard.checks.eval_mode.fingerprint import _leaf_print
+
+    base = (torch.randn(64, 33, generator=torch.Generator().manual_seed(1)) * 100).to(dtype)
+    if dtype.is_floating_point:
+        base[3, 4] = float("nan")
+        base[5, 6] = 0.0
+    same = base.clone()
+    assert torch.equal(_leaf_print(base), _leaf_print(same))
+    for index in [(0, 0), (10, 20), (63, 32)]:
+        changed = base.clone()
+        if dtype.is_floating_point:
+            changed[index] = torch.nextafter(changed[index].float(), torch.tensor(float("inf"))).to(dtype)
+            if changed[index] == base[index]:   # below the dtype's resolution in float32: step in its own
+                changed.view(torch.int16)[index] += 1
+        else:
+            changed[index] += 1
+        assert not torch.equal(_leaf_print(changed), _leaf_print(base)), index
+    if dtype.is_floating_point:
+        signed = base.clone()
+        signed[5, 6] = -0.0
+        assert not torch.equal(_leaf_print(signed), _leaf_print(base))

@@ -648,3 +648,23 @@ def test_lean_read_of_a_large_file_matches_a_full_load(tmp_path, monkeypatch):
     assert any(t != by_name[t.name] for t in lean.graph.initializer)  # something was left out
     assert onnx_static.training_mode_ops(lean) == onnx_static.training_mode_ops(full)
     assert onnx_static.training_mode_ops(lean)  # the check has something to find here
+
+
+def test_abs_error_nan_rules_dtypes_and_inputs_left_alone():
+    """One error computation per parity row: NaN against NaN is no error, NaN against a number is
+    an infinite one; float64 data keeps float64, anything narrower is compared in float32; the
+    caller's tensors are not changed."""
+    from evalguard.tensors import abs_error
+
+    expected = torch.tensor([1.0, float("nan"), 2.0, -3.0])
+    actual = torch.tensor([1.5, float("nan"), float("nan"), -3.0])
+    before = expected.clone()
+    err, magnitude = abs_error(actual, expected)
+    assert err.dtype == torch.float32
+    assert err.tolist() == [0.5, 0.0, float("inf"), 0.0]
+    assert magnitude.tolist()[0] == 1.0 and magnitude.tolist()[3] == 3.0
+    assert torch.allclose(expected, before, equal_nan=True)   # -3.0 still negative: no abs_ in place
+    wide, _ = abs_error(actual.double() + 1e-12, expected.double())
+    assert wide.dtype == torch.float64 and 0.0 < float(wide[3]) < 1e-11
+    half, _ = abs_error(actual.half(), expected.half())
+    assert half.dtype == torch.float32

@@ -55,6 +55,11 @@ def onnx_alone(model, kind="checkpoint"):
     return subject, outcome, model.calls[start:]
 
 
+def onnx_facts(outcome):
+    [facts] = [f for f in outcome.facts if f.family == "onnx"]
+    return facts
+
+
 def parity(outcome):
     [facts] = [f for f in outcome.facts if f.family == "onnx"]
     return [(r["output"], r["batch"], r["passed"]) for r in facts.parity]
@@ -69,10 +74,37 @@ def test_clean_model_onnx_reuses_the_eval_pass():
     subject, shared, shared_calls = onnx_after_eval_mode(Counted().eval())
     assert subject.eval_reference is not None
     assert alone_calls == [4, 3]            # its own reference at the example batch, then EG404's batch
-    assert shared_calls == [3]              # the example-batch reference came from the eval-mode check
+    # both came from the eval-mode check: its eval pass, and EG104's batch probe (rows 3, 2, 1)
+    assert shared_calls == []
     assert parity(shared) == parity(alone) and all(ok for *_, ok in parity(shared))
     assert statuses(shared) == statuses(alone)
     assert not shared.findings
+    assert "batch probe" in onnx_facts(shared).second_batch
+    assert "resized to batch 3" in onnx_facts(alone).second_batch
+
+
+def test_without_eg104_the_second_batch_is_the_onnx_checks_own_pass():
+    model = Counted().eval()
+    subject = subject_for(model)
+    options = AuditOptions(selected=RULES - {"EG104"})
+    eval_mode_check.run(subject, options)
+    start = len(model.calls)
+    outcome = onnx_check.run(subject, options)
+    assert model.calls[start:] == [3]
+    assert all(ok for *_, ok in parity(outcome)) and not outcome.findings
+
+
+def test_the_second_batch_from_the_probe_still_finds_a_baked_in_batch_size():
+    """EG404 on EG104's probe rows: a batch size the tracer froze into the graph still fails."""
+
+    class Baked(Counted):
+        def forward(self, x):
+            return super().forward(x).reshape(int(x.shape[0]), -1)   # int(): a constant once traced
+
+    subject, outcome, calls = onnx_after_eval_mode(Baked().eval())
+    assert calls == []
+    assert [f.rule for f in outcome.findings] == ["EG404"]
+    assert "batch probe" in onnx_facts(outcome).second_batch
 
 
 def test_factory_model_shares_too_and_the_users_model_is_untouched():
@@ -86,7 +118,7 @@ def test_factory_model_shares_too_and_the_users_model_is_untouched():
 
 def test_served_in_training_mode_shares_the_pass_after_eval():
     subject, outcome, calls = onnx_after_eval_mode(Counted().train())
-    assert subject.eval_reference is not None and calls == [3]
+    assert subject.eval_reference is not None and calls == []
     assert all(ok for *_, ok in parity(outcome)) and not outcome.findings
 
 

@@ -193,6 +193,7 @@ class PairedPasses:
         self.last_leaves: tuple = ()
         self.served_leaves: tuple = ()
         self.eval_leaves: tuple | None = None     # the first pass with every module in eval mode
+        self.probe_pass: tuple[ExampleInputs, tuple] | None = None   # EG104's probe inputs and outputs
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
@@ -221,7 +222,9 @@ class PairedPasses:
         if self.eval_leaves is None or self.fixed or self.options.device != "cpu" \
                 or not isinstance(model, torch.nn.Module) or model is not self.subject.model:
             return
-        self.subject.eval_reference = EvalReference(inputs, self.eval_leaves, state_token(model))
+        state = state_token(model)
+        second = None if self.probe_pass is None else EvalReference(*self.probe_pass, state)
+        self.subject.eval_reference = EvalReference(inputs, self.eval_leaves, state, second)
 
     def skip(self, rules: str, reason: str) -> None:
         for rule in rules.split("/"):
@@ -368,6 +371,7 @@ class PairedPasses:
         for probe in candidates:
             try:
                 out = self._run(work, probe.inputs)
+                self.probe_pass = (probe.inputs, self.last_leaves)
                 break
             except runner.ForwardFailed as exc:
                 failure = f"forward failed on {probe.inputs.source}: {exc}"

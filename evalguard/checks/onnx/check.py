@@ -130,7 +130,8 @@ class _ModelAudit:
         self.location = Location(subject.path)
         self.notes: list[str] = []
         self.cuda_reason: str | None = None
-        self.upcast = False            # a bfloat16 model converted to float32 for ONNX Runtime (precision.py)
+        self.upcast = False           # a bfloat16 model converted to float32 for ONNX Runtime (precision.py)
+        self.shared = None            # the eval-mode check's EvalReference, when this audit used it
 
     def run(self) -> None:
         from evalguard.checks.onnx.export import CallSpec
@@ -235,8 +236,46 @@ class _ModelAudit:
         if shared is None or self.options.device != "cpu" or not shared.matches(self.subject.inputs,
                                                                                  self.subject.model):
             return None
+        self.shared = shared
         names = unique([name for name, _ in shared.leaves])
         return [(name, tensor) for name, (_, tensor) in zip(names, shared.leaves)]
+
+    def _shared_second_batch(self) -> tuple[int, list, list, str] | None:
+        """EG104's batch probe as the PyTorch side at a second batch size: (size, tensors,
+        outputs, what the inputs are), when the main reference was shared and the probe differs
+        from the example inputs only in the first dimension of the batched tensors; else None."""
+        from evalguard.checks.onnx.export import CallSpec, unique
+
+        probe = self.shared.second_batch if self.shared is not None else None
+        if probe is None:
+            return None
+        spec = CallSpec.of(probe.inputs)
+        if spec.names != self.spec.names or not _same_constants(spec, self.spec):
+            return None
+        sizes = set()
+        for mine, theirs in zip(self.spec.tensors, spec.tensors):
+            if self.spec.batched(mine):
+                if theirs.dim() != mine.dim() or theirs.shape[1:] != mine.shape[1:]:
+                    return None
+                sizes.add(int(theirs.shape[0]))
+            elif theirs is not mine:
+                return None
+        if len(sizes) != 1 or sizes == {self.spec.batch()}:
+            return None
+        names = unique([name for name, _ in probe.leaves])
+        return (sizes.pop(), list(spec.tensors), [(name, t) for name, (_, t) in zip(names, probe.leaves)],
+                f"{probe.inputs.source} (the eval-mode check's batch probe, reused)")
+
+    def _other_batch(self) -> tuple[int, list, list | None, str]:
+        """(batch size, tensors, PyTorch's outputs or None when still to run, what the inputs
+        are) for the comparisons at a second batch size: EG104's probe when it can be reused,
+        else one sample fewer (two for an example batch of one), repeating samples."""
+        shared = self._shared_second_batch()
+        if shared is not None:
+            return shared
+        batch = self.spec.batch()
+        second = batch - 1 if batch >= 2 else 2
+        return second, self.spec.resized(second), None, f"the example inputs resized to batch {second}"
 
     def _reference(self, tensors=None):
         from evalguard.checks.onnx.export import reference
@@ -455,10 +494,10 @@ class _ModelAudit:
         if batch is None:
             self.out.skip("EG404", "no tensor input has a batch dimension")
             return
-        second = batch - 1 if batch >= 2 else 2
-        tensors = self.spec.resized(second)
+        second, tensors, expected, source = self._other_batch()
+        self.info["second_batch"] = source
         try:
-            expected = self._reference(tensors)
+            expected = expected or self._reference(tensors)
         except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
             self.out.skip("EG404", f"PyTorch itself fails at batch {second}: "
                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
@@ -541,10 +580,9 @@ class _ModelAudit:
         batch = self.spec.batch()
         batches = {batch: (list(self.spec.tensors), self.expected)}
         if batch is not None:
-            second = batch - 1 if batch >= 2 else 2
-            tensors = self.spec.resized(second)
+            second, tensors, expected, _ = self._other_batch()
             try:
-                batches[second] = (tensors, self._reference(tensors))
+                batches[second] = (tensors, expected or self._reference(tensors))
             except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
                 self._note(f"backends compared at batch {batch} only: PyTorch fails at batch {second} "
                            f"({type(exc).__name__})")
@@ -728,3 +766,22 @@ class _ModelAudit:
         if self.notes:
             self.info["notes"] = self.notes
         self.out.fact(_facts(self.info))
+
+
+def _same_constants(a, b) -> bool:
+    """True when two CallSpecs pass the same non-tensor arguments (the same objects, leaf by leaf)."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    def constants(spec):
+        return [v for v in list(spec.args) + list(spec.kwargs.values()) if not isinstance(v, torch.Tensor)]
+
+    mine, theirs = constants(a), constants(b)
+    if len(mine) != len(theirs) or list(a.kwargs) != list(b.kwargs):
+        return False
+    for x, y in zip(mine, theirs):
+        leaves_x, tree_x = pytree.tree_flatten(x)
+        leaves_y, tree_y = pytree.tree_flatten(y)
+        if tree_x != tree_y or any(p is not q for p, q in zip(leaves_x, leaves_y)):
+            return False
+    return True
