@@ -209,13 +209,18 @@ class BackendFact:
     """One row of the backend matrix (--backends): a backend against eager PyTorch."""
 
     backend: str                            # "eager" (the reference), "torchscript", "torch-compile", ...
-    status: str                             # "reference" | "matches" | "differs" | "build failed" | "run failed"
+    #: "reference" | "matches" | "differs" | "file differs (EG401)" | "build failed" | "run failed" | "skipped"
+    status: str
     build_seconds: float | None = None
     latency_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)   # batch size -> median ms
     max_abs_diff: float | str | None = None
     rows: tuple[Mapping[str, Any], ...] = ()   # parity rows (checks/onnx/compare.row) per output and batch
     error: str | None = None
     notes: tuple[str, ...] = ()
+    #: Where the backend ran: "cpu", or "cuda" for the CUDA variants of --device cuda (each
+    #: compared with the "eager" row of the same device). A backend is one row per device.
+    device: str = "cpu"
+    skip_reason: str | None = None          # status "skipped": why this variant could not run here
 
 
 @dataclass(frozen=True)

@@ -419,8 +419,7 @@ def _onnx_line(onnx_facts, not_run: list[dict]) -> str:
 def _backends_line(backends) -> str:
     parts = []
     for b in backends or ():
-        status = "reference" if b.status == "reference" else b.status
-        parts.append(f"{b.backend} ({status})")
+        parts.append(f"{_backend_label(b.backend, b.device)} ({b.status})")
     return ", ".join(parts)
 
 
@@ -488,6 +487,11 @@ def _chain_view(evidence: dict, types: dict[str, str]) -> dict | None:
 LATENCY_BAR = 120
 
 
+def _backend_label(backend: str, device: str | None) -> str:
+    """``torch-compile`` on the CPU, ``torch-compile (cuda)`` for a CUDA variant."""
+    return backend if device in (None, "cpu") else f"{backend} ({device})"
+
+
 def _backends_view(backends) -> dict | None:
     """The backend matrix: one row per backend, a latency column per batch size with a bar
     scaled to the slowest backend at that size."""
@@ -506,11 +510,12 @@ def _backends_view(backends) -> dict | None:
             width = 0 if value is None or not slowest[b] else max(1, round(LATENCY_BAR * float(value) / slowest[b]))
             cells.append({"text": f"{num(value)} ms" if value is not None else "—", "width": width})
         status = str(r.get("status", ""))
-        view.append({"backend": str(r.get("backend", "?")), "status": status,
+        view.append({"backend": _backend_label(str(r.get("backend", "?")), r.get("device")), "status": status,
                      "ok": status in ("matches", "reference"),
                      "max_abs": num(r.get("max_abs_diff")) if r.get("max_abs_diff") is not None else "—",
                      "build": f"{num(r.get('build_seconds'))} s" if r.get("build_seconds") is not None else "—",
-                     "latency": cells, "detail": r.get("error") or "; ".join(r.get("notes") or ())})
+                     "latency": cells,
+                     "detail": r.get("error") or r.get("skip_reason") or "; ".join(r.get("notes") or ())})
     return {"batches": batches, "rows": view, "bar": LATENCY_BAR}
 
 

@@ -130,6 +130,7 @@ class _ModelAudit:
         self.location = Location(subject.path)
         self.notes: list[str] = []
         self.cuda_reason: str | None = None
+        self.upcast = False           # a bfloat16 model converted to float32 for ONNX Runtime (precision.py)
         self.shared = None            # the eval-mode check's EvalReference, when this audit used it
 
     def run(self) -> None:
@@ -161,29 +162,51 @@ class _ModelAudit:
             return self._done()
         from evalguard.checks.onnx import precision
 
-        with model as self.model, precision.float32_reference(self.model) as upcast:
-            if upcast:   # bfloat16: ONNX Runtime CPU cannot run it; export and compare in float32
-                self.spec = CallSpec.of(precision.float32_inputs(inputs))
-                self._note(precision.NOTE)
+        with model as self.model, tempfile.TemporaryDirectory(prefix="evalguard-onnx-",
+                                                              ignore_cleanup_errors=True) as tmp:
+            self.session = None
             try:
-                # after an upcast the eval-mode check's bfloat16 pass is not this float32 model's
-                self.expected = (None if upcast else self._shared_reference()) or self._reference()
-            except TargetError as exc:
-                self.out.error(str(exc))
-                return self._done()
-            if not self.expected:
-                self._skip_all("the model returns no tensors", backends=True)
-                return self._done()
-            with tempfile.TemporaryDirectory(prefix="evalguard-onnx-", ignore_cleanup_errors=True) as tmp:
-                self.session = None
-                needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
-                path = self._onnx_file(tmp) if needs_file else None
-                if path is not None:
-                    self._check_file(path)
-                if self.options.wants(*BACKEND_RULES):
-                    self._backends(path, tmp)
+                with precision.float32_reference(self.model) as self.upcast:
+                    if self.upcast:   # bfloat16: ONNX Runtime CPU cannot run it; export and compare in float32
+                        self.spec = CallSpec.of(precision.float32_inputs(inputs))
+                        self._note(precision.NOTE)
+                    try:
+                        # after an upcast the eval-mode check's bfloat16 pass is not this float32 model's
+                        self.expected = (None if self.upcast else self._shared_reference()) or self._reference()
+                    except TargetError as exc:
+                        self.out.error(str(exc))
+                        return self._done()
+                    if not self.expected:
+                        self._skip_all("the model returns no tensors", backends=True)
+                        return self._done()
+                    needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
+                    path = self._onnx_file(tmp) if needs_file else None
+                    if path is not None:
+                        self._check_file(path)
+                    if self.options.wants(*BACKEND_RULES) and not self.upcast:
+                        self._backends(path, tmp)
+                if self.upcast and self.options.wants(*BACKEND_RULES):
+                    self._bfloat16_backends(inputs, path, tmp)
+            finally:
                 self.session = None   # release the file before the directory goes
         return self._done()
+
+    def _bfloat16_backends(self, inputs, path, tmp) -> None:
+        """The backend matrix of a bfloat16 model builds the bfloat16 model that is deployed and
+        compares it with eager PyTorch in bfloat16 (bfloat16 tolerances); only ort-optimized runs
+        the float32 file, against the float32 copy (``_file_batches``)."""
+        from evalguard.checks.onnx.export import CallSpec
+
+        self.spec = CallSpec.of(inputs)
+        try:
+            self.expected = self._shared_reference() or self._reference()
+        except TargetError as exc:
+            self.out.skip(BACKEND_RULES, str(exc))
+            return
+        self._note("bfloat16 model: the backends (but ort-optimized, which runs the float32 ONNX file "
+                   "against the float32 copy) were built from the bfloat16 model and compared with eager "
+                   "PyTorch in bfloat16")
+        self._backends(path, tmp)
 
     def _eval_model(self):
         """A context giving the model in eval mode: the loaded model itself for file targets
@@ -521,7 +544,7 @@ class _ModelAudit:
         self.info["providers_cuda"] = list(cuda_session.get_providers())
         cpu_outputs = self.cpu_outputs
         try:
-            torch_cuda = dict(onnx_cuda.torch_cuda_outputs(self.model, self.spec))
+            torch_cuda = dict(onnx_cuda.torch_cuda_outputs(onnx_cuda.on_cuda(self.model), self.spec))
         except Exception as exc:  # noqa: BLE001 - e.g. out of GPU memory: still compare the providers
             torch_cuda = None
             self._note(f"PyTorch on CUDA failed, ORT CUDA compared with ORT CPU only: "
@@ -543,7 +566,8 @@ class _ModelAudit:
 
     def _backends(self, onnx_path: str | None, tmp: str) -> None:
         """EG406/EG407: every backend of --backends but onnxruntime (EG401's own) against eager
-        PyTorch at the example batch and a second batch size, with median latencies."""
+        PyTorch at the example batch and a second batch size, with median latencies; with
+        --device cuda also each backend's CUDA variant against eager PyTorch on CUDA."""
         from evalguard.checks.onnx import backends as onnx_backends
         from evalguard.checks.onnx import compare as onnx_compare
         from evalguard.checks.onnx.export import FlatModel, reference
@@ -552,9 +576,7 @@ class _ModelAudit:
         wanted = [b for b in self.options.backends if b != onnx_backends.ONNXRUNTIME]
         if not wanted:
             return
-        if self.options.device == "cuda":
-            self._note("the backend matrix builds and runs every backend on the CPU; CUDA builds of "
-                       "torch.compile/AOTInductor/TorchScript are not compared yet")
+        plan = self._variants(wanted)
         batch = self.spec.batch()
         batches = {batch: (list(self.spec.tensors), self.expected)}
         if batch is not None:
@@ -564,26 +586,91 @@ class _ModelAudit:
             except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
                 self._note(f"backends compared at batch {batch} only: PyTorch fails at batch {second} "
                            f"({type(exc).__name__})")
-        names = [name for name, _ in self.expected]
         table = [BackendFact("eager", "reference", latency_ms={
             str(b): onnx_backends.median_ms(lambda t=t: reference(self.model, self.spec, t))
             for b, (t, _) in batches.items()})]
         if getattr(self, "session", None) is not None and "parity" in self.info:
             table.append(self._onnxruntime_fact(batches, onnx_backends, onnx_compare))
         flat = FlatModel(self.model, self.spec)
-        for name in wanted:
-            try:
-                built = onnx_backends.build(name, flat, self.spec, onnx_path, tmp)
-            except Exception as exc:  # noqa: BLE001 - a backend may fail to build in any way
-                error = onnx_backends.build_error(exc)
-                table.append(BackendFact(name, "build failed", error=error))
-                self._add("EG407", f"the {name} backend cannot build the eval-mode model: {error}",
-                          {"backend": name, "error": error})
-                continue
-            fact = self._backend_rows(name, built, batches, names, onnx_compare)
-            table.append(fact)
+        for v in plan:
+            if v.device == onnx_backends.CPU:
+                with self._file_batches(v, self.model, batches, self._reference) as inputs:
+                    table.append(self._variant(v, flat, inputs, onnx_path, tmp))
+        cuda = [v for v in plan if v.device == onnx_backends.CUDA]
+        if cuda:
+            table += self._cuda_variants(cuda, batches, onnx_path, tmp)
         self.info["backends"] = table
         self.out.ran(*BACKEND_RULES)
+        gap = onnx_backends.coverage_gap(table)
+        if gap:   # a finding still makes the rule fail; without one it is not "passed"
+            self.out.skip(BACKEND_RULES, gap, override=True)
+
+    def _variants(self, wanted: list[str]):
+        from evalguard.checks.onnx import backends as onnx_backends
+
+        if self.options.device != onnx_backends.CUDA:
+            return onnx_backends.variants(wanted, self.options.device)
+        from evalguard.checks.onnx.cuda import unavailable_reason
+
+        torch_reason = unavailable_reason(self.options.device, onnxruntime=False)
+        ort_reason = None
+        if torch_reason is None and onnx_backends.ORT_BACKENDS.intersection(wanted):
+            ort_reason = unavailable_reason(self.options.device)
+        return onnx_backends.variants(wanted, self.options.device, torch_reason, ort_reason)
+
+    def _cuda_variants(self, plan, batches, onnx_path, tmp) -> list:
+        """The CUDA variants: the model copied to the GPU, eager PyTorch on it as the reference,
+        each runnable variant built and compared under exact kernels; skipped ones as rows."""
+        from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.checks.onnx import cuda as onnx_cuda
+        from evalguard.checks.onnx.export import FlatModel
+        from evalguard.checks.running import exact_kernels
+        from evalguard.facts import BackendFact
+
+        def skipped(variant, reason):
+            return BackendFact(variant.backend, onnx_backends.SKIPPED, device=onnx_backends.CUDA, skip_reason=reason)
+
+        runnable = [v for v in plan if v.skip_reason is None]
+        if not runnable:
+            return [skipped(v, v.skip_reason) for v in plan]
+        try:
+            work = onnx_cuda.on_cuda(self.model)
+            expected = {b: (t, onnx_cuda.torch_cuda_outputs(work, self.spec, t)) for b, (t, _) in batches.items()}
+        except Exception as exc:  # noqa: BLE001 - e.g. out of GPU memory: no reference to compare with
+            reason = (f"eager PyTorch fails on CUDA: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            return [skipped(v, v.skip_reason or reason) for v in plan]
+        table = [BackendFact("eager", "reference", device=onnx_backends.CUDA, latency_ms={
+            str(b): onnx_backends.median_ms(lambda t=t: onnx_cuda.torch_cuda_outputs(work, self.spec, t))
+            for b, (t, _) in expected.items()})]
+        flat = FlatModel(work, self.spec)
+        with exact_kernels(onnx_backends.CUDA):
+            for v in plan:
+                if v.skip_reason:
+                    table.append(skipped(v, v.skip_reason))
+                    continue
+                with self._file_batches(v, work, expected,
+                                        lambda t: onnx_cuda.torch_cuda_outputs(work, self.spec, t)) as inputs:
+                    table.append(self._variant(v, flat, inputs, onnx_path, tmp))
+        return table
+
+    @contextlib.contextmanager
+    def _file_batches(self, variant, model, batches, outputs):
+        """The batches a variant is compared on. ort-optimized of a bfloat16 model runs the float32
+        ONNX file: inside, ``model`` (the CPU model or its GPU copy) is converted to float32 in
+        place and the batches hold float32 inputs and ``outputs`` of that float32 copy."""
+        from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.checks.onnx import precision
+
+        if not self.upcast or variant.backend not in onnx_backends.ORT_BACKENDS:
+            yield batches
+            return
+        with precision.float32_reference(model):
+            converted = {}
+            for b, (tensors, _) in batches.items():
+                tensors = precision.float32_tensors(tensors)
+                converted[b] = (tensors, outputs(tensors))
+            yield converted
 
     def _onnxruntime_fact(self, batches, onnx_backends, onnx_compare):
         """EG401's own session as a row of the matrix: its parity rows and latencies."""
@@ -601,12 +688,23 @@ class _ModelAudit:
         return BackendFact("onnxruntime", status, latency_ms=latency, max_abs_diff=worst, rows=tuple(rows),
                            notes=("EG401's session: ONNX Runtime's default, all graph optimisations",))
 
-    def _backend_rows(self, name, built, batches, names, onnx_compare):
-        """Run one built backend at each batch size: its fact row, and EG406/EG407 findings."""
+    def _variant(self, variant, flat, batches, onnx_path, tmp):
+        """Build one variant and run it at each batch size: its fact row, and EG406/EG407 findings.
+        ``batches`` holds the inputs (CPU tensors) and eager PyTorch's outputs on the variant's device."""
         from evalguard.checks.onnx import backends as onnx_backends
+        from evalguard.checks.onnx import compare as onnx_compare
         from evalguard.facts import BackendFact
 
-        comparison = f"{name} vs torch-cpu"
+        name, device = variant.backend, variant.device
+        what = f"the {variant.label} backend"
+        context = {"backend": name, "device": device}
+        try:
+            built = onnx_backends.build(name, flat, self.spec, onnx_path, tmp, device)
+        except Exception as exc:  # noqa: BLE001 - a backend may fail to build in any way
+            error = onnx_backends.build_error(exc)
+            self._add("EG407", f"{what} cannot build the eval-mode model: {error}", {**context, "error": error})
+            return BackendFact(name, onnx_backends.BUILD_FAILED, error=error, device=device)
+        comparison = f"{variant.label} vs torch-{device}"
         rows, plain_rows, latency, failed_at = [], [], {}, None
         for b, (tensors, expected) in batches.items():
             try:
@@ -616,40 +714,32 @@ class _ModelAudit:
                 failed_at = (b, onnx_backends.build_error(exc))
                 break
             rows += [onnx_compare.row(n, n, o, e, self.options.tolerances, comparison=comparison, batch=b,
-                                      histogram=False) for n, o, (_, e) in zip(names, outputs, expected)]
+                                      histogram=False) for o, (n, e) in zip(outputs, expected)]
             if plain is not None:
                 plain_rows += [onnx_compare.row(n, n, o, e, self.options.tolerances,
-                                                comparison="ort-plain vs torch-cpu", batch=b, histogram=False)
-                               for n, o, (_, e) in zip(names, plain, expected)]
+                                                comparison=f"ort-plain vs torch-{device}", batch=b, histogram=False)
+                               for o, (n, e) in zip(plain, expected)]
             latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: built.run(t))
         worst = max((r.get("max_abs_diff", 0.0) for r in rows if isinstance(r.get("max_abs_diff"), float)),
                     default=None)
-        bad = onnx_compare.failing(rows)
-        if plain_rows:   # ort-optimized: only what the optimisations changed is this backend's fault
-            plain_bad = {(r["output"], r["batch"]) for r in onnx_compare.failing(plain_rows)}
-            bad = [r for r in bad if (r["output"], r["batch"]) not in plain_bad]
+        status, bad = onnx_backends.verdict(rows, plain_rows, failed_at is not None)
+        eager = "eager PyTorch" + (" on CUDA" if device == onnx_backends.CUDA else "")
         if failed_at is not None:
             b, error = failed_at
-            self._add("EG407", f"the {name} backend builds but fails at batch size {b}: {error}",
-                      {"backend": name, "batch": b, "error": error})
-            status = "run failed"
+            self._add("EG407", f"{what} builds but fails at batch size {b}: {error}",
+                      {**context, "batch": b, "error": error})
         elif bad:
-            status = "differs"
-            message = (f"the {name} backend's outputs differ from eager PyTorch: "
+            message = (f"{what}'s outputs differ from {eager}: "
                        + "; ".join(f"{onnx_compare.describe_failure(r)} at batch {r['batch']}" for r in bad[:3])
                        + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
             if plain_rows:
                 message += " (the same file without graph optimisations matches: a fusion changes the numerics)"
             self._add("EG406", message, onnx_compare.json_safe(
-                {"backend": name, "outputs": rows + plain_rows, "failing": [r["output"] for r in bad],
+                {**context, "outputs": rows + plain_rows, "failing": [r["output"] for r in bad],
                  "latency_ms": latency}))
-        elif onnx_compare.failing(rows):
-            status = "file differs (EG401)"   # ort-optimized: the plain session fails the same way
-        else:
-            status = "matches"
         return BackendFact(name, status, build_seconds=built.seconds, latency_ms=latency, max_abs_diff=worst,
                            rows=tuple(rows + plain_rows), error=failed_at[1] if failed_at else None,
-                           notes=tuple(built.notes))
+                           notes=tuple(built.notes), device=device)
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _evidence(self, **extra) -> dict:

@@ -21,12 +21,15 @@ CPU_VS_CUDA = "onnxruntime-cuda vs onnxruntime-cpu"
 TORCH_CUDA = "onnxruntime-cuda vs torch-cuda"
 
 
-def unavailable_reason(device: str) -> str | None:
-    """Why the CUDA comparison cannot run here, or None when it can."""
+def unavailable_reason(device: str, *, onnxruntime: bool = True) -> str | None:
+    """Why the CUDA comparison cannot run here, or None when it can. With ``onnxruntime=False``
+    only PyTorch's side counts (the CUDA variants of torch.compile, AOTInductor, TorchScript)."""
     if device != "cuda":
         return f"--device is {device!r}"
     if not torch.cuda.is_available():
         return "no CUDA GPU visible to PyTorch (torch.cuda.is_available() is False)"
+    if not onnxruntime:
+        return None
     import onnxruntime as ort
 
     if onnx_runtime.CUDA not in ort.get_available_providers():
@@ -44,12 +47,17 @@ def cuda_session(path: str):
     return sess
 
 
-def torch_cuda_outputs(eval_model, spec: CallSpec) -> list[tuple[str, torch.Tensor]]:
-    """Eval-mode PyTorch on the GPU, back on the CPU for comparison."""
-    work = copy.deepcopy(eval_model).to("cuda")
-    tensors = [t.to("cuda") for t in spec.tensors]
+def on_cuda(eval_model):
+    """A copy of the eval-mode model on the GPU (the model itself stays where it is)."""
+    return copy.deepcopy(eval_model).to("cuda")
+
+
+def torch_cuda_outputs(cuda_model, spec: CallSpec, tensors=None) -> list[tuple[str, torch.Tensor]]:
+    """Eval-mode PyTorch on the GPU (``on_cuda``) on the example inputs or ``tensors``, with
+    exact kernels, back on the CPU for comparison."""
+    tensors = [t.to("cuda") for t in (spec.tensors if tensors is None else tensors)]
     with exact_kernels("cuda"):
-        leaves = reference(work, spec, tensors)
+        leaves = reference(cuda_model, spec, tensors)
     return [(name, t.cpu()) for name, t in leaves]
 
 

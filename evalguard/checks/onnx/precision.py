@@ -65,9 +65,16 @@ def float32_reference(model) -> Iterator[bool]:
         _set_dtype(model, params, buffers, torch.bfloat16)
 
 
+def _up(value):
+    return value.float() if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16 else value
+
+
 def float32_inputs(inputs: ExampleInputs) -> ExampleInputs:
     """bfloat16 tensors of the example inputs as float32 (integer token ids stay as they are)."""
-    def up(value):
-        return value.float() if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16 else value
-    return ExampleInputs(tuple(up(v) for v in inputs.args), {k: up(v) for k, v in inputs.kwargs.items()},
+    return ExampleInputs(tuple(_up(v) for v in inputs.args), {k: _up(v) for k, v in inputs.kwargs.items()},
                          inputs.source)
+
+
+def float32_tensors(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The same for a flat list of input tensors."""
+    return [_up(t) for t in tensors]

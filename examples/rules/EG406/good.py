@@ -1,24 +1,28 @@
-"""EG406 good: one code path for every backend; torch.compile fuses the exact GELU itself."""
+"""EG406 good: the same Euler block in float32. Inductor still fuses the chain, but in float32 its
+kernel keeps nothing that eager rounds away (measured: max abs error 0). For a bfloat16 model that
+must stay bfloat16, torch._inductor.config.emulate_precision_casts = True makes Inductor round like eager."""
 import torch
 from torch import nn
 
 AUDIT = "model"
-INPUT_SHAPES = ("4x8",)
+INPUT_SHAPES = ("4x256",)
 EXPECTED_RULES = ()
 ONNX = True
-BACKENDS = "onnxruntime,torch-compile"
+BACKENDS = "onnxruntime,torch-compile,torchscript"
 
 
-class Scorer(nn.Module):
-    def __init__(self):
+class EulerBlock(nn.Module):
+    def __init__(self, steps: int = 32, dt: float = 0.01):
         super().__init__()
-        self.proj = nn.Linear(8, 16)
-        self.out = nn.Linear(16, 2)
+        self.scale = nn.Parameter(torch.full((256,), 3.0))
+        self.steps, self.dt = steps, dt
 
     def forward(self, x):
-        return self.out(torch.nn.functional.gelu(self.proj(x)))
+        x = x * self.scale
+        for _ in range(self.steps):
+            x = x + self.dt * torch.tanh(x)
+        return x
 
 
 def build_model() -> nn.Module:
-    torch.manual_seed(0)
-    return Scorer().eval()
+    return EulerBlock().eval()
