@@ -2,7 +2,6 @@
 
 Every test runs with both kinds of child: a fork of this process (Linux's default) and a fresh
 interpreter (EVALGUARD_SANDBOX_SPAWN=1, the default elsewhere)."""
-import os
 import platform
 
 import pytest
@@ -10,9 +9,9 @@ import pytest
 from evalguard.sandbox import (
     Limits,
     SandboxError,
+    forks,
     landlock_abi,
     landlock_status,
-    forks,
     run_isolated,
 )
 
