@@ -415,6 +415,14 @@ class Tracer:
         return self._origin_of_call(scope, value, depth)
 
     def _origin_of_call(self, scope: Scope, call: ast.Call, depth: int) -> Origin:
+        """Memoised per call and depth: factories whose returns call factories (or themselves)
+        would otherwise be followed once per path, exponentially in ``MAX_DEPTH``."""
+        memo_key = ("call", id(scope), id(call), depth)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = self._call_origin(scope, call, depth)
+        return self._memo[memo_key]
+
+    def _call_origin(self, scope: Scope, call: ast.Call, depth: int) -> Origin:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "from_pretrained":
             return EVAL_ORIGIN                      # transformers/diffusers return eval-mode models
