@@ -548,3 +548,43 @@ def test_recursive_factories_are_followed_once_per_call_and_depth(monkeypatch):
         """
     assert eg106(source) == [(19, "model")]
     assert len(followed) < 100, len(followed)
+
+
+LITE = """\
+    import io
+    import torch
+
+    class LiteScriptModule:
+        def __init__(self, cpp_module) -> None:
+            self._c = cpp_module
+            super().__init__()
+
+        def __call__(self, *input):
+            return self._c.forward(input)
+
+        def forward(self, *input):
+            return self._c.forward(input)
+
+    def _load_for_lite_interpreter(f):
+        cpp_module = torch._C._load_for_lite_interpreter(f, "cpu")
+        return LiteScriptModule(cpp_module)
+
+    def compare(model, input):
+        with torch.no_grad():
+            script_module = torch.jit.script(model)
+            buffer = io.BytesIO(script_module._save_to_buffer_for_lite_interpreter())
+            mobile_module = _load_for_lite_interpreter(buffer)
+            return mobile_module(input)
+    """
+
+
+def test_a_plain_class_with_a_forward_has_no_mode_to_switch():
+    """torch/jit/mobile's LiteScriptModule (used so in torch/testing/_internal/common_quantization.py):
+    no base class and no eval()/train(), so ``mobile_module.eval()`` would raise; its ``forward``
+    alone does not make it a model in training mode."""
+    assert eg106(LITE) == []
+    as_module = LITE.replace("class LiteScriptModule:", "class LiteScriptModule(torch.nn.Module):")
+    assert eg106(as_module) == [(24, "mobile_module")]
+    with_eval = LITE.replace("    def forward(self, *input):", "    def eval(self):\n            return self\n\n"
+                                                                "        def forward(self, *input):")
+    assert eg106(with_eval) == [(27, "mobile_module")]

@@ -448,7 +448,7 @@ class Tracer:
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
-            if not project.is_module_class(symbol):
+            if not project.is_module_class(symbol) or project.has_no_mode(symbol):
                 return UNKNOWN_ORIGIN
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
         if not short[:1].isupper():
