@@ -5,9 +5,10 @@ isolation: they are forked from this process (``concurrent.futures.ProcessPoolEx
 ``fork`` start method), inherit the imported checks, and never import torch. Each worker takes
 contiguous runs of the sorted target list and keeps its own lazily filled project index
 (``evalguard.checks.source.project``): files in one folder import each other, so a worker mostly
-parses the neighbours it needs once; building the whole index up front in the parent would
-serialise the parsing (measured in bench/RESULTS.md). The per-target results are the serial
-run's, target for target: the engine orders and reports them the same way.
+parses the neighbours it needs once. Building the whole index up front in the parent and
+sharing it by the fork would cost more than the parallel run itself (24.7 s serial for the torch
+package against 19.9 s for its whole parallel check, bench/RESULTS.md). The per-target results
+are the serial run's, target for target: the engine orders and reports them the same way.
 
 Serial (an empty result: the engine audits the files itself) where forking does not pay:
 one usable worker, fewer than ``MIN_FILES`` files with the worker count left to the default,
@@ -24,9 +25,9 @@ from evalguard.execution import ExecutionOptions, Target, cpu_count
 from evalguard.findings import Finding, Severity, TargetResult
 from evalguard.subject import AuditOptions
 
-#: Below this many ``.py`` targets the default stays serial: a forked worker costs about 10 ms
-#: to start and a file 2-5 ms to check, and the measured break-even on two cores is ~20 files
-#: (bench/RESULTS.md, "Source trees on both cores").
+#: Below this many ``.py`` targets the default stays serial. Two idle cores break even at about
+#: 10 files and gain 20 ms at 20 files, 60 ms at 40 (bench/RESULTS.md, "Source trees on both
+#: cores"); on a busy machine forking loses, so the default keeps a margin.
 MIN_FILES = 40
 #: Work is handed out in about this many contiguous chunks per worker (load balance vs. the
 #: project index each worker fills for the chunk's neighbours).
