@@ -11,6 +11,14 @@ the shapes the rules look at, half of them with planted bugs), then measures
    directory walk, suppression handling and the JSON report included), and checks that this
    process never imported torch.
 Prints files/s and lines/s and the finding counts per rule (which must match what was planted).
+
+    /work/venv/bin/python bench/bench_source.py --scaling [--sizes 250,500,1000,2000] [--repeats 3]
+
+instead times the whole command on trees of each size with ``--jobs 1`` and ``--jobs 2``
+(interleaved, median of ``--repeats``): wall seconds, CPU seconds of the command and its worker
+processes, cores used (CPU / wall) and milliseconds per file, as a Markdown table. It fails when
+the two worker counts give different JSON reports (the ``command`` line aside), when a run
+misses a planted bug, or when the command imported torch.
 """
 from __future__ import annotations
 
@@ -18,6 +26,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,25 +194,74 @@ CLI_PROBE = textwrap.dedent("""\
     start = time.perf_counter()
     from evalguard.cli import main
     try:
-        main(["check", sys.argv[1], "--format", "json", "--output", sys.argv[2]])
+        main(["check", sys.argv[1], "--format", "json", "--output", sys.argv[2], *sys.argv[3:]])
     except SystemExit:
         pass
     print(json.dumps({"seconds": time.perf_counter() - start, "torch_imported": "torch" in sys.modules}))
     """)
 
 
-def time_cli(folder: Path) -> dict:
-    report = folder.parent / "report.json"
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", CLI_PROBE, str(folder), str(report)],
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_cli(folder: Path, jobs: int | None = None) -> dict:
+    """One ``evalguard check FOLDER --format json`` in a fresh process; its CPU seconds include
+    the worker processes it forked (they are waited for, so the kernel adds them up)."""
+    report = folder.parent / f"report-{jobs}.json"
+    extra = ["--jobs", str(jobs)] if jobs else []
+    cpu, start = _children_cpu(), time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", CLI_PROBE, str(folder), str(report), *extra],
                             capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"evalguard check failed:\n{result.stderr[-2000:]}")
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     data = json.loads(report.read_text())
-    return {"wall": wall, "in_process": probe["seconds"], "torch_imported": probe["torch_imported"],
-            "targets": len(data["targets"]), "findings": Counter(f["rule"] for f in data["findings"])}
+    data["run"].pop("command")
+    return {"wall": wall, "cpu": cpu, "in_process": probe["seconds"], "torch_imported": probe["torch_imported"],
+            "targets": len(data["targets"]), "findings": Counter(f["rule"] for f in data["findings"]),
+            "report": json.dumps(data, sort_keys=True)}
+
+
+def scaling(sizes: list[int], repeats: int, workers=(1, 2)) -> None:
+    """The whole command on growing trees with 1 and 2 workers, interleaved; median of ``repeats``."""
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpora = {}
+        for size in sizes:
+            folder = Path(tmp) / f"corpus{size}"
+            folder.mkdir()
+            corpora[size] = (folder, *write_corpus(folder, size))
+        runs: dict[tuple[int, int], list[dict]] = {}
+        for _ in range(repeats):
+            for size in sizes:
+                for jobs in workers:
+                    runs.setdefault((size, jobs), []).append(time_cli(corpora[size][0], jobs))
+        print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
+        print("| files | lines | workers | wall s | CPU s | cores used | ms per file |")
+        print("|---|---|---|---|---|---|---|")
+        failures = []
+        for size in sizes:
+            folder, lines, planted = corpora[size]
+            for jobs in workers:
+                done = runs[(size, jobs)]
+                wall = statistics.median(r["wall"] for r in done)
+                cpu = statistics.median(r["cpu"] for r in done)
+                print(f"| {size:,} | {lines:,} | {jobs} | {wall:.2f} | {cpu:.2f} | {cpu / wall:.2f} | "
+                      f"{1000 * wall / size:.2f} |")
+                failures += [f"{size} files, {jobs} workers: findings differ from the planted bugs"
+                             for r in done if r["findings"] != planted]
+                failures += [f"{size} files, {jobs} workers: torch imported" for r in done if r["torch_imported"]]
+            reports = {r["report"] for jobs in workers for r in runs[(size, jobs)]}
+            if len(reports) != 1:
+                failures.append(f"{size} files: the JSON reports differ between runs")
+        print("\nresult: " + ("; ".join(failures) if failures else
+                               "every run found the planted bugs; reports identical for every worker count; "
+                               "no torch"))
+        if failures:
+            raise SystemExit(1)
 
 
 def main() -> None:
@@ -210,8 +269,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=700, help="700 files are about 150,000 lines")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds the whole command may take")
     parser.add_argument("--keep", type=Path, help="write the corpus here and keep it")
-    parser.add_argument("--repeats", type=int, default=3, help="in-process timings: best of N")
+    parser.add_argument("--repeats", type=int, default=3, help="in-process timings: best of N; --scaling: median")
+    parser.add_argument("--scaling", action="store_true", help="time the command at --sizes with 1 and 2 workers")
+    parser.add_argument("--sizes", default="250,500,1000,2000", help="--scaling: tree sizes in files")
     args = parser.parse_args()
+    if args.scaling:
+        scaling([int(n) for n in args.sizes.split(",")], args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp) / "corpus"
         folder.mkdir(parents=True, exist_ok=True)

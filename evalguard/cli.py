@@ -28,7 +28,8 @@ def _execution_options(command):
                      help="Audit each model target in its own worker process "
                           "(default: when there is more than one, or with --timeout/--memory-limit)."),
         click.option("--jobs", "-j", "jobs", type=int, default=None, metavar="N",
-                     help="Model targets audited at once, each in a worker (default 1); cores are shared out."),
+                     help="Model targets audited at once, each in a worker (default 1); cores are shared out. "
+                          "Also the processes checking .py files (default: the cores, for 40 files or more)."),
         click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
                      help="Seconds one model target's audit may take (worker start-up not counted); "
                           "past it the worker is killed and the target is an error."),

@@ -316,14 +316,15 @@ def audit(targets: list[str], options: AuditOptions,
 
     ``execution`` (an ``evalguard.execution.ExecutionOptions``; default: this process, no
     progress line) picks this run's shard of the targets and whether model targets run in
-    worker processes (crash, timeout and memory isolation, ``--jobs``); source files are
-    always audited here, they run no user code.
+    worker processes (crash, timeout and memory isolation, ``--jobs``). Source files run no
+    user code: they are audited here, or in forked worker processes when there are many
+    (``evalguard.execution.sources``), with the same results.
     """
     from evalguard.execution import ExecutionOptions, Target, shard_slice
     from evalguard.loading import factory_used, load_factory_subject
     from evalguard.loading.discover import expand_targets
 
-    execution = execution or ExecutionOptions(isolate=False, progress=False)   # callers from Python: as before
+    execution = execution or ExecutionOptions(isolate=False, progress=False, source_jobs=1)   # callers from Python: as before
     paths = [None] if not targets and options.model_factory else []
     paths += expand_targets(targets, options.exclude)
     items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]
@@ -335,6 +336,11 @@ def audit(targets: list[str], options: AuditOptions,
 
     outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
     with Progress(len(items), enabled=execution.progress) as progress:
+        from evalguard.execution.sources import run_sources
+
+        # .py files first, forked before anything in this process loads a model (and torch)
+        outcomes.update(run_sources([t for t in items if t.is_source], options, severity_overrides,
+                                    execution, progress))
         if isolated and execution.executor == "ray":
             from evalguard.execution.ray_tasks import run_on_ray
 

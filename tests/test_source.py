@@ -287,6 +287,46 @@ def test_never_imports_torch_or_executes_the_file(tmp_path):
     assert not marker.exists()
 
 
+def test_parallel_source_run_imports_torch_in_no_process(tmp_path):
+    """`evalguard check` over a tree with worker processes: a stand-in torch first on the path
+    records every process that imports it, so a worker importing torch cannot go unseen."""
+    imported = tmp_path / "torch-imported"
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    fake.joinpath("__init__.py").write_text(f"import os\nopen({str(imported)!r}, 'a').write(f'{{os.getpid()}}\\n')\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(8):
+        tree.joinpath(f"serve_{i}.py").write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    script = textwrap.dedent(f"""\
+        import os, sys
+        from evalguard.execution import sources
+        chunk = sources._audit_chunk
+
+        def recording(targets):   # forked workers inherit this module: they run it and log their pid
+            open({str(tmp_path / "workers")!r}, "a").write(f"{{os.getpid()}}\\n")
+            return chunk(targets)
+
+        sources._audit_chunk = recording
+        from evalguard.cli import main
+        try:
+            main(["check", {str(tree)!r}, "--select", "EG903", "--jobs", "2", "--format", "json"])
+        except SystemExit as exc:
+            assert exc.code == 1, exc.code
+        assert "torch" not in sys.modules
+        print("parent", os.getpid(), file=sys.stderr)
+        """)
+    env = {**__import__("os").environ, "PYTHONPATH": f"{fake.parent}{__import__('os').pathsep}{REPO}"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"rule": "EG903"') == 8
+    workers = set((tmp_path / "workers").read_text().split())
+    parent = result.stderr.split("parent ")[-1].strip()
+    assert len(workers) == 2 and parent not in workers, "the files were checked in two worker processes"
+    assert not imported.exists(), f"torch imported by process(es) {imported.read_text().split()}"
+
+
 MARKER = __import__("re").compile(r"#\s*\[(EG\d{3}(?:\s*,\s*EG\d{3})*)\]\s*$")
 
 

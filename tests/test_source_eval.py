@@ -513,3 +513,78 @@ def test_classes_factories_and_base_classes_resolved_across_the_folder(tmp_path)
     assert eg106_in(tmp_path, "sub.py") == [(6, "self.net")]
     (tmp_path / "pkg/nets.py").write_text((tmp_path / "pkg/nets.py").read_text().replace("BatchNorm1d", "Linear"))
     assert eg106_in(tmp_path, "run.py") == []
+
+
+def test_recursive_factories_are_followed_once_per_call_and_depth(monkeypatch):
+    """The shape of torch/_inductor/fuzzer.py's ``_bisect_failing_config_helper``: a method whose
+    returns call itself. Following each path anew cost branches ** MAX_DEPTH calls (seven
+    branches there: the file never finished); each call is now traced once per depth."""
+    from evalguard.checks.source import model_origin
+
+    followed = []
+    callees = model_origin.Tracer._callees
+    monkeypatch.setattr(model_origin.Tracer, "_callees",
+                        lambda self, scope, call: followed.append(call) or callees(self, scope, call))
+    source = """\
+        import torch
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.drop = nn.Dropout(0.1)
+        class Search:
+            def shrink(self, configs):
+                if len(configs) <= 1:
+                    return Net()
+                if test(configs[:1]):
+                    return self.shrink(configs[:1])
+                if test(configs[1:]):
+                    return self.shrink(configs[1:])
+                return self.shrink(configs[::2])
+            def evaluate(self, configs, x):
+                model = self.shrink(configs)
+                with torch.no_grad():
+                    return model(x)
+        """
+    assert eg106(source) == [(19, "model")]
+    assert len(followed) < 100, len(followed)
+
+
+LITE = """\
+    import io
+    import torch
+
+    class LiteScriptModule:
+        def __init__(self, cpp_module) -> None:
+            self._c = cpp_module
+            super().__init__()
+
+        def __call__(self, *input):
+            return self._c.forward(input)
+
+        def forward(self, *input):
+            return self._c.forward(input)
+
+    def _load_for_lite_interpreter(f):
+        cpp_module = torch._C._load_for_lite_interpreter(f, "cpu")
+        return LiteScriptModule(cpp_module)
+
+    def compare(model, input):
+        with torch.no_grad():
+            script_module = torch.jit.script(model)
+            buffer = io.BytesIO(script_module._save_to_buffer_for_lite_interpreter())
+            mobile_module = _load_for_lite_interpreter(buffer)
+            return mobile_module(input)
+    """
+
+
+def test_a_plain_class_with_a_forward_has_no_mode_to_switch():
+    """torch/jit/mobile's LiteScriptModule (used so in torch/testing/_internal/common_quantization.py):
+    no base class and no eval()/train(), so ``mobile_module.eval()`` would raise; its ``forward``
+    alone does not make it a model in training mode."""
+    assert eg106(LITE) == []
+    as_module = LITE.replace("class LiteScriptModule:", "class LiteScriptModule(torch.nn.Module):")
+    assert eg106(as_module) == [(24, "mobile_module")]
+    with_eval = LITE.replace("    def forward(self, *input):", "    def eval(self):\n            return self\n\n"
+                                                                "        def forward(self, *input):")
+    assert eg106(with_eval) == [(27, "mobile_module")]

@@ -22,7 +22,8 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE
 
 @dataclass(frozen=True)
 class ExecutionOptions:
-    """``--isolate/--no-isolate``, ``--jobs``, ``--timeout``, ``--memory-limit``, ``--shard``, ``--quiet``."""
+    """``--isolate/--no-isolate``, ``--jobs`` (model targets at once; processes for ``.py`` targets),
+    ``--timeout``, ``--memory-limit``, ``--shard``, ``--quiet``."""
 
     isolate: bool | None = None        # None: isolate when more than one model target (or a limit is set)
     jobs: int = 1                      # model targets audited at once
@@ -32,6 +33,7 @@ class ExecutionOptions:
     progress: bool = True              # a progress line on an interactive stderr
     executor: str = "local"            # "local" (worker processes here) or "ray" (evalguard.execution.ray)
     ray_address: str | None = None     # an existing Ray cluster; None: a local Ray instance
+    source_jobs: int | None = None     # processes for the .py targets; None: the cores, serial for few files
 
     def isolated(self, model_targets: int) -> bool:
         if self.executor == "ray":
@@ -103,7 +105,7 @@ def build_execution(isolate: bool | None = None, jobs: int | None = None, timeou
         raise UsageError("--executor ray runs every model target in a Ray task; drop --no-isolate")
     if limit is not None and not hasattr(os, "fork"):
         raise UsageError("--memory-limit is not supported on this platform")
-    return ExecutionOptions(isolate=isolate, jobs=jobs or 1, timeout=timeout, memory_limit=limit,
+    return ExecutionOptions(isolate=isolate, jobs=jobs or 1, source_jobs=jobs, timeout=timeout, memory_limit=limit,
                             shard=parse_shard(shard) if shard is not None else None, progress=not quiet,
                             executor=executor, ray_address=ray_address)
 

@@ -47,6 +47,13 @@ def parse(text: str, path: str) -> ast.Module:
         raise TargetError(f"{path}: invalid Python source: {exc}") from None
 
 
+def preload() -> None:
+    """Import every rule's module now (they are imported on first use otherwise): worker
+    processes forked afterwards inherit them instead of each importing them again."""
+    for module in RULE_MODULES.values():
+        importlib.import_module(f"evalguard.checks.source.{module}")
+
+
 def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     out = Outcome(options, RULE_MODULES)
     text = subject.source_text

@@ -415,6 +415,14 @@ class Tracer:
         return self._origin_of_call(scope, value, depth)
 
     def _origin_of_call(self, scope: Scope, call: ast.Call, depth: int) -> Origin:
+        """Memoised per call and depth: factories whose returns call factories (or themselves)
+        would otherwise be followed once per path, exponentially in ``MAX_DEPTH``."""
+        memo_key = ("call", id(scope), id(call), depth)
+        if memo_key not in self._memo:
+            self._memo[memo_key] = self._call_origin(scope, call, depth)
+        return self._memo[memo_key]
+
+    def _call_origin(self, scope: Scope, call: ast.Call, depth: int) -> Origin:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr == "from_pretrained":
             return EVAL_ORIGIN                      # transformers/diffusers return eval-mode models
@@ -440,7 +448,7 @@ class Tracer:
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
-            if not project.is_module_class(symbol):
+            if not project.is_module_class(symbol) or project.has_no_mode(symbol):
                 return UNKNOWN_ORIGIN
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
         if not short[:1].isupper():

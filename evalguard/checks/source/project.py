@@ -10,6 +10,7 @@ file once however many files import it (the per-run project index is this cache,
   file of the project, as a ``Symbol``; None for anything outside the project (torch, pip packages).
 - ``is_module_class(symbol)``: whether a class is an ``nn.Module``, decided from its bases resolved
   across files (any name is fine: ``PointNetCls``, ``DeepSpeech``), or from its own ``forward``.
+- ``has_no_mode(symbol)``: a plain class (no base, no ``eval``/``train``): its instances have no mode.
 - ``mode_dependent(symbol)``: True/False/None, whether a module class holds a layer whose output
   depends on train/eval (Dropout, BatchNorm, RNN dropout, ...), through submodules and bases.
 """
@@ -178,6 +179,16 @@ def is_module_class(symbol: Symbol, depth: int = 0) -> bool:
         if _base_is_module(symbol.index, base, depth):
             return True
     return any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+
+
+def has_no_mode(symbol: Symbol) -> bool:
+    """A class with no base (or only ``object``) and no ``eval``/``train`` of its own: whatever its
+    ``forward`` looks like, it is no nn.Module and its instances have no mode to switch (a wrapper
+    around a compiled module, such as ``torch.jit.mobile.LiteScriptModule``)."""
+    cls = symbol.node
+    if any(not (isinstance(b, ast.Name) and b.id == "object") for b in cls.bases):
+        return False
+    return not any(isinstance(s, FUNCTION_NODES) and s.name in ("eval", "train") for s in cls.body)
 
 
 def _base_is_module(index: FileIndex, base: ast.AST, depth: int) -> bool:
