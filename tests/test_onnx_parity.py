@@ -668,3 +668,25 @@ def test_abs_error_nan_rules_dtypes_and_inputs_left_alone():
     assert wide.dtype == torch.float64 and 0.0 < float(wide[3]) < 1e-11
     half, _ = abs_error(actual.half(), expected.half())
     assert half.dtype == torch.float32
+
+
+def test_parity_row_statistics_do_not_depend_on_the_slice_size(monkeypatch):
+    """The row's statistics are reduced slice by slice (bounded temporaries): slices of 7 and one
+    slice for everything must give the same row, NaN, Inf and exact zeros included."""
+    from evalguard import tensors
+    from evalguard.checks.onnx import compare as onnx_compare
+
+    generator = torch.Generator().manual_seed(3)
+    expected = torch.randn(5, 11, generator=generator)
+    actual = expected + torch.randn(5, 11, generator=generator) * 10.0 ** torch.randint(-9, 1, (5, 11), generator=generator)
+    expected[0, 0] = 0.0
+    actual[1, 2] = float("nan")
+    actual[2, 3], expected[2, 3] = float("nan"), float("nan")
+    actual[3, 4] = float("inf")
+    actual[4, :3] = expected[4, :3]
+    whole = onnx_compare.row("o", "o", actual, expected, {}, comparison="x", batch=5)
+    monkeypatch.setattr(tensors, "CHUNK", 7)
+    sliced = onnx_compare.row("o", "o", actual, expected, {}, comparison="x", batch=5)
+    assert sliced == whole
+    assert not whole["passed"] and whole["max_abs_diff"] == "inf"
+    assert sum(h["count"] for h in whole["histogram"]) == 55

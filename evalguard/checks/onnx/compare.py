@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evalguard.tensors import abs_error, compare_errors
+from evalguard.tensors import abs_error, chunks, compare_errors
 
 #: (atol, rtol) per output dtype; integer and bool outputs must match exactly.
 DEFAULT_TOLERANCES = {
@@ -88,28 +88,29 @@ def row(name: str, onnx_name: str, actual: np.ndarray | torch.Tensor, expected: 
 
 def _passing_tolerances(err, magnitude, atol: float, rtol: float) -> dict[str, float]:
     """Smallest atol that passes at this rtol, and smallest rtol that passes at this atol."""
-    if err.numel() == 0:
-        return {"min_passing_atol": 0.0, "min_passing_rtol": 0.0}
-    beyond_rtol = err > rtol * magnitude
-    beyond_atol = err > atol
-    min_atol = float(err[beyond_rtol].max()) if bool(beyond_rtol.any()) else 0.0
-    if bool(beyond_atol.any()):
-        ratios = err[beyond_atol] / magnitude[beyond_atol]   # inf where expected is 0
-        min_rtol = float(ratios.max())
-    else:
-        min_rtol = 0.0
+    min_atol = min_rtol = 0.0
+    for diff, size in chunks(err, magnitude):
+        beyond_rtol = diff > rtol * size
+        if bool(beyond_rtol.any()):
+            min_atol = max(min_atol, float(diff[beyond_rtol].max()))
+        beyond_atol = diff > atol
+        if bool(beyond_atol.any()):
+            min_rtol = max(min_rtol, float((diff[beyond_atol] / size[beyond_atol]).max()))   # inf where expected is 0
     return {"min_passing_atol": min_atol, "min_passing_rtol": min_rtol}
 
 
 def histogram_of(err) -> list[dict[str, Any]]:
     """Element counts of the absolute errors ``err`` per decade, in HISTOGRAM_LABELS order."""
-    err = err.flatten()
-    finite = torch.isfinite(err)
-    zero = int((err == 0).sum())
-    positive = err[finite & (err > 0)]
-    buckets = torch.bucketize(positive, torch.tensor(_EDGES, dtype=err.dtype), right=True)
-    counts = torch.bincount(buckets, minlength=len(_EDGES) + 1).tolist()
-    values = [zero] + counts + [int((~finite).sum())]
+    edges = torch.tensor(_EDGES, dtype=err.dtype)
+    zero = nonfinite = 0
+    counts = torch.zeros(len(_EDGES) + 1, dtype=torch.int64)
+    for (diff,) in chunks(err):
+        finite = torch.isfinite(diff)
+        zero += int((diff == 0).sum())
+        nonfinite += int(diff.numel() - finite.sum())
+        positive = diff[finite & (diff > 0)]
+        counts += torch.bincount(torch.bucketize(positive, edges, right=True), minlength=len(_EDGES) + 1)
+    values = [zero] + counts.tolist() + [nonfinite]
     return [{"label": label, "count": count} for label, count in zip(HISTOGRAM_LABELS, values)]
 
 
