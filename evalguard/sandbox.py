@@ -123,6 +123,8 @@ def _forked_child(request: dict, write: int) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # fresh stream objects: a lock another thread held at the fork stays held in this copy
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until os._exit
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd > 2 and fd != write:
