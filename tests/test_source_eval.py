@@ -470,45 +470,50 @@ def test_model_without_mode_dependent_layers_is_not_reported():
     assert eg106(source.replace("nn.Linear(4, 2)", "nn.Sequential(nn.Dropout(), nn.Linear(4, 2))")) == [(12, "model")]
 
 
+#: A project whose EG106 findings need classes, factories and base classes from other files
+#: (also the tree of tests/test_source_parallel.py).
+CROSS_FILE_PROJECT = {
+    "pkg/__init__.py": "from .nets import PointCls\n",
+    "pkg/nets.py": """\
+        import torch.nn as nn
+        class Base(nn.Module):
+            pass
+        class PointCls(Base):
+            def __init__(self):
+                super().__init__()
+                self.bn = nn.BatchNorm1d(8)
+        def make(k):
+            return PointCls()
+        """,
+    "pkg/trainer.py": """\
+        from .nets import make
+        class BaseTrainer:
+            def __init__(self):
+                self.net = make(3)
+        """,
+    "run.py": """\
+        import torch
+        from pkg import PointCls
+        from pkg.nets import make
+        a = PointCls()
+        b = make(2)
+        with torch.no_grad():
+            a(1)
+            b(2)
+        """,
+    "sub.py": """\
+        import torch
+        from pkg.trainer import BaseTrainer
+        class Evaluator(BaseTrainer):
+            def evaluate(self, loader):
+                with torch.no_grad():
+                    return [self.net(x) for x in loader]
+        """,
+}
+
+
 def test_classes_factories_and_base_classes_resolved_across_the_folder(tmp_path):
-    write(tmp_path, {
-        "pkg/__init__.py": "from .nets import PointCls\n",
-        "pkg/nets.py": """\
-            import torch.nn as nn
-            class Base(nn.Module):
-                pass
-            class PointCls(Base):
-                def __init__(self):
-                    super().__init__()
-                    self.bn = nn.BatchNorm1d(8)
-            def make(k):
-                return PointCls()
-            """,
-        "pkg/trainer.py": """\
-            from .nets import make
-            class BaseTrainer:
-                def __init__(self):
-                    self.net = make(3)
-            """,
-        "run.py": """\
-            import torch
-            from pkg import PointCls
-            from pkg.nets import make
-            a = PointCls()
-            b = make(2)
-            with torch.no_grad():
-                a(1)
-                b(2)
-            """,
-        "sub.py": """\
-            import torch
-            from pkg.trainer import BaseTrainer
-            class Evaluator(BaseTrainer):
-                def evaluate(self, loader):
-                    with torch.no_grad():
-                        return [self.net(x) for x in loader]
-            """,
-    })
+    write(tmp_path, CROSS_FILE_PROJECT)
     assert eg106_in(tmp_path, "run.py") == [(7, "a"), (8, "b")]
     assert eg106_in(tmp_path, "sub.py") == [(6, "self.net")]
     (tmp_path / "pkg/nets.py").write_text((tmp_path / "pkg/nets.py").read_text().replace("BatchNorm1d", "Linear"))

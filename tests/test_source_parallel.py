@@ -4,53 +4,18 @@ the report is the serial run's, byte for byte; small trees stay serial unless ``
 """
 import json
 import os
-import textwrap
 
 import pytest
+from test_source_eval import CROSS_FILE_PROJECT, write
 
 from evalguard import engine
 from evalguard.execution import ExecutionOptions, Target, build_execution, sources
 from evalguard.subject import AuditOptions
 
-#: Cross-file resolution (a class, a factory and a base class from other files), a file that does
+#: Cross-file resolution (test_source_eval's project), a file that does
 #: not parse, a suppressed finding, and enough plain files for several chunks per worker.
 PROJECT = {
-    "pkg/__init__.py": "from .nets import PointCls\n",
-    "pkg/nets.py": """\
-        import torch.nn as nn
-        class Base(nn.Module):
-            pass
-        class PointCls(Base):
-            def __init__(self):
-                super().__init__()
-                self.bn = nn.BatchNorm1d(8)
-        def make(k):
-            return PointCls()
-        """,
-    "pkg/trainer.py": """\
-        from .nets import make
-        class BaseTrainer:
-            def __init__(self):
-                self.net = make(3)
-        """,
-    "run.py": """\
-        import torch
-        from pkg import PointCls
-        from pkg.nets import make
-        a = PointCls()
-        b = make(2)
-        with torch.no_grad():
-            a(1)
-            b(2)
-        """,
-    "sub.py": """\
-        import torch
-        from pkg.trainer import BaseTrainer
-        class Evaluator(BaseTrainer):
-            def evaluate(self, loader):
-                with torch.no_grad():
-                    return [self.net(x) for x in loader]
-        """,
+    **CROSS_FILE_PROJECT,
     "broken.py": "def f(:\n",
     "quiet.py": "import torch\nm = torch.load('m.pt', weights_only=False)  # evalguard: ignore[EG903]\n",
     **{f"more/serve_{i:02d}.py": f"""\
@@ -69,10 +34,7 @@ PROJECT = {
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "tree"
-    for name, text in PROJECT.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
+    write(root, PROJECT)
     return root
 
 
