@@ -94,6 +94,26 @@ def test_without_eg104_the_second_batch_is_the_onnx_checks_own_pass():
     assert all(ok for *_, ok in parity(outcome)) and not outcome.findings
 
 
+def test_eg404_and_the_backend_matrix_share_one_pass_at_the_second_batch(monkeypatch):
+    """Without a probe to reuse, the ONNX check runs PyTorch at the second batch once, for EG404
+    and for the backends alike (the backends' latency timing aside, which calls the model itself)."""
+    seen = []
+    real = onnx_check._ModelAudit._reference
+
+    def counted(self, tensors=None):
+        seen.append(None if tensors is None else int(tensors[0].shape[0]))
+        return real(self, tensors)
+
+    monkeypatch.setattr(onnx_check._ModelAudit, "_reference", counted)
+    options = AuditOptions(selected=RULES | {"EG406", "EG407"}, backends=("onnxruntime", "torchscript"))
+    outcome = onnx_check.run(subject_for(Counted().eval()), options)
+    assert seen == [None, 3]
+    assert outcome.coverage["EG404"].status == "ran"
+    [facts] = [f for f in outcome.facts if f.family == "onnx"]
+    assert {(b.backend, b.status) for b in facts.backends} >= {("torchscript", "matches")}
+    assert sorted({r["batch"] for r in facts.parity}) == [3, 4]
+
+
 def test_the_second_batch_from_the_probe_still_finds_a_baked_in_batch_size():
     """EG404 on EG104's probe rows: a batch size the tracer froze into the graph still fails."""
 

@@ -132,6 +132,7 @@ class _ModelAudit:
         self.cuda_reason: str | None = None
         self.upcast = False           # a bfloat16 model converted to float32 for ONNX Runtime (precision.py)
         self.shared = None            # the eval-mode check's EvalReference, when this audit used it
+        self._second = None           # (CallSpec, _other_batch's result) for that call spec
 
     def run(self) -> None:
         from evalguard.checks.onnx.export import CallSpec
@@ -266,16 +267,27 @@ class _ModelAudit:
         return (sizes.pop(), list(spec.tensors), [(name, t) for name, (_, t) in zip(names, probe.leaves)],
                 f"{probe.inputs.source} (the eval-mode check's batch probe, reused)")
 
-    def _other_batch(self) -> tuple[int, list, list | None, str]:
-        """(batch size, tensors, PyTorch's outputs or None when still to run, what the inputs
-        are) for the comparisons at a second batch size: EG104's probe when it can be reused,
-        else one sample fewer (two for an example batch of one), repeating samples."""
+    def _other_batch(self) -> tuple[int, list, list | None, str, Exception | None]:
+        """(batch size, tensors, PyTorch's outputs, what the inputs are, why PyTorch failed there)
+        for the comparisons at a second batch size: EG104's probe when it can be reused, else one
+        sample fewer (two for an example batch of one), repeating samples. Computed once per call
+        spec: EG404 and the backend matrix compare at the same second batch."""
+        if self._second is not None and self._second[0] is self.spec:
+            return self._second[1]
         shared = self._shared_second_batch()
         if shared is not None:
-            return shared
-        batch = self.spec.batch()
-        second = batch - 1 if batch >= 2 else 2
-        return second, self.spec.resized(second), None, f"the example inputs resized to batch {second}"
+            result = (*shared, None)
+        else:
+            batch = self.spec.batch()
+            second = batch - 1 if batch >= 2 else 2
+            tensors = self.spec.resized(second)
+            try:
+                expected, error = self._reference(tensors), None
+            except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
+                expected, error = None, exc
+            result = (second, tensors, expected, f"the example inputs resized to batch {second}", error)
+        self._second = (self.spec, result)
+        return result
 
     def _reference(self, tensors=None):
         from evalguard.checks.onnx.export import reference
@@ -494,13 +506,11 @@ class _ModelAudit:
         if batch is None:
             self.out.skip("EG404", "no tensor input has a batch dimension")
             return
-        second, tensors, expected, source = self._other_batch()
+        second, tensors, expected, source, error = self._other_batch()
         self.info["second_batch"] = source
-        try:
-            expected = expected or self._reference(tensors)
-        except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
+        if error is not None:
             self.out.skip("EG404", f"PyTorch itself fails at batch {second}: "
-                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                                   f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}")
             return
         fixed = onnx_runtime.fixed_batch_inputs(self.session)
         try:
@@ -580,12 +590,12 @@ class _ModelAudit:
         batch = self.spec.batch()
         batches = {batch: (list(self.spec.tensors), self.expected)}
         if batch is not None:
-            second, tensors, expected, _ = self._other_batch()
-            try:
-                batches[second] = (tensors, expected or self._reference(tensors))
-            except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
+            second, tensors, expected, _, error = self._other_batch()
+            if error is None:
+                batches[second] = (tensors, expected)
+            else:
                 self._note(f"backends compared at batch {batch} only: PyTorch fails at batch {second} "
-                           f"({type(exc).__name__})")
+                           f"({type(error).__name__})")
         table = [BackendFact("eager", "reference", latency_ms={
             str(b): onnx_backends.median_ms(lambda t=t: reference(self.model, self.spec, t))
             for b, (t, _) in batches.items()})]
