@@ -105,8 +105,8 @@ def compare_errors(name: str, abs_diff: torch.Tensor, magnitude: torch.Tensor, a
         failing += int(((diff > atol) & (diff > rtol * size)).sum())
         rel = diff / size.clamp_min(1e-12)
         rel[diff == 0] = 0.0
-        max_abs = _max(max_abs, float(diff.max()))
-        max_rel = _max(max_rel, float(rel.max()))
+        max_abs = max_keeping_nan(max_abs, float(diff.max()))
+        max_rel = max_keeping_nan(max_rel, float(rel.max()))
         total += float(diff.sum(dtype=torch.float64))
     return Difference(
         name=name,
@@ -118,6 +118,7 @@ def compare_errors(name: str, abs_diff: torch.Tensor, magnitude: torch.Tensor, a
     )
 
 
-def _max(a: float, b: float) -> float:
-    """max() that keeps a NaN, as torch's max does."""
+def max_keeping_nan(a: float, b: float) -> float:
+    """max() that keeps a NaN from either side, as torch's max over the whole tensor would:
+    the running maximum of slice-by-slice reductions."""
     return b if b != b or b > a else a

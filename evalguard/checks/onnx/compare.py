@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evalguard.tensors import abs_error, chunks, compare_errors
+from evalguard.tensors import abs_error, chunks, compare_errors, max_keeping_nan
 
 #: (atol, rtol) per output dtype; integer and bool outputs must match exactly.
 DEFAULT_TOLERANCES = {
@@ -92,10 +92,10 @@ def _passing_tolerances(err, magnitude, atol: float, rtol: float) -> dict[str, f
     for diff, size in chunks(err, magnitude):
         beyond_rtol = diff > rtol * size
         if bool(beyond_rtol.any()):
-            min_atol = max(min_atol, float(diff[beyond_rtol].max()))
+            min_atol = max_keeping_nan(min_atol, float(diff[beyond_rtol].max()))
         beyond_atol = diff > atol
         if bool(beyond_atol.any()):
-            min_rtol = max(min_rtol, float((diff[beyond_atol] / size[beyond_atol]).max()))   # inf where expected is 0
+            min_rtol = max_keeping_nan(min_rtol, float((diff[beyond_atol] / size[beyond_atol]).max()))   # inf where expected is 0
     return {"min_passing_atol": min_atol, "min_passing_rtol": min_rtol}
 
 
