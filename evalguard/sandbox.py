@@ -102,7 +102,8 @@ def _forked(request: dict, wall: float):
             remaining = deadline - time.monotonic()
             ready = select.select([read], [], [], remaining)[0] if remaining > 0 else []
             if not ready:
-                _kill_pid(pid)
+                _kill_group(pid)
+                os.waitpid(pid, 0)
                 raise SandboxError("timeout", f"did not finish within {wall:g} s (killed)")
             data = os.read(read, 1 << 16)
             if not data:
@@ -148,7 +149,8 @@ def _address_space() -> int:
         return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _kill_pid(pid: int) -> None:
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's session (it may have started processes), or the child alone."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -156,14 +158,10 @@ def _kill_pid(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    os.waitpid(pid, 0)
 
 
 def _kill(child: subprocess.Popen) -> None:
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        child.kill()
+    _kill_group(child.pid)
     child.communicate()
 
 
