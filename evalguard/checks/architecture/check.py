@@ -75,7 +75,7 @@ def _dataflow(model: nn.Module, subject: AuditSubject, options: AuditOptions, no
         notes.append("the model does not trace and no example inputs are available")
         return "unavailable", None
     recorded = subject.recorded_dataflow
-    if recorded is not None and recorded.inputs is inputs and recorded.flow is not None:
+    if recorded is not None and recorded.inputs is inputs:
         notes.append("forward-hook view recorded during the eval-mode check's second eval pass")
         return "hooks", recorded.flow
     try:

@@ -347,22 +347,22 @@ class HooksRecording:
 
 @dataclass(frozen=True)
 class RecordedDataflow:
-    """A hooks view recorded on another check's eval pass: of which inputs object, and the result."""
+    """A hooks view recorded on another check's eval pass, and of which inputs object."""
 
     inputs: object
-    flow: Dataflow | None
-    error: str | None
+    flow: Dataflow
 
 
 @contextlib.contextmanager
-def ride_along(subject, options, work, inputs):
-    """Record the hooks view during an eval pass the eval-mode check runs anyway (its second
-    pass on the example inputs), instead of one more forward pass of the architecture check's
-    own. Yields; afterwards ``subject.recorded_dataflow`` holds the view (or why there is none).
+def ride_along(subject, options, work):
+    """Record the hooks view during an eval pass of ``work`` on the subject's inputs that the
+    eval-mode check runs anyway (its second pass), instead of one more forward pass of the
+    architecture check's own. Yields; afterwards ``subject.recorded_dataflow`` holds the view
+    when the pass returned.
 
-    Only for an nn.Module (not TorchScript) in eval mode on the subject's own inputs, and only
-    when a dataflow rule is selected; otherwise it records nothing. The architecture check uses
-    the recording only when torch.fx cannot trace the model (the fx view is preferred)."""
+    Only for an nn.Module (not TorchScript) in eval mode, and only when a dataflow rule is
+    selected; otherwise it records nothing. The architecture check uses the recording only when
+    torch.fx cannot trace the model (the fx view is preferred)."""
     from evalguard.checks.architecture.flow import FLOW_RULES
 
     if (not options.wants(*FLOW_RULES) or not isinstance(work, nn.Module)
@@ -372,7 +372,8 @@ def ride_along(subject, options, work, inputs):
     recording = HooksRecording(work)
     with recording:
         yield
-    subject.recorded_dataflow = RecordedDataflow(inputs, recording.flow, recording.error)
+    if recording.flow is not None:
+        subject.recorded_dataflow = RecordedDataflow(subject.inputs, recording.flow)
 
 
 def from_hooks(model: nn.Module, inputs) -> Dataflow:

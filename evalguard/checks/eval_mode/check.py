@@ -335,7 +335,7 @@ class PairedPasses:
         """
         from evalguard.checks.architecture.dataflow import ride_along
 
-        with ride_along(self.subject, self.options, work, self.subject.inputs):
+        with ride_along(self.subject, self.options, work):
             second = self._pass(work, inputs, record=True)
         diff = worst(compare_flat(second, reference, self.tol))
         first_module = prints.first_difference(self.last_prints)
