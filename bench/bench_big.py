@@ -66,14 +66,17 @@ def _rss_mib(pid: int) -> int:
     return 0
 
 
-def _watch(proc: subprocess.Popen, limit_mib: int, state: dict) -> None:
-    """Kill the audit when its RSS passes ``limit_mib`` (the machine is shared)."""
-    while proc.poll() is None:
+def _watch(proc: subprocess.Popen, limit_mib: int, state: dict, done: threading.Event) -> None:
+    """Kill the audit when its RSS passes ``limit_mib`` (the machine is shared).
+
+    The watcher never reaps the child (no ``poll()``): ``os.wait4`` in ``audit`` must be the one
+    to collect it, or its rusage (the peak RSS this bench measures) is lost to a ChildProcessError.
+    """
+    while not done.wait(0.2):
         if _rss_mib(proc.pid) > limit_mib:
             state["killed_above_mib"] = limit_mib
             proc.kill()
             return
-        time.sleep(0.2)
 
 
 def audit(folder: Path, extra: list[str], report: Path, limit_mib: int) -> dict:
@@ -83,9 +86,11 @@ def audit(folder: Path, extra: list[str], report: Path, limit_mib: int) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state: dict = {}
-    watcher = threading.Thread(target=_watch, args=(proc, limit_mib, state), daemon=True)
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(proc, limit_mib, state, done), daemon=True)
     watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
