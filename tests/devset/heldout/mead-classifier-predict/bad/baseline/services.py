@@ -1,4 +1,4 @@
-import torch
+from baseline.pytorch.classify.model import EmbedPoolStackModel
 
 
 class ClassifierService:
@@ -7,8 +7,8 @@ class ClassifierService:
         self.vectorizer = vectorizer
 
     @classmethod
-    def load(cls, path, vectorizer):
-        return cls(torch.load(path, weights_only=True), vectorizer)
+    def load(cls, path, vectorizer, vocab_size, labels):
+        return cls(EmbedPoolStackModel.load(path, vocab_size, labels), vectorizer)
 
     def predict(self, tokens):
         return self.model.predict(self.vectorizer(tokens))
