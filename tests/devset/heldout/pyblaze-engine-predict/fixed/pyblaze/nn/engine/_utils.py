@@ -1,0 +1,6 @@
+def forward(model, data):
+    if isinstance(data, dict):
+        return model(**data)
+    if isinstance(data, (list, tuple)):
+        return model(*data)
+    return model(data)

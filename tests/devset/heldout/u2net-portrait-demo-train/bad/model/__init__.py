@@ -1,0 +1,1 @@
+from model.u2net import U2NET  # noqa: F401

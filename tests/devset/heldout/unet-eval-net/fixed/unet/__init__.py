@@ -1,0 +1,1 @@
+from unet.model import UNet  # noqa: F401
