@@ -31,7 +31,7 @@ from pathlib import Path
 from evalguard.errors import UsageError
 from evalguard.loading.gadgets import DENIED, gadget_reason
 from evalguard.loading.pickle_scan import (
-    FORGED_DTYPE,
+    FORGED_STATE,
     MAX_CONSTRUCTOR_SIZE,
     OVERSIZED,
     UNRESOLVED,
@@ -169,9 +169,9 @@ class AllowList:
         self._parsed: set[str] = set()
 
     def decide(self, ref: GlobalRef) -> Decision:
-        if ref.opcode == FORGED_DTYPE:
-            return Decision(UNSAFE, "numpy dtype rebuilt from a state numpy would not write (object flags or "
-                                    "a non-numeric type: crashes numpy)")
+        if ref.opcode.startswith(FORGED_STATE):
+            return Decision(UNSAFE, f"object state no pickler writes ({ref.name}); numpy trusts such states "
+                                    "and crashes or reads raw memory")
         if ref.opcode == OVERSIZED:
             return Decision(UNSAFE, f"{ref.full} called with a size chosen by the file (over "
                                     f"{MAX_CONSTRUCTOR_SIZE} items)")
