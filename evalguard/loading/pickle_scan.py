@@ -43,12 +43,17 @@ OVERSIZED = "REDUCE (oversized)"
 #: module/name are the class of the object whose state it is.
 FORGED_STATE = "BUILD (forged state"
 _CREATE_OPS = {"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"}
+_CALL_OPS = {"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
 _MUTATE_OPS = {"SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS"}
 _NUMPY_ROOTS = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
 
 class PickleScanError(Exception):
     """The bytes are not a complete, well-formed pickle."""
+
+
+class ScanLimit(Exception):
+    """A limit of the stream being read (e.g. a decompression cap) was hit: passed through as is."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,16 @@ class StorageRef:
     storage_type: GlobalRef
 
 
-def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = None) -> list[GlobalRef]:
+def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = None,
+                partial: list | None = None, calls: list | None = None) -> list[GlobalRef]:
     """Globals of the one pickle starting at the stream's position; stops at its STOP.
 
     ``storages``, when given, receives the ``StorageRef`` of every persistent storage id.
+    ``partial``, when given, is the list the globals are collected in (still filled when the
+    stream turns out not to be a complete pickle); ``calls`` receives the name of every opcode
+    that calls something (REDUCE, BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX) as it is reached.
     """
-    found: list[GlobalRef] = []
+    found: list[GlobalRef] = partial if partial is not None else []
     stack: list = []
     memo: dict = {}
     try:
@@ -123,6 +132,8 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
             elif name == "DUP" and stack:
                 pushed = stack[-1]
             popped = _pop_inputs(opcode, stack)
+            if calls is not None and name in _CALL_OPS:
+                calls.append(name)
             if name in _TUPLE_OPS:
                 pushed = tuple(popped)
             elif name == "BINPERSID" and storages is not None:
@@ -141,7 +152,7 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
             stack.extend(_MARK if item is pickletools.markobject else pushed for item in opcode.stack_after)
             if len(stack) > MAX_STACK:
                 raise PickleScanError(f"more than {MAX_STACK} items on the pickle stack")
-    except PickleScanError:
+    except (PickleScanError, ScanLimit):
         raise
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
         raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
