@@ -72,6 +72,19 @@ MAX_PARSED_MODULES = 64
 #: Module sources larger than this are not parsed.
 MAX_SOURCE_BYTES = 2 << 20
 _TORCHSCRIPT_MODULES = ("__torch__", "torch.jit._pickle")
+#: torch's quantized module families (``nn.Module`` subclasses only), admitted so that int8 models
+#: saved whole load; what unpickling them runs, family by family:
+_TORCH_AO_FAMILIES = {
+    # quantize_dynamic's Linear/LSTM/GRU/RNNCell...: nn.Module.__setstate__ (attributes only); their
+    # packed weights come as a torch.ScriptObject whose class the scan checks (pickle_scan).
+    "torch.ao.nn.quantized.dynamic": "dynamic int8/fp16 modules",
+    # LinearPackedParams/EmbeddingPackedParams (nn.Modules holding the packed weight) and the static
+    # quantized modules; _ConvNd.__setstate__ re-packs through torch.ops.quantized.conv*_prepack,
+    # which validates the weight it is given.
+    "torch.ao.nn.quantized.modules": "quantized modules and packed-weight holders",
+    # Reference (simulated) quantized modules: plain float modules with qparams buffers.
+    "torch.ao.nn.quantized.reference": "reference quantized modules",
+}
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,14 @@ class AllowList:
         return self._decide_untrusted(module, name)
 
     def _decide_torch(self, module: str, name: str) -> Decision:
+        if f"{module}.{name}" == "torch.ScriptObject":
+            return Decision(ALLOWED, obj=_import_attr(module, name))  # its BUILD is checked by the scan
+        family = next((f for f in _TORCH_AO_FAMILIES if _within(module, f)), None)
+        if family is not None:
+            obj = _import_attr(module, name)
+            if isinstance(obj, type) and _within(getattr(obj, "__module__", ""), family) and _is_module(obj):
+                return Decision(ALLOWED, obj=obj)
+            return Decision(UNSAFE, f"{family} object that is not a quantized module class")
         if not _within(module, "torch.nn"):
             return Decision(UNSAFE, "torch object outside the weights-only and torch.nn allow-list")
         obj = _import_attr(module, name)
@@ -253,6 +274,12 @@ class AllowList:
         if kind == "function" or (kind == "unknown" and not name.split(".")[-1][:1].isupper()):
             return Decision(UNSAFE, f"callable from untrusted package {package}")
         return Decision(UNTRUSTED, "class from a package not passed with --trust-module", package=package)
+
+
+def _is_module(obj) -> bool:
+    from torch import nn
+
+    return issubclass(obj, nn.Module)
 
 
 def _is_nn_class(obj) -> bool:

@@ -45,6 +45,12 @@ FORGED_STATE = "BUILD (forged state"
 _CREATE_OPS = {"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"}
 _CALL_OPS = {"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
 _MUTATE_OPS = {"SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS"}
+#: Registered C++ classes a pickled ``torch.ScriptObject`` may name: torch's quantized packed
+#: weights (their ``__setstate__`` re-packs through torch's own validated prepack ops). Any other
+#: name would let the file pick whichever registered class's ``__setstate__`` runs.
+PACKED_PARAMS_CLASSES = frozenset(f"__torch__.torch.classes.{name}" for name in (
+    "quantized.LinearPackedParamsBase", "quantized.Conv2dPackedParamsBase", "quantized.Conv3dPackedParamsBase",
+    "quantized.EmbeddingPackedParamsBase", "rnn.CellParamsBase"))
 _NUMPY_ROOTS = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
 
@@ -200,7 +206,12 @@ def _check_build(obj, state) -> tuple[str, str] | None:
     cls = obj.cls if isinstance(obj.cls, GlobalRef) else GlobalRef(UNRESOLVED, UNRESOLVED)
     if obj.builds > 1:
         return cls.module, f"{cls.name}: state set twice (a second BUILD on the same object, reached through the memo or DUP)"
-    if _is_dtype_class(cls):
+    if cls.full == "torch.ScriptObject":
+        name = state[1] if isinstance(state, tuple) and len(state) == 2 else None
+        if name not in PACKED_PARAMS_CLASSES:
+            return cls.module, (f"{cls.name}: a ScriptObject of class {name!r} (only torch's quantized "
+                                "packed weights are rebuilt)")
+    elif _is_dtype_class(cls):
         if obj.how != "REDUCE" or not _is_numpy_dtype(cls):
             return cls.module, f"{cls.name}: dtype created by {obj.how} of {cls.full} and then given a state " \
                                "(numpy writes numpy.dtype(typestr, False, True) + its own state)"
