@@ -49,6 +49,8 @@ _CHUNK = 1 << 20
 MAX_NESTED_COMPRESSION = 2
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt", ".joblib", ".dat", ".npy", ".npz")
 NPY_MAGIC = b"\x93NUMPY"
+#: numpy refuses .npy headers over 10,000 bytes unless told otherwise; this covers its prefix too.
+_NPY_HEAD = 16 << 10
 _COMPRESSED = ((b"\x1f\x8b", "gzip", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
                (b"BZh", "bz2", bz2.BZ2File), (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile))
 
@@ -180,41 +182,62 @@ def _scan_compressed(stream, kind: str, opener, relative: str, scan: FolderScan,
 
 
 class _Capped(io.RawIOBase):
-    """A decompressing reader that refuses to yield more than ``MAX_DECOMPRESSED`` bytes."""
+    """A decompressing reader that refuses to yield more than ``MAX_DECOMPRESSED`` bytes.
+
+    Bytes already decompressed but not yet consumed wait in ``_buffer`` from ``_pos`` on, so a
+    byte-by-byte reader (pickletools) costs linear time, never a copy of the buffer per read.
+    """
 
     def __init__(self, inner, what: str):
-        self._inner, self._what, self._read, self._peeked = inner, what, 0, b""
+        self._inner, self._what, self._read = inner, what, 0
+        self._buffer, self._pos = b"", 0
 
     def readable(self) -> bool:
         return True
 
     def tell(self) -> int:
-        return self._read - len(self._peeked)
+        return self._read - (len(self._buffer) - self._pos)
 
     def peek(self, size: int) -> bytes:
-        self._peeked += self._take(size - len(self._peeked))
-        return self._peeked[:size]
+        self._fill(size)
+        return self._buffer[self._pos:self._pos + size]
 
     def read(self, size: int = -1) -> bytes:
         size = MAX_DECOMPRESSED + 1 if size is None or size < 0 else size
-        out, self._peeked = self._peeked[:size], self._peeked[size:]
-        if len(out) < size:
-            out += self._take(size - len(out))
+        self._fill(size)
+        out = self._buffer[self._pos:self._pos + size]
+        self._pos += len(out)
         return out
 
     def readline(self, size: int = -1) -> bytes:
-        # pickletools reads text opcodes line by line; a line is bounded like everything else.
-        line = bytearray()
-        while not line.endswith(b"\n"):
-            char = self.read(1)
-            if not char:
+        """pickletools reads text opcodes line by line: chunked, and bounded like everything else."""
+        newline = self._buffer.find(b"\n", self._pos)
+        if newline >= 0:
+            line = self._buffer[self._pos:newline + 1]
+            self._pos = newline + 1
+            return line
+        parts = [self._buffer[self._pos:]]
+        self._buffer, self._pos = b"", 0
+        while True:
+            chunk = self._take(_CHUNK)
+            if not chunk:
                 break
-            line += char
-        return bytes(line)
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                parts.append(chunk[:newline + 1])
+                self._buffer = chunk[newline + 1:]
+                break
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _fill(self, wanted: int) -> None:
+        """Make ``wanted`` unconsumed bytes available if the stream has them (reading ahead a chunk)."""
+        missing = wanted - (len(self._buffer) - self._pos)
+        if missing > 0:
+            self._buffer = self._buffer[self._pos:] + self._take(max(missing, _CHUNK))
+            self._pos = 0
 
     def _take(self, size: int) -> bytes:
-        if size <= 0:
-            return b""
         chunks = []
         while size > 0:
             data = self._inner.read(min(size, _CHUNK))
@@ -232,14 +255,21 @@ class _Capped(io.RawIOBase):
 def _scan_archive(archive: Archive, relative: str, scan: FolderScan) -> list[GlobalRef]:
     refs = [ref for member in pickle_members(archive) for ref in scan_pickle(archive.open(member), member)]
     for member in archive.names():
-        if member.lower().endswith(".pkl") or archive.size(member) < len(NPY_MAGIC):
+        if member.lower().endswith(".pkl") or not archive.head(member, _NPY_HEAD).startswith(NPY_MAGIC):
             continue
-        stream = archive.open(member)
-        if stream.read(len(NPY_MAGIC)) == NPY_MAGIC:
-            stream.seek(0)
+        if _member_has_objects(archive, member):
             refs += [GlobalRef(r.module, r.name, member, r.opcode)
-                     for r in _scan_npy(stream, f"{relative}!{member}", scan)]
+                     for r in _scan_npy(archive.open(member), f"{relative}!{member}", scan)]
     return refs
+
+
+def _member_has_objects(archive: Archive, member: str) -> bool:
+    """Only the header is read to decide (a numeric array's data are never inflated here), unless
+    the header is longer than the head read (numpy reads long headers when allow_pickle is set)."""
+    try:
+        return _npy_has_objects(io.BytesIO(archive.head(member, _NPY_HEAD)))
+    except PickleScanError:
+        return _npy_has_objects(archive.open(member))
 
 
 def _scan_npy(stream: IO[bytes], relative: str, scan: FolderScan) -> list[GlobalRef]:
