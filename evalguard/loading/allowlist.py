@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import UsageError
-from evalguard.loading.gadgets import DENIED, gadget_reason
+from evalguard.loading.gadgets import DENIED, call_reason, gadget_reason
 from evalguard.loading.pickle_scan import (
+    CALLED,
     FORGED_STATE,
     MAX_CONSTRUCTOR_SIZE,
     OVERSIZED,
@@ -185,12 +186,29 @@ class AllowList:
         if ref.opcode.startswith(FORGED_STATE):
             return Decision(UNSAFE, f"object state no pickler writes ({ref.name}); numpy trusts such states "
                                     "and crashes or reads raw memory")
+        if ref.opcode in (CALLED, "INST"):
+            return self._decide_call(ref)
         if ref.opcode == OVERSIZED:
             return Decision(UNSAFE, f"{ref.full} called with a size chosen by the file (over "
                                     f"{MAX_CONSTRUCTOR_SIZE} items)")
         key = ref.full
         if key not in self._cache:
             self._cache[key] = self._decide(ref.module, ref.name)
+        return self._cache[key]
+
+    def _decide_call(self, ref: GlobalRef) -> Decision:
+        """The pickle calls ``ref`` (REDUCE/INST/OBJ): a trusted package's class must not reach I/O
+        in the ``__init__`` that call runs. Other globals are judged as where they are named."""
+        key = f"{ref.full} (called)"
+        if key not in self._cache:
+            decision = self.decide(GlobalRef(ref.module, ref.name, ref.member))
+            obj = decision.obj
+            if (decision.status == ALLOWED and isinstance(obj, type)
+                    and any(_within(ref.module, t) for t in self.trust_modules)):
+                reason = call_reason(obj)
+                if reason:
+                    decision = Decision(UNSAFE, f"called by the pickle, and {reason}")
+            self._cache[key] = decision
         return self._cache[key]
 
     def _decide(self, module: str, name: str) -> Decision:

@@ -10,11 +10,13 @@ touches files, processes, memory maps or the network when it is rebuilt or used 
   imported to decide this: the class being vetted is already imported (its package is trusted)
   and its bases carry their own defining names;
 * by shape: a base class from ``_DANGEROUS_BASES``; Python code in ``__new__``, ``__setstate__``,
-  ``__reduce__`` or ``__del__`` (the unpickler or the garbage collector runs them); or an
-  ``__init__``/``__post_init__``/``__setattr__``/``__setitem__`` (run when a pickle calls the
-  class with REDUCE, or sets its state) whose code, followed through the ``self.method()`` calls
-  and same-module functions it makes, calls file, process, network or import functions. That
-  is a static reading: code it cannot read (no source) fails closed.
+  ``__reduce__`` or ``__del__`` (the unpickler or the garbage collector runs them); or a
+  ``__setattr__``/``__setitem__`` (run when a pickle sets its state) whose code, followed through
+  the ``self.method()`` calls and same-module functions it makes, calls file, process, network or
+  import functions. When the pickle *calls* the class (REDUCE/INST/OBJ; ``call_reason``) the same
+  reading covers ``__init__``/``__post_init__``, which then run with arguments the file chose;
+  a class rebuilt with NEWOBJ (how pickle saves instances) never runs them. The reading is
+  static: code it cannot read (no source) fails closed.
 """
 from __future__ import annotations
 
@@ -85,8 +87,10 @@ _DANGEROUS_BASES = frozenset({
     "torch.utils.data.dataloader.DataLoader", "ctypes._CData", "_ctypes._CData",
 })
 _HOOKS = ("__new__", "__setstate__", "__reduce__", "__reduce_ex__", "__del__")
-#: Run when a pickle calls the class (REDUCE) or sets its state; allowed when they do no I/O.
-_REBUILD_METHODS = ("__init__", "__post_init__", "__setattr__", "__setitem__")
+#: Run when a pickle sets an object's state (BUILD's slot state, SETITEM/SETITEMS on it).
+_STATE_METHODS = ("__setattr__", "__setitem__")
+#: Run when a pickle calls the class (REDUCE/INST/OBJ: ``cls(*args)``); NEWOBJ runs neither.
+_CALL_METHODS = ("__init__", "__post_init__")
 #: Calls that touch files, processes, the network or the import system, as written in code:
 #: functions called by bare name, methods that mean I/O on any receiver, and whole modules.
 _IO_FUNCTIONS = frozenset({
@@ -130,15 +134,21 @@ def gadget_reason(cls: type) -> str:
                 value = vars(base).get(hook)
                 if value is not None and inspect.isfunction(getattr(value, "__func__", value)):
                     return f"not a plain data class ({base.__qualname__}.{hook} runs Python code when rebuilt)"
-    return _rebuild_io_reason(cls)
+    return _io_reason(cls, _STATE_METHODS)
 
 
-def _rebuild_io_reason(cls: type) -> str:
-    """Why rebuilding ``cls`` (REDUCE calls it, BUILD sets its attributes) may touch I/O; "" if not."""
+def call_reason(cls: type) -> str:
+    """Why a pickle may not *call* ``cls`` (REDUCE/INST/OBJ run its ``__init__`` with arguments the
+    file chose): its ``__init__``/``__post_init__`` reach I/O. "" when it may."""
+    return _io_reason(cls, _CALL_METHODS)
+
+
+def _io_reason(cls: type, hooks: tuple[str, ...]) -> str:
+    """Why running ``hooks`` of ``cls`` may touch I/O; "" if not."""
     for base in inspect.getmro(cls):
         if base.__module__ == "builtins" or base.__module__.split(".")[0] == "torch":
             continue  # torch's own nn.Module machinery is audited with torch, not per class
-        for hook in _REBUILD_METHODS:
+        for hook in hooks:
             func = vars(base).get(hook)
             if func is None or not inspect.isfunction(func):
                 continue

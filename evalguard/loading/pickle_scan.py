@@ -39,6 +39,8 @@ MAX_STACK = 1_000_000
 #: ``builtins.range(n)``/``bytearray(n)``... with n above this are refused (``OVERSIZED``).
 MAX_CONSTRUCTOR_SIZE = 1 << 24
 OVERSIZED = "REDUCE (oversized)"
+#: ``opcode`` of a GlobalRef recording that the pickle calls the global (REDUCE/INST/OBJ).
+CALLED = "REDUCE (called)"
 #: ``opcode`` of a GlobalRef that reports a state no pickler writes: "BUILD (forged state: why)";
 #: module/name are the class of the object whose state it is.
 FORGED_STATE = "BUILD (forged state"
@@ -102,6 +104,7 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
     that calls something (REDUCE, BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX) as it is reached.
     """
     found: list[GlobalRef] = partial if partial is not None else []
+    called: set[str] = set()
     stack: list = []
     memo: dict = {}
     try:
@@ -148,6 +151,7 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
                 found.append(GlobalRef(popped[0].module, popped[0].name, member=member, opcode=OVERSIZED))
             if name in _CREATE_OPS:
                 pushed = _created(name, arg, popped)
+                _record_call(pushed, called, found, member)
             elif name == "BUILD":
                 pushed = popped[0]
                 problem = _check_build(popped[0], popped[1])
@@ -188,6 +192,16 @@ def _created(name: str, arg, popped: list) -> _Obj:
     if name == "OBJ":
         return _Obj(popped[0] if popped else _UNKNOWN, tuple(popped[1:]), name)
     return _Obj(popped[0], popped[1], name)
+
+
+def _record_call(obj: _Obj, called: set[str], found: list, member: str) -> None:
+    """A global the pickle *calls* (REDUCE/OBJ run ``cls(*args)``, so its ``__init__``), once per
+    name: the allow-list judges what calling it runs. NEWOBJ only runs ``cls.__new__``; an INST
+    ref (which calls) is already in ``found`` with opcode "INST"."""
+    cls = obj.cls
+    if obj.how in ("REDUCE", "OBJ") and isinstance(cls, GlobalRef) and cls.full not in called:
+        called.add(cls.full)
+        found.append(GlobalRef(cls.module, cls.name, member=member, opcode=CALLED))
 
 
 def _check_build(obj, state) -> tuple[str, str] | None:

@@ -205,3 +205,20 @@ def test_pickle_of_a_denied_class_names_what_the_list_holds():
     refs = [arg for op, arg, _ in __import__("pickletools").genops(pickle.dumps(np.memmap, protocol=2))
             if op.name == "GLOBAL"]
     assert refs and all(f"{r.split(' ')[0]}.{r.split(' ')[1]}" in DENIED for r in refs)
+
+
+def test_class_with_io_in_init_saved_as_pickle_saves_it_is_allowed(tmp_path, package, marker):
+    """pickle saves instances with NEWOBJ (``cls.__new__`` + state): ``__init__`` never runs, so a
+    trusted class whose constructor can write files is still admitted when it is not called."""
+    import torch
+
+    from evalguard.loading.formats import scan_torch_zip
+    from evalguard.loading.safe_load import vet
+
+    module = importlib.import_module(package)
+    meta = module.WritesInInit.__new__(module.WritesInInit)
+    meta.path = str(marker)
+    path = tmp_path / "meta.pt"
+    torch.save({"w": torch.ones(2), "meta": meta}, path)
+    names = {name for _obj, name in vet(path, scan_torch_zip(path), AllowList((package,)), kind="pickle")}
+    assert f"{package}.WritesInInit" in names
