@@ -49,6 +49,7 @@ def report(run_cli, *args):
     return code, json.loads(out) if out.strip().startswith("{") else None, err
 
 
+@pytest.mark.realmodel  # builds the folder's BERT through transformers
 def test_a_model_folders_pyproject_is_never_read(tmp_path, monkeypatch, run_cli):
     monkeypatch.chdir(tmp_path)
     folder = P.safetensors_folder(tmp_path)

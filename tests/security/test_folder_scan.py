@@ -199,6 +199,7 @@ def test_decompression_bomb_is_refused_not_expanded(tmp_path, monkeypatch):
     assert rules == {"EG905"} and "decompression bomb" in text and "cache.gz" in text
 
 
+@pytest.mark.realmodel  # builds the folder's BERT through transformers
 def test_benign_folder_files_are_not_taken_for_pickles(tmp_path):
     """Text, JSON, numeric arrays and compressed text in a model folder: no refusal."""
     folder = P.safetensors_folder(tmp_path)
@@ -214,6 +215,7 @@ def test_benign_folder_files_are_not_taken_for_pickles(tmp_path):
     assert subject.kind == "hf-folder"
 
 
+@pytest.mark.realmodel  # builds the folder's BERT through transformers
 def test_hugging_face_cache_snapshot_links_to_its_blobs_are_followed(tmp_path, marker):
     repo = tmp_path / "models--org--tiny"
     source = P.safetensors_folder(tmp_path, "src")

@@ -91,6 +91,7 @@ def test_cli_reports_the_remote_code_folder_as_not_audited(tmp_path, marker, run
     assert code == 2 and report["targets"][0]["status"] == "refused"
 
 
+@pytest.mark.realmodel  # builds the folder's BERT through transformers
 def test_control_transformers_runs_the_shipped_code_when_trusted(tmp_path):
     ran = tmp_path / "ran"
     folder = remote_code_folder(tmp_path, ran)
