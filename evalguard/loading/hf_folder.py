@@ -59,13 +59,15 @@ def vet_folder(folder: Path, options: AuditOptions) -> None:
     vet(folder, scan.refs, AllowList(options.trust_modules), kind="hf-folder", problems=scan.constructs)
 
 
-#: File names of a Hugging Face "remote code" model (the classes ``auto_map`` points at).
-_SHIPPED_CODE_PATTERNS = ("modeling_*.py", "configuration_*.py", "tokenization_*.py", "processing_*.py")
+#: File names of a Hugging Face "remote code" model (the classes ``auto_map`` points at). Custom
+#: tokenizer or processor code alone does not change the model, so it is not looked for.
+_SHIPPED_CODE_PATTERNS = ("modeling_*.py",)
 
 
 def shipped_code(folder: Path) -> list[str]:
-    """What makes the folder's real model code that evalguard will not run: ``auto_map`` in its
-    config.json and the ``modeling_*.py``-style files it ships (names relative to the folder)."""
+    """What makes the folder's real model code that evalguard will not run: model entries
+    (``AutoModel*``) in its config.json ``auto_map`` and the ``modeling_*.py`` files it ships
+    (names relative to the folder)."""
     found = []
     config = folder / "config.json"
     if config.is_file():
@@ -73,9 +75,13 @@ def shipped_code(folder: Path) -> list[str]:
             data = json.loads(config.read_text(encoding="utf-8"))
         except (ValueError, OSError):
             data = None
-        if isinstance(data, dict) and data.get("auto_map"):
-            targets = data["auto_map"].values() if isinstance(data["auto_map"], dict) else [data["auto_map"]]
-            found.append("config.json auto_map -> " + ", ".join(sorted({str(t) for t in targets})[:3]))
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        if isinstance(auto_map, dict):
+            models = sorted({str(v) for k, v in auto_map.items() if str(k).startswith("AutoModel")})
+            if models:
+                found.append("config.json auto_map -> " + ", ".join(models[:3]))
+        elif auto_map:
+            found.append(f"config.json auto_map -> {str(auto_map)[:80]}")
     for pattern in _SHIPPED_CODE_PATTERNS:
         found += sorted(p.relative_to(folder).as_posix() for p in folder.rglob(pattern) if p.is_file())
     return found

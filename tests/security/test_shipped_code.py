@@ -100,3 +100,15 @@ def test_control_transformers_runs_the_shipped_code_when_trusted(tmp_path):
                              "transformers.AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)",
                              str(folder)], capture_output=True, text=True, timeout=300, check=False, env=env)
     assert ran.exists(), result.stderr[-800:]
+
+
+def test_custom_tokenizer_code_alone_does_not_block_the_audit(tmp_path):
+    """The tokenizer is not the model: a folder whose only shipped code is a tokenizer is audited."""
+    from evalguard.loading.hf_folder import shipped_code
+
+    folder = P.safetensors_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoTokenizer": ["tokenization_tiny.TinyTokenizer", None]}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenization_tiny.py").write_text("raise SystemExit('never imported')\n")
+    assert shipped_code(folder) == []
