@@ -1,12 +1,19 @@
 """``[tool.evalguard]`` in each target's nearest pyproject.toml (walking up from the target, as
 ruff does); ``--config FILE`` replaces the search. Command-line flags win over the file.
 
+The audited folder never configures its own audit: the search passes over every folder that is,
+or lies inside, a *model folder* (``is_model_folder``), so a ``pyproject.toml`` shipped with a
+downloaded model is never read. ``trust-module`` (which widens what the safe loader admits) is
+taken only from the command line, ``--config``, or the config the run's starting directory (the
+current directory) finds; in any other config file it is ignored with a note on stderr.
+
 Validation is strict: an unknown key or a wrong type is a usage error naming the key,
 because a misspelt ``ignroe`` silently doing nothing is worse than an error.
 """
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,18 +77,66 @@ def _read_toml(path: Path) -> dict:
         raise UsageError(f"{path}: malformed TOML: {exc}") from None
 
 
+#: config.json keys that make it a model's config (Hugging Face, Optimum) rather than an app's.
+_MODEL_CONFIG_KEYS = ("architectures", "model_type", "auto_map")
+_MAX_CONFIG_JSON = 4 << 20
+
+
+def is_model_folder(folder: Path) -> bool:
+    """A folder laid out as one model: Hugging Face weight files or shard index
+    (``discover.MODEL_FOLDER_MARKERS``), or a ``config.json`` that describes a model
+    (``architectures``, ``model_type`` or ``auto_map``). A project folder that merely holds a
+    ``model.pt`` next to its code is not one."""
+    from evalguard.loading.discover import MODEL_FOLDER_MARKERS
+
+    if any((folder / marker).is_file() for marker in MODEL_FOLDER_MARKERS):
+        return True
+    config = folder / "config.json"
+    try:
+        if not config.is_file() or config.stat().st_size > _MAX_CONFIG_JSON:
+            return False
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and any(key in data for key in _MODEL_CONFIG_KEYS)
+
+
 def find_pyproject(start: Path) -> Path | None:
     """The nearest pyproject.toml with a [tool.evalguard] table, from ``start`` upwards.
 
-    As with ruff, a pyproject.toml without the table (a sub-package's own) is passed over.
+    As with ruff, a pyproject.toml without the table (a sub-package's own) is passed over; so is
+    every one in or below the outermost model folder on the way up (the model being audited
+    must not configure its own audit).
     """
-    for folder in [start, *start.parents]:
+    chain = [start, *start.parents]
+    outermost = max((index for index, folder in enumerate(chain) if is_model_folder(folder)), default=-1)
+    for folder in chain[:outermost + 1]:
+        _note_skipped(folder / "pyproject.toml")
+    for folder in chain[outermost + 1:]:
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             stat = candidate.stat()
             if _has_section(candidate, stat.st_mtime_ns, stat.st_size):
                 return candidate
     return None
+
+
+def _note_skipped(candidate: Path) -> None:
+    try:
+        if not candidate.is_file():
+            return
+        stat = candidate.stat()
+        if _has_section(candidate, stat.st_mtime_ns, stat.st_size):
+            _note(f"{candidate}: not read (it is inside the model folder being audited; a model never "
+                  "configures its own audit - pass --config FILE to use it)")
+    except UsageError:
+        return  # a malformed file in a model folder is not the run's concern
+
+
+@functools.lru_cache(maxsize=256)
+def _note(text: str) -> None:
+    """Once per run and text, on stderr (never in the report)."""
+    print(f"note: {text}", file=sys.stderr)
 
 
 @functools.lru_cache(maxsize=256)
@@ -130,9 +185,15 @@ def parse_config(data: dict, origin: str) -> FileConfig:
     return config
 
 
-def load_config(explicit: str | None = None, start: Path | None = None) -> FileConfig:
+def load_config(explicit: str | None = None, start: Path | None = None, searched: bool = False) -> FileConfig:
     """The explicit ``--config`` file, else the nearest pyproject.toml with a [tool.evalguard]
-    table from ``start`` (default: the current folder); an empty config if there is none."""
+    table from ``start`` (default: the current folder); an empty config if there is none.
+
+    ``searched``: ``explicit`` is a file the per-target search found (not one the user named),
+    so its ``trust-module`` counts only if it is also the current directory's config.
+    """
+    if explicit is None:
+        searched = True
     path = Path(explicit) if explicit else find_pyproject(start or Path.cwd())
     if path is None:
         return FileConfig()
@@ -147,7 +208,16 @@ def load_config(explicit: str | None = None, start: Path | None = None) -> FileC
         raise UsageError(f"{path}: [tool.evalguard] must be a table")
     config = parse_config(section, str(path))
     config.path = path
+    if searched and config.trust_module and not _is_cwd_config(path):
+        _note(f"{path}: trust-module ignored (it is read only from the command line, --config, or the "
+              f"config of the directory the run starts in, {Path.cwd()})")
+        config.trust_module = []
     return config
+
+
+def _is_cwd_config(path: Path) -> bool:
+    found = find_pyproject(Path.cwd().resolve())
+    return found is not None and found.resolve() == path.resolve()
 
 
 def start_folder(target: str | Path) -> Path:

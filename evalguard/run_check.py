@@ -244,7 +244,7 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     groups: dict[Path | None, list[str]] = {}
     for target in request.targets:
         groups.setdefault(find_pyproject(start_folder(target)), []).append(target)
-    return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
+    return [(load_config(str(path), searched=True) if path else FileConfig(), targets) for path, targets in groups.items()]
 
 
 def plan_runs(request: CheckRequest) -> list[PlannedRun]:

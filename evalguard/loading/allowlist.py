@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import UsageError
-from evalguard.loading.gadgets import DENIED, gadget_reason
+from evalguard.loading.gadgets import DENIED, call_reason, gadget_reason
 from evalguard.loading.pickle_scan import (
-    FORGED_DTYPE,
+    CALLED,
+    FORGED_STATE,
     MAX_CONSTRUCTOR_SIZE,
     OVERSIZED,
     UNRESOLVED,
@@ -72,6 +73,19 @@ MAX_PARSED_MODULES = 64
 #: Module sources larger than this are not parsed.
 MAX_SOURCE_BYTES = 2 << 20
 _TORCHSCRIPT_MODULES = ("__torch__", "torch.jit._pickle")
+#: torch's quantized module families (``nn.Module`` subclasses only), admitted so that int8 models
+#: saved whole load; what unpickling them runs, family by family:
+_TORCH_AO_FAMILIES = {
+    # quantize_dynamic's Linear/LSTM/GRU/RNNCell...: nn.Module.__setstate__ (attributes only); their
+    # packed weights come as a torch.ScriptObject whose class the scan checks (pickle_scan).
+    "torch.ao.nn.quantized.dynamic": "dynamic int8/fp16 modules",
+    # LinearPackedParams/EmbeddingPackedParams (nn.Modules holding the packed weight) and the static
+    # quantized modules; _ConvNd.__setstate__ re-packs through torch.ops.quantized.conv*_prepack,
+    # which validates the weight it is given.
+    "torch.ao.nn.quantized.modules": "quantized modules and packed-weight holders",
+    # Reference (simulated) quantized modules: plain float modules with qparams buffers.
+    "torch.ao.nn.quantized.reference": "reference quantized modules",
+}
 
 
 @dataclass(frozen=True)
@@ -169,15 +183,32 @@ class AllowList:
         self._parsed: set[str] = set()
 
     def decide(self, ref: GlobalRef) -> Decision:
-        if ref.opcode == FORGED_DTYPE:
-            return Decision(UNSAFE, "numpy dtype rebuilt from a state numpy would not write (object flags or "
-                                    "a non-numeric type: crashes numpy)")
+        if ref.opcode.startswith(FORGED_STATE):
+            return Decision(UNSAFE, f"object state no pickler writes ({ref.name}); numpy trusts such states "
+                                    "and crashes or reads raw memory")
+        if ref.opcode in (CALLED, "INST"):
+            return self._decide_call(ref)
         if ref.opcode == OVERSIZED:
             return Decision(UNSAFE, f"{ref.full} called with a size chosen by the file (over "
                                     f"{MAX_CONSTRUCTOR_SIZE} items)")
         key = ref.full
         if key not in self._cache:
             self._cache[key] = self._decide(ref.module, ref.name)
+        return self._cache[key]
+
+    def _decide_call(self, ref: GlobalRef) -> Decision:
+        """The pickle calls ``ref`` (REDUCE/INST/OBJ): a trusted package's class must not reach I/O
+        in the ``__init__`` that call runs. Other globals are judged as where they are named."""
+        key = f"{ref.full} (called)"
+        if key not in self._cache:
+            decision = self.decide(GlobalRef(ref.module, ref.name, ref.member))
+            obj = decision.obj
+            if (decision.status == ALLOWED and isinstance(obj, type)
+                    and any(_within(ref.module, t) for t in self.trust_modules)):
+                reason = call_reason(obj)
+                if reason:
+                    decision = Decision(UNSAFE, f"called by the pickle, and {reason}")
+            self._cache[key] = decision
         return self._cache[key]
 
     def _decide(self, module: str, name: str) -> Decision:
@@ -212,6 +243,14 @@ class AllowList:
         return self._decide_untrusted(module, name)
 
     def _decide_torch(self, module: str, name: str) -> Decision:
+        if f"{module}.{name}" == "torch.ScriptObject":
+            return Decision(ALLOWED, obj=_import_attr(module, name))  # its BUILD is checked by the scan
+        family = next((f for f in _TORCH_AO_FAMILIES if _within(module, f)), None)
+        if family is not None:
+            obj = _import_attr(module, name)
+            if isinstance(obj, type) and _within(getattr(obj, "__module__", ""), family) and _is_module(obj):
+                return Decision(ALLOWED, obj=obj)
+            return Decision(UNSAFE, f"{family} object that is not a quantized module class")
         if not _within(module, "torch.nn"):
             return Decision(UNSAFE, "torch object outside the weights-only and torch.nn allow-list")
         obj = _import_attr(module, name)
@@ -253,6 +292,12 @@ class AllowList:
         if kind == "function" or (kind == "unknown" and not name.split(".")[-1][:1].isupper()):
             return Decision(UNSAFE, f"callable from untrusted package {package}")
         return Decision(UNTRUSTED, "class from a package not passed with --trust-module", package=package)
+
+
+def _is_module(obj) -> bool:
+    from torch import nn
+
+    return issubclass(obj, nn.Module)
 
 
 def _is_nn_class(obj) -> bool:

@@ -122,6 +122,19 @@ class Archive:
             raise ArchiveCorrupt(f"member {name} fails its CRC check")
         return data
 
+    def head(self, name: str, size: int) -> bytes:
+        """The first ``size`` bytes of a member, reading (or inflating) no more than that.
+        Unchecked against the CRC: for recognising a member's format, never for vetting it."""
+        member = self.members[name]
+        self._source.seek(member.data_offset)
+        if member.method != _DEFLATED:
+            return self._source.read(min(size, member.size))
+        raw = self._source.read(min(member.compressed_size, size + 1024))
+        try:
+            return zlib.decompressobj(-15).decompress(raw, size)
+        except zlib.error:
+            return b""
+
     def open(self, name: str) -> IO[bytes]:
         return io.BytesIO(self.read(name))
 

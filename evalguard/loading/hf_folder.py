@@ -49,12 +49,53 @@ def vet_folder(folder: Path, options: AuditOptions) -> None:
     from evalguard.loading.safe_load import refuse_container, vet
 
     try:
-        refs, problems = scan_folder(folder)
+        scan = scan_folder(folder)
     except ArchiveRefused as exc:
         raise refuse_container(folder, str(exc), kind="hf-folder") from None
-    if problems:
-        raise refuse_container(folder, "; ".join(problems[:3]), kind="hf-folder")
-    vet(folder, refs, AllowList(options.trust_modules), kind="hf-folder")
+    if scan.refusals:
+        more = len(scan.refusals) - 3
+        shown = "; ".join(scan.refusals[:3]) + (f" and {more} more" if more > 0 else "")
+        raise refuse_container(folder, shown, kind="hf-folder")
+    vet(folder, scan.refs, AllowList(options.trust_modules), kind="hf-folder", problems=scan.constructs)
+
+
+#: File names of a Hugging Face "remote code" model (the classes ``auto_map`` points at). Custom
+#: tokenizer or processor code alone does not change the model, so it is not looked for.
+_SHIPPED_CODE_PATTERNS = ("modeling_*.py",)
+
+
+def shipped_code(folder: Path) -> list[str]:
+    """What makes the folder's real model code that evalguard will not run: model entries
+    (``AutoModel*``) in its config.json ``auto_map`` and the ``modeling_*.py`` files it ships
+    (names relative to the folder)."""
+    found = []
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            data = None
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        if isinstance(auto_map, dict):
+            models = sorted({str(v) for k, v in auto_map.items() if str(k).startswith("AutoModel")})
+            if models:
+                found.append("config.json auto_map -> " + ", ".join(models[:3]))
+        elif auto_map:
+            found.append(f"config.json auto_map -> {str(auto_map)[:80]}")
+    for pattern in _SHIPPED_CODE_PATTERNS:
+        found += sorted(p.relative_to(folder).as_posix() for p in folder.rglob(pattern) if p.is_file())
+    return found
+
+
+def refuse_shipped_code(folder: Path, shipped: list[str]):
+    """EG905: the model is defined by code shipped in the folder, which evalguard never runs; the
+    stock transformers class in its place would be a different model, so nothing is audited."""
+    from evalguard.loading.safe_load import refuse_container
+
+    return refuse_container(
+        folder, f"the model is defined by code shipped in the folder ({'; '.join(shipped[:3])}), which evalguard "
+                "never runs, so the architecture it would audit is not the one you deploy; pass --model "
+                "MODULE:CALLABLE with your own trusted factory for this architecture", kind="hf-folder")
 
 
 def load_state_file(path: Path, options: AuditOptions):
@@ -83,6 +124,9 @@ def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
     from evalguard.loading.subjects import state_dict_subject
 
     vet_folder(folder, options)
+    shipped = shipped_code(folder)
+    if shipped and not options.model_factory:
+        raise refuse_shipped_code(folder, shipped)
     files = weight_files(folder)
     state: dict = {}
     for file in files:
@@ -98,6 +142,9 @@ def load_hf_folder(folder: Path, options: AuditOptions) -> AuditSubject:
         if not is_optimizer_state(optimizer_state):
             raise TargetError(f"{folder / OPTIMIZER_FILE}: not an optimizer state_dict")
         describe_optimizer(optimizer_state, info, OPTIMIZER_FILE)
+    if shipped:
+        info["shipped_code_not_run"] = shipped
+        info["architecture"] = f"--model {options.model_factory} (the folder's own code was not run)"
     if options.model_factory:
         from evalguard.loading.factory import build_model
 

@@ -39,11 +39,29 @@ MAX_STACK = 1_000_000
 #: ``builtins.range(n)``/``bytearray(n)``... with n above this are refused (``OVERSIZED``).
 MAX_CONSTRUCTOR_SIZE = 1 << 24
 OVERSIZED = "REDUCE (oversized)"
-FORGED_DTYPE = "BUILD (forged numpy dtype state)"
+#: ``opcode`` of a GlobalRef recording that the pickle calls the global (REDUCE/INST/OBJ).
+CALLED = "REDUCE (called)"
+#: ``opcode`` of a GlobalRef that reports a state no pickler writes: "BUILD (forged state: why)";
+#: module/name are the class of the object whose state it is.
+FORGED_STATE = "BUILD (forged state"
+_CREATE_OPS = {"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST"}
+_CALL_OPS = {"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
+_MUTATE_OPS = {"SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS"}
+#: Registered C++ classes a pickled ``torch.ScriptObject`` may name: torch's quantized packed
+#: weights (their ``__setstate__`` re-packs through torch's own validated prepack ops). Any other
+#: name would let the file pick whichever registered class's ``__setstate__`` runs.
+PACKED_PARAMS_CLASSES = frozenset(f"__torch__.torch.classes.{name}" for name in (
+    "quantized.LinearPackedParamsBase", "quantized.Conv2dPackedParamsBase", "quantized.Conv3dPackedParamsBase",
+    "quantized.EmbeddingPackedParamsBase", "rnn.CellParamsBase"))
+_NUMPY_ROOTS = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
 
 class PickleScanError(Exception):
     """The bytes are not a complete, well-formed pickle."""
+
+
+class ScanLimit(Exception):
+    """A limit of the stream being read (e.g. a decompression cap) was hit: passed through as is."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +94,17 @@ class StorageRef:
     storage_type: GlobalRef
 
 
-def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = None) -> list[GlobalRef]:
+def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = None,
+                partial: list | None = None, calls: list | None = None) -> list[GlobalRef]:
     """Globals of the one pickle starting at the stream's position; stops at its STOP.
 
     ``storages``, when given, receives the ``StorageRef`` of every persistent storage id.
+    ``partial``, when given, is the list the globals are collected in (still filled when the
+    stream turns out not to be a complete pickle); ``calls`` receives the name of every opcode
+    that calls something (REDUCE, BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX) as it is reached.
     """
-    found: list[GlobalRef] = []
+    found: list[GlobalRef] = partial if partial is not None else []
+    called: set[str] = set()
     stack: list = []
     memo: dict = {}
     try:
@@ -118,60 +141,147 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
             elif name == "DUP" and stack:
                 pushed = stack[-1]
             popped = _pop_inputs(opcode, stack)
+            if calls is not None and name in _CALL_OPS:
+                calls.append(name)
             if name in _TUPLE_OPS:
                 pushed = tuple(popped)
             elif name == "BINPERSID" and storages is not None:
                 _record_storage(popped[0], storages)
             elif name == "REDUCE" and _oversized_call(popped):
                 found.append(GlobalRef(popped[0].module, popped[0].name, member=member, opcode=OVERSIZED))
-            elif name == "REDUCE" and _is_numpy_dtype(popped[0]):
-                pushed = _DtypeCall(popped[1])
-            elif name == "BUILD" and isinstance(popped[0], _DtypeCall) and not popped[0].valid(popped[1]):
-                found.append(GlobalRef("numpy", "dtype", member=member, opcode=FORGED_DTYPE))
+            if name in _CREATE_OPS:
+                pushed = _created(name, arg, popped)
+                _record_call(pushed, called, found, member)
+            elif name == "BUILD":
+                pushed = popped[0]
+                problem = _check_build(popped[0], popped[1])
+                if problem:
+                    found.append(GlobalRef(*problem, member=member, opcode=FORGED_STATE))
+            elif name in _MUTATE_OPS:
+                pushed = popped[0]       # the same dict/list/set/object, mutated in place
             stack.extend(_MARK if item is pickletools.markobject else pushed for item in opcode.stack_after)
             if len(stack) > MAX_STACK:
                 raise PickleScanError(f"more than {MAX_STACK} items on the pickle stack")
-    except PickleScanError:
+    except (PickleScanError, ScanLimit):
         raise
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
         raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     return found
 
 
-class _DtypeCall:
-    """``numpy.dtype(*args)`` seen on the stack: its BUILD state must be the one numpy itself writes.
+class _Obj:
+    """An object the pickle creates (REDUCE/NEWOBJ/NEWOBJ_EX/OBJ/INST), tracked by identity.
 
-    numpy's ``dtype.__setstate__`` trusts the flags and sizes it is given; a forged state (object
-    flags on a float type, an object dtype whose array data are raw bytes) makes numpy treat
-    file bytes as pointers and crashes the process. Only plain numeric and bool types pass.
+    The memo and DUP hand out the same ``_Obj``, so a BUILD reached through ``BINGET`` is counted
+    on the object it really mutates. ``builds`` counts the BUILDs applied to it; ``valid_dtype``
+    is set once a numpy dtype received exactly the state numpy itself writes.
     """
 
-    def __init__(self, args):
-        self.args = args
+    __slots__ = ("cls", "args", "how", "builds", "valid_dtype")
 
-    def valid(self, state) -> bool:
-        args = self.args
-        if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[0], str)):
-            return False
-        typestr = args[0]
-        if not (1 <= len(typestr) <= 4 and typestr[0] in "?bBhHiIlLqQefdgFDGiufcb" and typestr[1:].isdigit()
-                or typestr in ("?", "b1")):
-            return False
-        try:
-            import numpy
+    def __init__(self, cls, args, how: str):
+        self.cls, self.args, self.how = cls, args, how
+        self.builds = 0
+        self.valid_dtype = False
 
-            expected = numpy.dtype(typestr).__reduce__()[2]
-        except Exception:  # noqa: BLE001 - numpy missing or an odd type string: fail closed
-            return False
-        if not (isinstance(state, tuple) and len(state) == len(expected)):
-            return False
-        return all(got in ("<", ">", "|", "=") if index == 1 else (type(got) is type(want) and got == want)
-                   for index, (got, want) in enumerate(zip(state, expected)))
+
+def _created(name: str, arg, popped: list) -> _Obj:
+    if name == "INST":
+        module, _, qual = str(arg).partition(" ")
+        return _Obj(GlobalRef(*normalise(module, qual), opcode=name), tuple(popped), name)
+    if name == "OBJ":
+        return _Obj(popped[0] if popped else _UNKNOWN, tuple(popped[1:]), name)
+    return _Obj(popped[0], popped[1], name)
+
+
+def _record_call(obj: _Obj, called: set[str], found: list, member: str) -> None:
+    """A global the pickle *calls* (REDUCE/OBJ run ``cls(*args)``, so its ``__init__``), once per
+    name: the allow-list judges what calling it runs. NEWOBJ only runs ``cls.__new__``; an INST
+    ref (which calls) is already in ``found`` with opcode "INST"."""
+    cls = obj.cls
+    if obj.how in ("REDUCE", "OBJ") and isinstance(cls, GlobalRef) and cls.full not in called:
+        called.add(cls.full)
+        found.append(GlobalRef(cls.module, cls.name, member=member, opcode=CALLED))
+
+
+def _check_build(obj, state) -> tuple[str, str] | None:
+    """(module, name + reason) when BUILD gives ``obj`` a state no pickler writes; else None.
+
+    The unpickler calls ``obj.__setstate__(state)`` (or updates its ``__dict__``) right away, so
+    the state is judged as it is at this BUILD. A pickler writes one BUILD per object, right
+    after creating it: a second BUILD (the object fetched back from the memo) is a forgery
+    whatever the class, and so is a BUILD applied to a global itself (a class or function).
+    """
+    if isinstance(obj, GlobalRef):
+        return obj.module, f"{obj.name}: BUILD applied to the global itself"
+    if not isinstance(obj, _Obj):
+        return None
+    obj.builds += 1
+    cls = obj.cls if isinstance(obj.cls, GlobalRef) else GlobalRef(UNRESOLVED, UNRESOLVED)
+    if obj.builds > 1:
+        return cls.module, f"{cls.name}: state set twice (a second BUILD on the same object, reached through the memo or DUP)"
+    if cls.full == "torch.ScriptObject":
+        name = state[1] if isinstance(state, tuple) and len(state) == 2 else None
+        if name not in PACKED_PARAMS_CLASSES:
+            return cls.module, (f"{cls.name}: a ScriptObject of class {name!r} (only torch's quantized "
+                                "packed weights are rebuilt)")
+    elif _is_dtype_class(cls):
+        if obj.how != "REDUCE" or not _is_numpy_dtype(cls):
+            return cls.module, f"{cls.name}: dtype created by {obj.how} of {cls.full} and then given a state " \
+                               "(numpy writes numpy.dtype(typestr, False, True) + its own state)"
+        if not _valid_dtype_state(obj.args, state):
+            return cls.module, f"{cls.name}: dtype state numpy would not write (object flags or a non-numeric type)"
+        obj.valid_dtype = True
+    elif _is_ndarray(cls):
+        dtype = state[2] if isinstance(state, tuple) and len(state) == 5 else None
+        if obj.how != "REDUCE" or not (isinstance(dtype, _Obj) and dtype.valid_dtype and dtype.builds == 1):
+            return cls.module, f"{cls.name}: array state whose dtype was not rebuilt the way numpy writes it"
+    return None
+
+
+def _is_dtype_class(ref: GlobalRef) -> bool:
+    """numpy.dtype or one of its per-type classes (``numpy.dtypes.Float64DType``...)."""
+    return _within_numpy(ref.module) and (ref.name == "dtype" or ref.name.endswith("DType"))
+
+
+def _is_ndarray(ref: GlobalRef) -> bool:
+    """An array rebuilt by numpy's ``_reconstruct`` or by the ``ndarray`` class itself."""
+    return _within_numpy(ref.module) and ref.name in ("_reconstruct", "ndarray")
+
+
+def _within_numpy(module: str) -> bool:
+    return module == "numpy" or module.startswith("numpy.")
+
+
+def _valid_dtype_state(args, state) -> bool:
+    """``numpy.dtype(typestr, False, True)`` with exactly the state numpy writes for it.
+
+    numpy's ``dtype.__setstate__`` trusts the flags and sizes it is given; a forged state (object
+    flags on a float type, an object dtype whose array data are raw bytes) makes numpy treat file
+    bytes as pointers and crashes the process. Only plain numeric and bool types pass, and only
+    as the copy numpy asks for (``copy=True``: never the process-wide builtin dtype object).
+    """
+    if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[0], str)
+            and args[1] is False and args[2] is True):
+        return False
+    typestr = args[0]
+    if not (1 <= len(typestr) <= 4 and typestr[0] in "?bBhHiIlLqQefdgFDGiufcb" and typestr[1:].isdigit()
+            or typestr in ("?", "b1")):
+        return False
+    try:
+        import numpy
+
+        expected = numpy.dtype(typestr).__reduce__()[2]
+    except Exception:  # noqa: BLE001 - numpy missing or an odd type string: fail closed
+        return False
+    if not (isinstance(state, tuple) and len(state) == len(expected)):
+        return False
+    return all(got in ("<", ">", "|", "=") if index == 1 else (type(got) is type(want) and got == want)
+               for index, (got, want) in enumerate(zip(state, expected)))
 
 
 def _is_numpy_dtype(func) -> bool:
-    return isinstance(func, GlobalRef) and func.name == "dtype" and func.module in ("numpy", "numpy.core.multiarray",
-                                                                                    "numpy._core.multiarray")
+    return isinstance(func, GlobalRef) and func.name == "dtype" and func.module in _NUMPY_ROOTS
 
 
 def _oversized_call(popped: list) -> bool:
@@ -190,7 +300,7 @@ def _oversized_call(popped: list) -> bool:
 
 
 def _pop_inputs(opcode, stack: list) -> list:
-    """Pop what the opcode consumes; returns the items after the MARK (or the plain inputs)."""
+    """Pop what the opcode consumes: its inputs in stack order (the MARK itself left out)."""
     before = opcode.stack_before
     if pickletools.markobject in before:
         items = []
@@ -201,9 +311,8 @@ def _pop_inputs(opcode, stack: list) -> list:
             if item is _MARK:
                 break
             items.append(item)
-        for _ in range(before.index(pickletools.markobject)):
-            _pop(stack)
-        return items[::-1]
+        below = [_pop(stack) for _ in range(before.index(pickletools.markobject))]
+        return below[::-1] + items[::-1]
     return [_pop(stack) for _ in before][::-1]
 
 

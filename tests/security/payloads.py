@@ -260,6 +260,17 @@ def folder_with_extra_pickles(tmp: Path, marker: Path) -> Path:
     return folder
 
 
+def safetensors_folder(tmp: Path, name: str = "hf_ok") -> Path:
+    """A clean Hugging Face folder: safetensors weights and a tiny BERT config."""
+    from safetensors.torch import save_file
+
+    folder = tmp / name
+    folder.mkdir()
+    save_file({"w": torch.ones(2)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(tiny_bert_config()))
+    return folder
+
+
 def config_bomb(tmp: Path) -> Path:
     from safetensors.torch import save_file
 
@@ -340,3 +351,128 @@ def first_expr(expr: str):
             program.setdefault("range_constraints", {})["s0"] = {"min_val": 2, "max_val": 10}
             program["graph_module"]["graph"].setdefault("sym_int_values", {})["s0"] = {"as_expr": {"expr_str": expr}}
     return edit
+
+
+# -- hand-assembled pickles (issue 25: forged object states) -----------------------------------
+
+class Asm:
+    """A tiny pickle assembler: each method appends one opcode (protocol 2-4 encodings)."""
+
+    def __init__(self, proto: int = 2):
+        self.ops = [b"\x80" + bytes([proto])]
+
+    def raw(self, data: bytes):
+        self.ops.append(data)
+        return self
+
+    def glob(self, module: str, name: str):
+        return self.raw(f"c{module}\n{name}\n".encode())
+
+    def str(self, text: str):
+        data = text.encode()
+        return self.raw(b"X" + struct.pack("<I", len(data)) + data)
+
+    def bytes(self, data: bytes):
+        """As protocol 2 writes bytes (torch's weights-only unpickler knows no BINBYTES)."""
+        return self.glob("_codecs", "encode").tuple(data.decode("latin-1"), "latin1").op("REDUCE")
+
+    def int(self, value: int):
+        return self.raw(b"J" + struct.pack("<i", value))
+
+    def const(self, value):
+        return self.raw({None: b"N", True: b"\x88", False: b"\x89"}[value])
+
+    def tuple(self, *items):
+        self.raw(b"(")
+        for item in items:
+            self.value(item)
+        return self.raw(b"t")
+
+    def value(self, item):
+        if isinstance(item, Asm):
+            return self.raw(b"".join(item.ops[1:]))
+        if isinstance(item, bool) or item is None:
+            return self.const(item)
+        if isinstance(item, int):
+            return self.int(item)
+        if isinstance(item, str):
+            return self.str(item)
+        if isinstance(item, bytes):
+            return self.bytes(item)
+        if isinstance(item, tuple):
+            return self.tuple(*item)
+        raise TypeError(item)
+
+    def put(self, index: int):
+        return self.raw(b"q" + bytes([index]))
+
+    def get(self, index: int):
+        return self.raw(b"h" + bytes([index]))
+
+    def op(self, name: str):
+        codes = {"REDUCE": b"R", "BUILD": b"b", "NEWOBJ": b"\x81", "NEWOBJ_EX": b"\x92", "DUP": b"2",
+                 "POP": b"0", "EMPTY_DICT": b"}", "SETITEMS": b"u", "SETITEM": b"s", "MARK": b"(",
+                 "STOP": b".", "TUPLE": b"t", "EMPTY_TUPLE": b")"}
+        return self.raw(codes[name])
+
+    def done(self) -> bytes:
+        return b"".join(self.ops) + b"."
+
+
+#: numpy's own state of dtype("f8") (what ``numpy.dtype("f8").__reduce__()[2]`` is).
+F8_STATE = (3, "<", None, None, None, -1, -1, 0)
+#: The same type with the object-reference flags (63) numpy gives only to object dtypes.
+F8_OBJECT_FLAGS = (3, "<", None, None, None, -1, -1, 63)
+#: An object dtype with its flags cleared: numpy then takes raw file bytes as object pointers.
+O8_NO_FLAGS = (3, "|", None, None, None, -1, -1, 0)
+
+
+def numpy_dtype_pickle(shape: str) -> bytes:
+    """A pair (dtype, dtype) whose dtype('f8') ends up with object flags through one opcode path.
+
+    Loading it is harmless and observable: the dtype's ``flags`` are 63 instead of 0 when the
+    forged state took effect. Only opcodes torch's weights-only unpickler knows are used where
+    it can (REDUCE, NEWOBJ, BUILD, memo); ``dup`` and ``newobj-ex`` need a plain unpickler.
+    """
+    f8 = ("f8", False, True)
+    a = Asm(proto=4).op("MARK")
+    if shape == "memo-rebuild":        # a first, valid BUILD, then the memoised object built again
+        a.glob("numpy", "dtype").tuple(*f8).op("REDUCE").put(0).tuple(*F8_STATE).op("BUILD")
+        a.get(0).tuple(*F8_OBJECT_FLAGS).op("BUILD")
+    elif shape == "memo-after-build":  # memoised only after its valid BUILD
+        a.glob("numpy", "dtype").tuple(*f8).op("REDUCE").tuple(*F8_STATE).op("BUILD").put(0)
+        a.get(0).tuple(*F8_OBJECT_FLAGS).op("BUILD")
+    elif shape == "dup-rebuild":       # the same object twice on the stack
+        a.glob("numpy", "dtype").tuple(*f8).op("REDUCE").op("DUP").tuple(*F8_STATE).op("BUILD")
+        a.op("POP").op("DUP").tuple(*F8_OBJECT_FLAGS).op("BUILD").op("POP")
+    elif shape == "newobj":            # dtype.__new__(dtype, "f8") then a forged state
+        a.glob("numpy", "dtype").tuple(*f8).op("NEWOBJ").op("DUP").tuple(*F8_OBJECT_FLAGS).op("BUILD").op("POP")
+    elif shape == "newobj-ex":
+        a.glob("numpy", "dtype").tuple(*f8).op("EMPTY_DICT").op("NEWOBJ_EX").op("DUP")
+        a.tuple(*F8_OBJECT_FLAGS).op("BUILD").op("POP")
+    elif shape == "dtype-class":       # numpy.dtypes.Float64DType() called, then a forged state
+        a.glob("numpy.dtypes", "Float64DType").op("EMPTY_TUPLE").op("REDUCE").op("DUP")
+        a.tuple(*F8_OBJECT_FLAGS).op("BUILD").op("POP")
+    elif shape == "dict-state":        # state assembled with SETITEMS instead of numpy's tuple
+        a.glob("numpy", "dtype").tuple(*f8).op("REDUCE").op("DUP").op("EMPTY_DICT").op("MARK")
+        a.str("flags").int(63).op("SETITEMS").op("BUILD").op("POP")
+    elif shape == "valid":
+        a.glob("numpy", "dtype").tuple(*f8).op("REDUCE").op("DUP").tuple(*F8_STATE).op("BUILD").op("POP")
+    else:
+        raise ValueError(shape)
+    return a.op("TUPLE").done()
+
+
+def numpy_object_array_pickle() -> bytes:
+    """An array of two "objects" whose 16 bytes come from the file: an object dtype made with
+    NEWOBJ and its flags cleared, so numpy reads the bytes as pointers (a crash when freed)."""
+    a = Asm(proto=2)
+    a.glob("numpy._core.multiarray", "_reconstruct").tuple(Asm().glob("numpy", "ndarray"), (0,), b"b").op("REDUCE")
+    dtype = Asm().glob("numpy", "dtype").tuple("O8", False, True).op("NEWOBJ").tuple(*O8_NO_FLAGS).op("BUILD")
+    a.tuple(1, (2,), dtype, False, b"\x41" * 16).op("BUILD")
+    return a.done()
+
+
+def torch_save_with_data_pkl(tmp: Path, name: str, body: bytes) -> Path:
+    """A torch.save archive whose data.pkl is replaced by ``body``."""
+    return edit_zip(clean_torch_save(tmp), tmp / name, lambda n, d: [(n, body if n.endswith("data.pkl") else d)])
