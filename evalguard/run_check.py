@@ -117,7 +117,8 @@ def severity_overrides(config: FileConfig) -> dict[str, Severity]:
 
 def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
     from evalguard.checks.onnx import parse_backends
-    from evalguard.loading.inputs import parse_dtype, parse_shape
+    from evalguard.loading.factory import check_factory_spec
+    from evalguard.loading.inputs import check_allocatable, parse_dtype, parse_shape
 
     if request.onnx_file and request.no_onnx:
         raise UsageError("--onnx and --no-onnx cannot be used together")
@@ -138,14 +139,19 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         backends = parse_backends(request.backends or config.backends)
     except ValueError as exc:
         raise UsageError(f"--backends: {exc}") from None
+    input_shapes = _from_config(config, "input-shape", not request.input_shapes,
+                                lambda: tuple(parse_shape(s) for s in shapes))
+    input_dtype = _from_config(config, "input-dtype", not request.input_dtype,
+                               lambda: parse_dtype(request.input_dtype or config.input_dtype))
+    check_allocatable(input_shapes, input_dtype)
+    if request.model_factory:
+        check_factory_spec(request.model_factory)
     return AuditOptions(
         selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
         device=request.device or config.device or "cpu",
-        input_shapes=_from_config(config, "input-shape", not request.input_shapes,
-                                  lambda: tuple(parse_shape(s) for s in shapes)),
-        input_dtype=_from_config(config, "input-dtype", not request.input_dtype,
-                                 lambda: parse_dtype(request.input_dtype or config.input_dtype)),
+        input_shapes=input_shapes,
+        input_dtype=input_dtype,
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
         trust_modules=trust_modules,

@@ -216,3 +216,52 @@ def test_malformed_extra_report(run_cli, tmp_path, value):
     (tmp_path / "a.py").write_text("x = 1\n")
     code, _, err = run_cli("check", tmp_path / "a.py", "--report", value)
     assert code == 2 and "--report expects FORMAT:FILE" in err
+
+
+# --- issue 30: usage errors found before any audit -------------------------------------------
+
+def _run_without_torch(argv, cwd):
+    """Run `evalguard ARGV` in a fresh interpreter; returns (exit code, stdout, stderr, torch imported)."""
+    code = ("import sys, atexit\nfrom evalguard.cli import main\n"
+            "atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"main({argv!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    lines = proc.stderr.strip().splitlines()
+    return proc.returncode, proc.stdout, lines[:-1], lines[-1] == "TORCH True"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["check", "--model", "evalguard_no_such_pkg:build"], "--model: cannot import evalguard_no_such_pkg"),
+    (["check", "--model", "mynet"], "--model expects MODULE:CALLABLE"),
+    (["check", "--model", "missing/file.py:build"], "--model: no such file missing/file.py"),
+    (["check", "--model", "torch.nn:Linear", "--input-shape", "1000000x1000000"],
+     "--input-shape 1000000x1000000: the inputs need 3.6 TiB"),
+])
+def test_usage_errors_before_the_audit_and_without_torch(tmp_path, argv, needle):
+    code, out, err, imported_torch = _run_without_torch(argv, tmp_path)
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not imported_torch
+
+
+def test_unallocatable_input_from_config_is_a_usage_error(run_cli, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\ninput-shape = ["100000x100000x1000"]\n')
+    factory = tmp_path / "f.py"
+    factory.write_text("raise SystemExit('the factory must not be imported')\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-dtype", "int64", tmp_path / "f.py")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and "(int64), more than the" in err
+
+
+def test_failed_forward_reason_is_said_once(run_cli, tmp_path):
+    """--input-dtype int64 on a conv net: the forward fails once, and the target's error says so once
+    (the ONNX check words the same failure without the inputs' description)."""
+    factory = tmp_path / "f.py"
+    factory.write_text("from torch import nn\n\ndef build():\n"
+                       "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "1x3x8x8",
+                             "--input-dtype", "int64")
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2
+    assert line.count("forward failed") == 1, line
+    assert line.count("should be the same") == 1, line
