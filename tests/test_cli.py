@@ -265,3 +265,113 @@ def test_failed_forward_reason_is_said_once(run_cli, tmp_path):
     assert code == 2
     assert line.count("forward failed") == 1, line
     assert line.count("should be the same") == 1, line
+
+
+# --- issue 30: wording that says what is true ---------------------------------------------------
+
+NET = """import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                         nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 16),
+                         nn.ReLU(), nn.Linear(16, 4))
+"""
+
+
+def _trained_state_dict(tmp_path, seed: int) -> Path:
+    import torch
+
+    namespace: dict = {}
+    exec(NET, namespace)
+    model = namespace["build"]()
+    torch.manual_seed(seed)
+    for _ in range(3):
+        model(torch.randn(4, 3, 8, 8))
+    path = tmp_path / f"weights{seed}.pt"
+    torch.save(model.eval().state_dict(), path)
+    return path
+
+
+def test_state_dict_with_training_mode_factory_says_the_file_has_no_mode(run_cli, tmp_path):
+    (tmp_path / "net.py").write_text(NET)
+    weights = _trained_state_dict(tmp_path, seed=1)
+    html = tmp_path / "r.html"
+    code, out, _ = run_cli("check", weights, "--model", f"{tmp_path / 'net.py'}:build", "--input-shape", "2x3x8x8",
+                           "--no-onnx", "--select", "EG101", "--format", "json", "--report", f"html:{html}")
+    [finding] = json.loads(out)["findings"]
+    assert code == 1 and finding["rule"] == "EG101"
+    assert "the file holds weights only and carries no train/eval mode" in finding["message"]
+    assert f"the factory {tmp_path / 'net.py'}:build returns the model in training mode" in finding["message"]
+    page = html.read_text()
+    assert "Saved in training mode" not in page
+    assert "Mode saved in the file</dt><dd>none (weights only)" in page
+    assert "Factory returns it in training mode" in page
+
+
+def test_stale_onnx_hint_counts_the_tensors_it_compared(run_cli, tmp_path):
+    """A conv/BatchNorm/Linear net has 12 weight tensors; BatchNorm folding leaves three Linear
+    tensors to compare by value, and the hint must not call them 'the model's 3 weight tensors'."""
+    import torch
+
+    (tmp_path / "net.py").write_text(NET)
+    weights = _trained_state_dict(tmp_path, seed=1)
+    namespace: dict = {}
+    exec(NET, namespace)
+    old = namespace["build"]()
+    for param in old.parameters():
+        torch.nn.init.normal_(param)
+    stale = tmp_path / "stale.onnx"
+    torch.onnx.export(old.eval(), (torch.randn(2, 3, 8, 8),), str(stale), dynamo=False)
+    code, out, _ = run_cli("check", weights, "--model", f"{tmp_path / 'net.py'}:build", "--input-shape", "2x3x8x8", "--onnx", stale,
+                           "--select", "EG401", "--format", "json")
+    [finding] = [f for f in json.loads(out)["findings"] if f["rule"] == "EG401"]
+    assert "the model's 3 weight tensors" not in finding["message"]
+    assert "None of 3 weight tensors compared by value (of the model's 12;" in finding["message"], finding["message"]
+
+
+TAGGER = """class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(self.embed(input_ids) * attention_mask.unsqueeze(-1).float())
+"""
+
+
+def test_onnx_file_inputs_keep_the_graph_names(run_cli, tmp_path):
+    """A dynamo-exported file names its inputs after the forward's parameters; the report uses them."""
+    import torch
+
+    namespace: dict = {"torch": torch}
+    exec(TAGGER, namespace)
+    Tagger = namespace["Tagger"]
+    path = tmp_path / "tagger.onnx"
+    ids, mask = torch.randint(0, 50, (2, 5)), torch.ones(2, 5, dtype=torch.int64)
+    torch.onnx.export(Tagger().eval(), (ids, mask), str(path), dynamo=True)
+    factory = tmp_path / "tagger.py"
+    factory.write_text("import torch\n\n" + TAGGER + "\n\ndef build():\n    return Tagger().eval()\n")
+    code, out, _ = run_cli("check", "--model", f"{factory}:build", "--onnx", path, "--select", "EG401")
+    inputs_line = next(line for line in out.splitlines() if ": inputs " in line)
+    assert "inputs input_ids: int64[2, 5], attention_mask: int64[2, 5] (graph inputs" in inputs_line, inputs_line
+    assert "arg0" not in inputs_line and "arg1" not in inputs_line
+
+
+def test_torchscript_findings_name_the_original_type(run_cli, tmp_path):
+    """EG206 on a scripted model: the Dropout is a `Dropout2d`, not a `RecursiveScriptModule`."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Dropout2d(0.3), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8)).eval()
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    code, out, _ = run_cli("check", path, "--input-shape", "2x3x16x16", "--select", "EG206", "--format", "json")
+    [finding] = json.loads(out)["findings"]
+    assert finding["rule"] == "EG206"
+    assert finding["message"].startswith("Dropout2d `1` (p=0.3)"), finding["message"]
+    assert "RecursiveScriptModule" not in json.dumps(finding)

@@ -119,7 +119,8 @@ def with_dtype(inputs: ExampleInputs, dtype: str | None, *, seed: int = 0) -> Ex
         kwargs[k] is not inputs.kwargs[k] for k in kwargs)
     if not changed:
         return inputs
-    return ExampleInputs(args=args, kwargs=kwargs, source=f"{inputs.source} (as --input-dtype {dtype})")
+    return ExampleInputs(args=args, kwargs=kwargs, source=f"{inputs.source} (as --input-dtype {dtype})",
+                         names=inputs.names)
 
 
 def load_example_inputs(path: str) -> ExampleInputs:

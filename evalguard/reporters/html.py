@@ -311,6 +311,20 @@ def _parity_view(entries: list) -> list[dict]:
     return view
 
 
+def _mode_lines(kind: str, load) -> list[tuple[str, str]]:
+    """Where the train/eval mode came from: only a pickled module carries one; weights loaded
+    into a --model architecture take the mode the factory returns."""
+    value = "yes" if load.saved_training else "no"
+    if kind == "factory":
+        return [("Returned in training mode", value)]
+    if load.mode_source == "--model factory":
+        return [("Mode saved in the file", "none (weights only)"),
+                ("Factory returns it in training mode", value)]
+    if load.mode_source in ("file", None):
+        return [("Saved in training mode", value)]
+    return [("Loaded in training mode", value)]
+
+
 def _target_view(index: int, target: TargetResult, findings: list[Finding], metadata: dict) -> dict:
     facts_by = dict(target.facts or {})
     load, inputs = facts_by.get("load"), facts_by.get("inputs")
@@ -325,8 +339,7 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         if load.model_class:
             audited.append(("Model", display_class(load.model_class, target.path)))
         if load.saved_training is not None:
-            label = "Returned in training mode" if target.kind == "factory" else "Saved in training mode"
-            audited.append((label, "yes" if load.saved_training else "no"))
+            audited.extend(_mode_lines(target.kind, load))
         if load.mode_source:
             facts.append(("Mode taken from", load.mode_source))
         if load.file_size is not None:
