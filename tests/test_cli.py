@@ -375,3 +375,20 @@ def test_torchscript_findings_name_the_original_type(run_cli, tmp_path):
     assert finding["rule"] == "EG206"
     assert finding["message"].startswith("Dropout2d `1` (p=0.3)"), finding["message"]
     assert "RecursiveScriptModule" not in json.dumps(finding)
+
+
+# --- issue 30: walking a folder -------------------------------------------------------------------
+
+def test_walked_folder_finds_bin_and_extensionless_models_by_content(run_cli, tmp_path):
+    import torch
+    from torch import nn
+
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(4, 2)).eval())
+    torch.jit.save(scripted, str(tmp_path / "classifier.bin"))
+    torch.jit.save(scripted, str(tmp_path / "exported_model"))
+    (tmp_path / "vocab.bin").write_bytes(bytes(range(256)) * 8)       # data, not a model
+    (tmp_path / "NOTES").write_text("not a model\n")
+    code, out, _ = run_cli("check", tmp_path, "--select", "EG207", "--no-onnx", "--no-isolate", "--format", "json")
+    paths = sorted(Path(t["path"]).name for t in json.loads(out)["targets"])
+    assert paths == ["classifier.bin", "exported_model"], paths
+    assert code == 0
