@@ -248,9 +248,26 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     if request.config_file or not request.targets:
         return [(load_config(request.config_file), list(request.targets))]
     groups: dict[Path | None, list[str]] = {}
-    for target in request.targets:
+    for target in _walked(request):
         groups.setdefault(find_pyproject(start_folder(target)), []).append(target)
     return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
+
+
+def _walked(request: CheckRequest) -> list[str]:
+    """The targets with each plain folder replaced by what walking it finds (excluding with
+    --exclude, else the folder's own config), so each file found gets its nearest config."""
+    from evalguard.config import find_pyproject, start_folder
+    from evalguard.loading.discover import expand_targets, is_model_folder
+
+    walked = []
+    for target in request.targets:
+        if not Path(target).is_dir() or is_model_folder(Path(target)):
+            walked.append(target)
+            continue
+        config_path = find_pyproject(start_folder(target))
+        exclude = request.exclude or (load_config(str(config_path)).exclude if config_path else [])
+        walked.extend(expand_targets([target], exclude))
+    return walked
 
 
 def plan_runs(request: CheckRequest) -> list[PlannedRun]:

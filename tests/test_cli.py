@@ -392,3 +392,20 @@ def test_walked_folder_finds_bin_and_extensionless_models_by_content(run_cli, tm
     paths = sorted(Path(t["path"]).name for t in json.loads(out)["targets"])
     assert paths == ["classifier.bin", "exported_model"], paths
     assert code == 0
+
+
+def test_walked_source_files_use_their_nearest_config(run_cli, tmp_path):
+    """As in ruff: a file found by walking a folder takes the config nearest to it, not the folder's."""
+    bad = "import torch\nmodel = torch.load('m.pt', weights_only=False)\n"
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\nselect = ["EG903"]\n')
+    (tmp_path / "serve.py").write_text(bad)
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "pyproject.toml").write_text('[tool.evalguard]\nignore = ["EG903"]\n')
+    (tmp_path / "legacy" / "old_serve.py").write_text(bad)
+    code, out, _ = run_cli("check", tmp_path, "--format", "json")
+    report = json.loads(out)
+    assert sorted(Path(t["path"]).name for t in report["targets"]) == ["old_serve.py", "serve.py"]
+    assert [Path(f["location"]["path"]).name for f in report["findings"]] == ["serve.py"]
+    assert code == 1
+    assert sorted(report["run"]["configs"]) == sorted([str(tmp_path / "pyproject.toml"),
+                                                      str(tmp_path / "legacy" / "pyproject.toml")])
