@@ -409,3 +409,26 @@ def test_walked_source_files_use_their_nearest_config(run_cli, tmp_path):
     assert code == 1
     assert sorted(report["run"]["configs"]) == sorted([str(tmp_path / "pyproject.toml"),
                                                       str(tmp_path / "legacy" / "pyproject.toml")])
+
+
+# --- issue 30: the demo -------------------------------------------------------------------------
+
+DEMO = REPO / "examples" / "demo" / "model.py"
+
+
+def test_demo_prints_its_root_cause_first_and_json_keeps_its_sort(run_cli):
+    args = ("check", "--model", f"{DEMO}:build_model", "--input-shape", "2x3x32x32", "--no-onnx")
+    code, out, _ = run_cli(*args)
+    rules = [line.split()[1] for line in out.splitlines() if " EG" in line and ": not checked" not in line]
+    assert code == 1 and rules[0] == "EG101" and set(rules) == {"EG101", "EG102", "EG201", "EG206"}, rules
+    _, out, _ = run_cli(*args, "--format", "json")
+    findings = json.loads(out)["findings"]
+    keys = [(f["location"]["path"], f["location"].get("line") or 0, f["location"].get("column") or 0,
+             f["location"].get("module") or "", f["rule"]) for f in findings]
+    assert keys == sorted(keys)
+
+
+def test_readme_says_the_demo_exits_1_by_design():
+    readme = (REPO / "README.md").read_text()
+    demo = readme[readme.index("Run the demo"):readme.index("Install the test dependencies")]
+    assert "exits with code 1 on purpose" in demo and "EG101" in demo and "good_model" in demo

@@ -143,11 +143,28 @@ def summary_line(report: Report) -> str:
 
 
 # --------------------------------------------------------------------------- whole reports
+#: Findings that explain others on the same target (a module left in training mode makes the
+#: passes random and the ONNX file differ; NaN weights make every output wrong): printed first.
+ROOT_CAUSES = ("EG101", "EG207")
+
+
+def display_order(findings) -> list:
+    """The report's findings with each target's root causes first; targets stay in report order
+    and the rest keep the report's (path, line, module, rule) order. Only the terminal regroups:
+    JSON keeps the sort contract."""
+    first_seen: dict[str, int] = {}
+    for finding in findings:
+        first_seen.setdefault(finding.location.path, len(first_seen))
+    ranked = sorted(enumerate(findings), key=lambda item: (first_seen[item[1].location.path],
+                                                           item[1].rule not in ROOT_CAUSES, item[0]))
+    return [finding for _, finding in ranked]
+
+
 def render(report: Report, *, color: bool = False, quiet: bool = False) -> str:
     """The terminal report; ``quiet`` keeps only the findings (as ``ruff --quiet``)."""
     sources = SourceLines()
     lines = []
-    for finding in report.findings:
+    for finding in display_order(report.findings):
         lines.append(finding_line(finding, color))
         lines.extend(snippet(finding, sources))
     if not quiet:
