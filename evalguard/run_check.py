@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,21 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
 
 
+#: A save_pretrained folder's weights: one file, or the shards of a sharded checkpoint.
+_HF_WEIGHTS = re.compile(r"^(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)$")
+
+
+def hf_folder_of(target: str) -> str | None:
+    """The Hugging Face folder a weights file belongs to (``hf/model.safetensors`` -> ``hf``):
+    alone it is a bare state_dict; with its folder, config.json gives the architecture."""
+    from evalguard.loading.discover import is_model_folder
+
+    path = Path(target)
+    if not path.is_file() or not _HF_WEIGHTS.match(path.name) or not (path.parent / "config.json").is_file():
+        return None
+    return str(path.parent) if is_model_folder(path.parent) else None
+
+
 def _walked(request: CheckRequest) -> list[str]:
     """The targets with each plain folder replaced by what walking it finds (excluding with
     --exclude, else the folder's own config), so each file found gets its nearest config."""
@@ -261,6 +277,11 @@ def _walked(request: CheckRequest) -> list[str]:
 
     walked = []
     for target in request.targets:
+        folder = None if request.model_factory else hf_folder_of(target)
+        if folder is not None:
+            if folder not in walked:
+                walked.append(folder)      # its weights file: the folder is the model (pre-commit passes files)
+            continue
         if not Path(target).is_dir() or is_model_folder(Path(target)):
             walked.append(target)
             continue
@@ -270,10 +291,27 @@ def _walked(request: CheckRequest) -> list[str]:
     return walked
 
 
+def require_torch(request: CheckRequest, targets: list[str]) -> None:
+    """Model targets need torch (the ``models`` extra); Python sources do not, so a
+    torch-free install (the pre-commit source hook) says what to install instead of failing later."""
+    import importlib.util
+
+    from evalguard.loading.discover import is_model_folder
+
+    models = [t for t in targets if not t.endswith(".py") and (not Path(t).is_dir() or is_model_folder(Path(t)))]
+    if (models or request.model_factory) and importlib.util.find_spec("torch") is None:
+        what = models[0] if models else f"--model {request.model_factory}"
+        raise UsageError(f"{what}: auditing models needs torch, which is not installed: pip install torch "
+                         "--index-url https://download.pytorch.org/whl/cpu && pip install 'evalguard[models]' "
+                         "(Python sources are checked without it)")
+
+
 def plan_runs(request: CheckRequest) -> list[PlannedRun]:
     """Every configuration is read and validated before the first target is audited."""
     runs = []
-    for config, targets in group_by_config(request):
+    groups = group_by_config(request)
+    require_torch(request, [t for _, targets in groups for t in targets])
+    for config, targets in groups:
         fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
         runs.append(PlannedRun(config, targets, build_options(request, config),
                                severity_overrides(config), fail_on))
