@@ -73,8 +73,10 @@ def cli() -> None:
 @click.option("--backends", metavar="LIST", default=None,
               help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
                    "ort-optimized, torch-compile, aoti, torchscript.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
-              help="Report format; github prints GitHub Actions annotations (workflow commands).")
+@click.option("--format", "--output-format", "fmt", type=click.Choice(list(FORMATS)), default="text",
+              show_default=True,
+              help="Report format; github prints GitHub Actions annotations (workflow commands), "
+                   "gitlab a GitLab Code Quality report.")
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
 @click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
               help="Also write this format to FILE from the same run (repeatable), e.g. html:report.html.")

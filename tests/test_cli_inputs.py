@@ -1,0 +1,34 @@
+"""Standard inputs and outputs ruff users expect (issue 30 item 14): GitLab Code Quality,
+source from stdin, a standalone evalguard.toml, --add-noqa."""
+from __future__ import annotations
+
+import json
+
+BAD_SOURCE = "import torch\nmodel = torch.load('m.pt', weights_only=False)\n"
+ADAM = "import torch\n\ndef opt(m):\n    return torch.optim.Adam(m.parameters(), weight_decay=0.01)\n"
+
+
+def test_gitlab_code_quality_report(run_cli, tmp_path, monkeypatch):
+    import torch
+    from torch import nn
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "serve.py").write_text(BAD_SOURCE)
+    (tmp_path / "train.py").write_text(ADAM)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout2d(0.3), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    torch.jit.save(torch.jit.script(model), "model.pt")
+    code, out, err = run_cli("check", "model.pt", "serve.py", "train.py", "--input-shape", "2x3x16x16",
+                             "--no-onnx", "--no-isolate", "--output-format", "gitlab")
+    issues = json.loads(out)
+    assert code == 1, err
+    assert {i["check_name"] for i in issues} >= {"EG101", "EG903", "EG301"}
+    assert len({i["fingerprint"] for i in issues}) == len(issues)
+    for entry in issues:
+        assert entry["type"] == "issue" and entry["description"].startswith(entry["check_name"] + " ")
+        assert entry["severity"] in {"info", "minor", "major", "critical", "blocker"}
+        assert entry["location"]["path"] in {"model.pt", "serve.py", "train.py"}
+        assert isinstance(entry["location"]["lines"]["begin"], int) and entry["location"]["lines"]["begin"] >= 1
+    eg903 = next(i for i in issues if i["check_name"] == "EG903")
+    assert eg903["location"] == {"path": "serve.py", "lines": {"begin": 2}} and eg903["severity"] == "critical"
+    eg101 = next(i for i in issues if i["check_name"] == "EG101")
+    assert eg101["location"]["lines"]["begin"] == 1
