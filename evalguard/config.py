@@ -1,5 +1,6 @@
-"""``[tool.evalguard]`` in each target's nearest pyproject.toml (walking up from the target, as
-ruff does); ``--config FILE`` replaces the search. Command-line flags win over the file.
+"""``[tool.evalguard]`` in each target's nearest pyproject.toml, or a standalone
+``.evalguard.toml``/``evalguard.toml`` (walking up from the target, as ruff does); ``--config
+FILE`` replaces the search. Command-line flags win over the file.
 
 Validation is strict: an unknown key or a wrong type is a usage error naming the key,
 because a misspelt ``ignroe`` silently doing nothing is worse than an error.
@@ -70,12 +71,21 @@ def _read_toml(path: Path) -> dict:
         raise UsageError(f"{path}: malformed TOML: {exc}") from None
 
 
+#: Standalone config files, found before pyproject.toml in the same folder (as ruff's
+#: .ruff.toml and ruff.toml): the keys of [tool.evalguard] at top level.
+STANDALONE = (".evalguard.toml", "evalguard.toml")
+
+
 def find_pyproject(start: Path) -> Path | None:
-    """The nearest pyproject.toml with a [tool.evalguard] table, from ``start`` upwards.
+    """The nearest config from ``start`` upwards: ``.evalguard.toml`` or ``evalguard.toml``, else a
+    pyproject.toml with a [tool.evalguard] table.
 
     As with ruff, a pyproject.toml without the table (a sub-package's own) is passed over.
     """
     for folder in [start, *start.parents]:
+        for name in STANDALONE:
+            if (folder / name).is_file():
+                return folder / name
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             stat = candidate.stat()

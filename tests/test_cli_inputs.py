@@ -32,3 +32,19 @@ def test_gitlab_code_quality_report(run_cli, tmp_path, monkeypatch):
     assert eg903["location"] == {"path": "serve.py", "lines": {"begin": 2}} and eg903["severity"] == "critical"
     eg101 = next(i for i in issues if i["check_name"] == "EG101")
     assert eg101["location"]["lines"]["begin"] == 1
+
+
+def test_standalone_evalguard_toml_is_found_like_ruff_toml(run_cli, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\nselect = ["EG903"]\n')
+    (tmp_path / "serve.py").write_text(BAD_SOURCE + ADAM)
+    (tmp_path / "evalguard.toml").write_text('select = ["EG301"]\n')
+    code, out, _ = run_cli("check", tmp_path / "serve.py", "--format", "json")
+    report = json.loads(out)
+    assert [f["rule"] for f in report["findings"]] == ["EG301"]          # evalguard.toml wins over pyproject
+    assert report["run"]["configs"] == [str(tmp_path / "evalguard.toml")]
+    (tmp_path / ".evalguard.toml").write_text('select = ["EG903"]\nfail-on = "error"\n')
+    code, out, _ = run_cli("check", tmp_path / "serve.py", "--format", "json")
+    assert [f["rule"] for f in json.loads(out)["findings"]] == ["EG903"]  # .evalguard.toml first, as .ruff.toml
+    (tmp_path / ".evalguard.toml").write_text('selcet = ["EG903"]\n')
+    code, _, err = run_cli("check", tmp_path / "serve.py")
+    assert code == 2 and "unknown key 'selcet'" in err and ".evalguard.toml" in err
