@@ -105,11 +105,13 @@ def cli() -> None:
 @click.option("--fix", is_flag=True, help="Rewrite source files to fix EG105, EG106, EG301, EG903 where a safe fix exists.")
 @click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
 @click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
+@click.option("--add-noqa", is_flag=True,
+              help="Add '# evalguard: ignore[RULE]' to the line of each source finding (adopting evalguard), then exit 0.")
 @_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, backends, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
           device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
-          fix, unsafe_fixes, diff, **execution_flags) -> int:
+          fix, unsafe_fixes, diff, add_noqa, **execution_flags) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -123,7 +125,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
         config_file=config_file, debug=debug, argv=list(sys.argv[1:]), **execution_flags,
         exit_zero=exit_zero, statistics=statistics, quiet=quiet,
-        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff,
+        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff, add_noqa=add_noqa,
     )
     return execute(request)
 

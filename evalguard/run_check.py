@@ -55,6 +55,7 @@ class CheckRequest:
     fix: bool = False
     unsafe_fixes: bool = False
     diff: bool = False
+    add_noqa: bool = False
     # how targets run (evalguard.execution): worker processes, parallel jobs, shards
     isolate: bool | None = None
     jobs: int | None = None
@@ -372,6 +373,8 @@ def execute(request: CheckRequest) -> int:
     report, fail_on = audit_request(request)
     if request.diff:
         return show_fixes(report, request)
+    if request.add_noqa:
+        return add_noqa_comments(report, request)
     if request.fix and apply_fixes(report, request):
         report, fail_on = audit_request(request)      # report what is left, as ruff does
     if request.baseline:
@@ -456,6 +459,31 @@ def show_fixes(report: Report, request: CheckRequest) -> int:
     if not request.quiet:
         click.echo(_fix_note(fixes, request.unsafe_fixes, "would fix"), err=True)
     return EXIT_FINDINGS if any(f.changed for f in fixes) else EXIT_OK
+
+
+def add_noqa_comments(report: Report, request: CheckRequest) -> int:
+    """``--add-noqa``: mark every source finding's line with ``# evalguard: ignore[RULE]``; exit 0
+    (as ruff), or 2 when a target could not be audited."""
+    from evalguard.noqa import add_noqa, source_findings
+
+    added, files, skipped = 0, 0, []
+    for path, findings in source_findings(report.findings).items():
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--add-noqa: cannot read {path}: {exc}") from None
+        edit = add_noqa(path, text, findings)
+        if edit.after != text:
+            _write(path, edit.after, "--add-noqa")
+            files += 1
+        added += edit.added
+        skipped += [f"{path}:{line}" for line in edit.skipped]
+    if not request.quiet:
+        note = f"added {_count(added, 'suppression')} in {_count(files, 'file')}"
+        if skipped:
+            note += f"; {len(skipped)} line(s) cannot end with a comment: {', '.join(skipped[:5])}"
+        click.echo(note, err=True)
+    return EXIT_ERROR if any(t.status in ("error", "refused") for t in report.targets) else EXIT_OK
 
 
 def apply_fixes(report: Report, request: CheckRequest) -> bool:

@@ -48,3 +48,37 @@ def test_standalone_evalguard_toml_is_found_like_ruff_toml(run_cli, tmp_path):
     (tmp_path / ".evalguard.toml").write_text('selcet = ["EG903"]\n')
     code, _, err = run_cli("check", tmp_path / "serve.py")
     assert code == 2 and "unknown key 'selcet'" in err and ".evalguard.toml" in err
+
+
+def test_add_noqa_marks_each_finding_line_and_the_next_run_is_clean(run_cli, tmp_path):
+    source = tmp_path / "train.py"
+    source.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "model = torch.load('m.pt', weights_only=False)  # evalguard: ignore[EG105]\n"
+        "def opt(m):\n"
+        "    return torch.optim.Adam(m.parameters(), weight_decay=0.01)\n"
+        "DOC = '''torch.load('x', weights_only=False)'''\n")
+    before_code, _, _ = run_cli("check", source)
+    assert before_code == 1
+    code, out, err = run_cli("check", source, "--add-noqa")
+    assert code == 0 and out == ""
+    assert "added 2 suppressions in 1 file" in err
+    lines = source.read_text().splitlines()
+    assert lines[2] == "model = torch.load('m.pt', weights_only=False)  # evalguard: ignore[EG105, EG903]"
+    assert lines[4] == "    return torch.optim.Adam(m.parameters(), weight_decay=0.01)  # evalguard: ignore[EG301]"
+    code, out, _ = run_cli("check", source)
+    assert code == 0, out
+    code, _, err = run_cli("check", source, "--add-noqa")
+    assert "added 0 suppressions in 0 files" in err
+
+
+def test_add_noqa_leaves_lines_a_comment_cannot_end():
+    from evalguard.findings import Finding, Location, Severity
+    from evalguard.noqa import add_noqa
+
+    text = "x = f(1, \\\n      2)\nS = '''\ninside\n'''\n"
+    findings = [Finding(rule, "m", Location("a.py", line, 1), {}, Severity.ERROR, "n")
+                for rule, line in (("EG903", 1), ("EG301", 4))]
+    edit = add_noqa("a.py", text, findings)
+    assert edit.after == text and edit.added == 0 and edit.skipped == [1, 4]
