@@ -56,6 +56,8 @@ class CheckRequest:
     unsafe_fixes: bool = False
     diff: bool = False
     add_noqa: bool = False
+    #: ``check -``: (temporary copy, the --stdin-filename it stands for, the text)
+    stdin: tuple[str, str, str] | None = None
     # how targets run (evalguard.execution): worker processes, parallel jobs, shards
     isolate: bool | None = None
     jobs: int | None = None
@@ -250,8 +252,9 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     if request.config_file or not request.targets:
         return [(load_config(request.config_file), list(request.targets))]
     groups: dict[Path | None, list[str]] = {}
+    shown = {request.stdin[0]: request.stdin[1]} if request.stdin else {}
     for target in _walked(request):
-        groups.setdefault(find_pyproject(start_folder(target)), []).append(target)
+        groups.setdefault(find_pyproject(start_folder(shown.get(target, target))), []).append(target)
     return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
 
 
@@ -371,6 +374,10 @@ def execute(request: CheckRequest) -> int:
         raise UsageError(f"--statistics replaces the text report; with --format {request.fmt} "
                          "also pass --output FILE")
     report, fail_on = audit_request(request)
+    if request.stdin:
+        report = renamed(report, *request.stdin[:2])
+        if isinstance(fail_on, dict):
+            fail_on = {request.stdin[1] if key == request.stdin[0] else key: level for key, level in fail_on.items()}
     if request.diff:
         return show_fixes(report, request)
     if request.add_noqa:
@@ -392,6 +399,16 @@ def execute(request: CheckRequest) -> int:
 
         click.echo(annotations(report), nl=False)
     return finish(report, fail_on, request.exit_zero)
+
+
+def renamed(report: Report, path: str, shown: str) -> Report:
+    """The report with the temporary copy of stdin named as ``--stdin-filename``."""
+    from dataclasses import replace
+
+    targets = tuple(replace(t, path=shown) if t.path == path else t for t in report.targets)
+    findings = tuple(replace(f, location=replace(f.location, path=shown)) if f.location.path == path else f
+                     for f in report.findings)
+    return Report(targets=targets, findings=findings, metadata=report.metadata)
 
 
 def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
@@ -437,7 +454,8 @@ def text_output(report: Report, request: CheckRequest) -> str:
     colour = _use_colour(request)
     if request.statistics:
         return text.statistics(report, quiet=request.quiet)
-    return text.render(report, color=colour, quiet=request.quiet)
+    sources = {request.stdin[1]: request.stdin[2]} if request.stdin else None
+    return text.render(report, color=colour, quiet=request.quiet, sources=sources)
 
 
 def _fix_note(fixes, unsafe: bool, verb: str) -> str:

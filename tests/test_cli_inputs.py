@@ -82,3 +82,38 @@ def test_add_noqa_leaves_lines_a_comment_cannot_end():
                 for rule, line in (("EG903", 1), ("EG301", 4))]
     edit = add_noqa("a.py", text, findings)
     assert edit.after == text and edit.added == 0 and edit.skipped == [1, 4]
+
+
+def _stdin_run(argv, text, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "evalguard", *argv], input=text, capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_stdin_source_is_checked_as_the_named_file_with_its_config(tmp_path):
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.evalguard]\nignore = ["EG301"]\n')
+    on_disk = project / "src" / "train.py"
+    on_disk.write_text("print('the saved version, not what the editor holds')\n")
+    proc = _stdin_run(["check", "-", "--stdin-filename", "src/train.py"], BAD_SOURCE + ADAM, project)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("src/train.py:2:9 EG903 error")
+    assert "2 | model = torch.load('m.pt', weights_only=False)" in proc.stdout     # stdin's text, not the disk's
+    assert "EG301" not in proc.stdout                                            # the file's config applies
+    assert "evalguard-stdin-" not in proc.stdout + proc.stderr
+    assert on_disk.read_text().startswith("print(")                              # the user's file is untouched
+    proc = _stdin_run(["check", "-", "--stdin-filename", "src/train.py", "--format", "json"], "x = 1\n", project)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and [t["path"] for t in report["targets"]] == ["src/train.py"]
+
+
+def test_stdin_usage_errors(tmp_path):
+    for argv, needle in ((["check", "-", "--stdin-filename", "model.pt"], "only Python sources"),
+                         (["check", "-", "a.py", "--stdin-filename", "x.py"], "single TARGET '-'"),
+                         (["check", "-", "--fix"], "--fix cannot be used with stdin")):
+        proc = _stdin_run(argv, "x = 1\n", tmp_path)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr

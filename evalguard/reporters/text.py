@@ -36,8 +36,8 @@ def finding_line(finding, color: bool = False) -> str:
 class SourceLines:
     """Source files read at most once per render; a file that cannot be read shows no snippet."""
 
-    def __init__(self):
-        self._files: dict[str, list[str]] = {}
+    def __init__(self, preloaded: dict[str, str] | None = None):
+        self._files: dict[str, list[str]] = {path: text.splitlines() for path, text in (preloaded or {}).items()}
 
     def line(self, path: str, number: int) -> str | None:
         if path not in self._files:
@@ -160,9 +160,10 @@ def display_order(findings) -> list:
     return [finding for _, finding in ranked]
 
 
-def render(report: Report, *, color: bool = False, quiet: bool = False) -> str:
-    """The terminal report; ``quiet`` keeps only the findings (as ``ruff --quiet``)."""
-    sources = SourceLines()
+def render(report: Report, *, color: bool = False, quiet: bool = False, sources: dict[str, str] | None = None) -> str:
+    """The terminal report; ``quiet`` keeps only the findings (as ``ruff --quiet``); ``sources``
+    gives the text of files not on disk as audited (a source read from stdin)."""
+    sources = SourceLines(sources)
     lines = []
     for finding in display_order(report.findings):
         lines.append(finding_line(finding, color))
