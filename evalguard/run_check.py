@@ -58,6 +58,8 @@ class CheckRequest:
     add_noqa: bool = False
     #: ``check -``: (temporary copy, the --stdin-filename it stands for, the text)
     stdin: tuple[str, str, str] | None = None
+    #: path audited -> the name the report shows (stdin's copy, an ``hf:`` id's cached snapshot)
+    aliases: dict[str, str] = field(default_factory=dict)
     # how targets run (evalguard.execution): worker processes, parallel jobs, shards
     isolate: bool | None = None
     jobs: int | None = None
@@ -254,7 +256,9 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     groups: dict[Path | None, list[str]] = {}
     shown = {request.stdin[0]: request.stdin[1]} if request.stdin else {}
     for target in _walked(request):
-        groups.setdefault(find_pyproject(start_folder(shown.get(target, target))), []).append(target)
+        # an hf: id's cached snapshot takes the config of the project it is audited from
+        start = Path.cwd() if target in request.aliases else start_folder(shown.get(target, target))
+        groups.setdefault(find_pyproject(start), []).append(target)
     return [(load_config(str(path)) if path else FileConfig(), targets) for path, targets in groups.items()]
 
 
@@ -362,6 +366,17 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     return merge_reports(reports), thresholds
 
 
+def resolve_hf_targets(request: CheckRequest) -> None:
+    """``hf:org/name[@revision]`` targets become their cached snapshot folders (shown by their id)."""
+    from evalguard.hf_ids import is_hf_id, resolve
+
+    for index, target in enumerate(request.targets):
+        if is_hf_id(target):
+            snapshot = resolve(target)
+            request.aliases[snapshot] = target
+            request.targets[index] = snapshot
+
+
 def execute(request: CheckRequest) -> int:
     from evalguard.reporters import FORMATS, render
 
@@ -373,11 +388,13 @@ def execute(request: CheckRequest) -> int:
     if request.statistics and request.fmt != "text" and not request.output:
         raise UsageError(f"--statistics replaces the text report; with --format {request.fmt} "
                          "also pass --output FILE")
+    resolve_hf_targets(request)
     report, fail_on = audit_request(request)
-    if request.stdin:
-        report = renamed(report, *request.stdin[:2])
+    aliases = {**request.aliases, **({request.stdin[0]: request.stdin[1]} if request.stdin else {})}
+    if aliases:
+        report = renamed(report, aliases)
         if isinstance(fail_on, dict):
-            fail_on = {request.stdin[1] if key == request.stdin[0] else key: level for key, level in fail_on.items()}
+            fail_on = {aliases.get(key, key): level for key, level in fail_on.items()}
     if request.diff:
         return show_fixes(report, request)
     if request.add_noqa:
@@ -401,13 +418,14 @@ def execute(request: CheckRequest) -> int:
     return finish(report, fail_on, request.exit_zero)
 
 
-def renamed(report: Report, path: str, shown: str) -> Report:
-    """The report with the temporary copy of stdin named as ``--stdin-filename``."""
+def renamed(report: Report, aliases: dict[str, str]) -> Report:
+    """The report with each audited path shown as the user named it (stdin's temporary copy as
+    ``--stdin-filename``, a cached snapshot folder as its ``hf:`` id)."""
     from dataclasses import replace
 
-    targets = tuple(replace(t, path=shown) if t.path == path else t for t in report.targets)
-    findings = tuple(replace(f, location=replace(f.location, path=shown)) if f.location.path == path else f
-                     for f in report.findings)
+    targets = tuple(replace(t, path=aliases[t.path]) if t.path in aliases else t for t in report.targets)
+    findings = tuple(replace(f, location=replace(f.location, path=aliases[f.location.path]))
+                     if f.location.path in aliases else f for f in report.findings)
     return Report(targets=targets, findings=findings, metadata=report.metadata)
 
 

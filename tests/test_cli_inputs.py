@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 BAD_SOURCE = "import torch\nmodel = torch.load('m.pt', weights_only=False)\n"
 ADAM = "import torch\n\ndef opt(m):\n    return torch.optim.Adam(m.parameters(), weight_decay=0.01)\n"
 
@@ -117,3 +119,53 @@ def test_stdin_usage_errors(tmp_path):
                          (["check", "-", "--fix"], "--fix cannot be used with stdin")):
         proc = _stdin_run(argv, "x = 1\n", tmp_path)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+
+
+def _hf_cache(root, repo: str, commit: str = "0123456789abcdef0123456789abcdef01234567"):
+    """A Hugging Face hub cache laid out as huggingface_hub writes it; returns the snapshot folder."""
+    folder = root / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def _hf_env(root) -> dict:
+    import os
+
+    return {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
+
+
+def test_hf_id_not_in_the_cache_is_a_usage_error_saying_how_to_fetch_it(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "evalguard", "check", "hf:someorg/never-downloaded@v2"],
+                          capture_output=True, text=True, cwd=tmp_path, env=_hf_env(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: hf:someorg/never-downloaded@v2: not in the local Hugging Face cache")
+    assert "huggingface-cli download someorg/never-downloaded --revision v2" in line
+    proc = subprocess.run([sys.executable, "-m", "evalguard", "check", "hf:not a repo"],
+                          capture_output=True, text=True, cwd=tmp_path, env=_hf_env(tmp_path))
+    assert proc.returncode == 2 and "expected hf:ORG/NAME" in proc.stderr
+
+
+@pytest.mark.realmodel
+def test_hf_id_audits_the_cached_snapshot_as_a_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from transformers import BertConfig, BertModel
+
+    snapshot = _hf_cache(tmp_path, "someorg/tiny-bert")
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)
+    BertModel(config).eval().save_pretrained(snapshot)
+    proc = subprocess.run([sys.executable, "-m", "evalguard", "check", "hf:someorg/tiny-bert", "--select",
+                           "EG101,EG208", "--no-onnx", "--format", "json"],
+                          capture_output=True, text=True, cwd=tmp_path, env=_hf_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    [target] = json.loads(proc.stdout)["targets"]
+    assert (target["path"], target["kind"], target["status"]) == ("hf:someorg/tiny-bert", "hf-folder", "audited")
