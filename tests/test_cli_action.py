@@ -136,3 +136,14 @@ def test_sharded_run_sarif_passes_githubs_rules(run_cli, tmp_path, monkeypatch):
     assert model_results and all(r["locations"][0]["physicalLocation"]["region"] == {"startLine": 1}
                                  for r in model_results)
     assert _github_sarif_problems(sarif) == []
+    (tmp_path / "merged.sarif").write_text(out)
+
+
+def test_sharded_run_sarif_validates_against_the_sarif_2_1_0_model(run_cli, tmp_path, monkeypatch):
+    """The SARIF 2.1.0 object model from PyPI (sarif-pydantic, in the test extra) accepts the merged
+    report of a sharded run; the shared development venv may not have it yet."""
+    sarif_model = pytest.importorskip("sarif_pydantic.sarif", reason="pip install sarif-pydantic (test extra)")
+    test_sharded_run_sarif_passes_githubs_rules(run_cli, tmp_path, monkeypatch)
+    log = sarif_model.Sarif.model_validate(json.loads((tmp_path / "merged.sarif").read_text()))
+    assert log.version == "2.1.0" and all(r.locations[0].physical_location.region.start_line >= 1
+                                          for r in log.runs[0].results)
