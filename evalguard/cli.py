@@ -73,8 +73,10 @@ def cli() -> None:
 @click.option("--backends", metavar="LIST", default=None,
               help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
                    "ort-optimized, torch-compile, aoti, torchscript.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
-              help="Report format; github prints GitHub Actions annotations (workflow commands).")
+@click.option("--format", "--output-format", "fmt", type=click.Choice(list(FORMATS)), default="text",
+              show_default=True,
+              help="Report format; github prints GitHub Actions annotations (workflow commands), "
+                   "gitlab a GitLab Code Quality report.")
 @click.option("--output", "-o", type=click.Path(), metavar="FILE", help="Write the report here (default stdout).")
 @click.option("--report", "extra_reports", multiple=True, metavar="FORMAT:FILE",
               help="Also write this format to FILE from the same run (repeatable), e.g. html:report.html.")
@@ -103,12 +105,16 @@ def cli() -> None:
 @click.option("--fix", is_flag=True, help="Rewrite source files to fix EG105, EG106, EG301, EG903 where a safe fix exists.")
 @click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff, also apply fixes that may change behaviour.")
 @click.option("--diff", is_flag=True, help="Print the patch --fix would apply, write nothing (exit 1 if any).")
+@click.option("--stdin-filename", metavar="PATH",
+              help="With TARGET '-': the path of the Python source read from stdin (its config, its name in messages).")
+@click.option("--add-noqa", is_flag=True,
+              help="Add '# evalguard: ignore[RULE]' to the line of each source finding (adopting evalguard), then exit 0.")
 @_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, backends, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
           device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
-          fix, unsafe_fixes, diff, **execution_flags) -> int:
-    """Audit model files, checkpoints, ONNX files and Python sources."""
+          fix, unsafe_fixes, diff, add_noqa, stdin_filename, **execution_flags) -> int:
+    """Audit model files, checkpoints, ONNX files and Python sources ('-': a Python source on stdin)."""
     from evalguard.run_check import CheckRequest, execute
 
     request = CheckRequest(
@@ -121,9 +127,37 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
         config_file=config_file, debug=debug, argv=list(sys.argv[1:]), **execution_flags,
         exit_zero=exit_zero, statistics=statistics, quiet=quiet,
-        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff,
+        fix=fix, unsafe_fixes=unsafe_fixes, diff=diff, add_noqa=add_noqa,
     )
+    if "-" in targets or stdin_filename:
+        return _execute_stdin(request, stdin_filename or "stdin.py")
     return execute(request)
+
+
+def _execute_stdin(request, name: str) -> int:
+    """``evalguard check - --stdin-filename train.py``: the source on stdin is checked as if it
+    were that file (its nearest config, its name in every message), for editors. The text is
+    written to a private temporary folder, never next to the user's file."""
+    import tempfile
+    from pathlib import Path
+
+    from evalguard.run_check import execute
+
+    if request.targets != ["-"]:
+        raise UsageError("--stdin-filename needs the single TARGET '-' (the source is read from stdin)")
+    if not name.endswith(".py"):
+        raise UsageError(f"--stdin-filename {name}: only Python sources can be read from stdin")
+    for flag, used in (("--fix", request.fix), ("--diff", request.diff), ("--add-noqa", request.add_noqa),
+                       ("--model", request.model_factory)):
+        if used:
+            raise UsageError(f"{flag} cannot be used with stdin ('-')")
+    text = click.get_text_stream("stdin").read()
+    with tempfile.TemporaryDirectory(prefix="evalguard-stdin-") as folder:
+        copy = Path(folder) / Path(name).name
+        copy.write_text(text, encoding="utf-8")
+        request.targets = [str(copy)]
+        request.stdin = (str(copy), name, text)
+        return execute(request)
 
 
 @cli.command()

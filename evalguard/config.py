@@ -1,5 +1,6 @@
-"""``[tool.evalguard]`` in each target's nearest pyproject.toml (walking up from the target, as
-ruff does); ``--config FILE`` replaces the search. Command-line flags win over the file.
+"""``[tool.evalguard]`` in each target's nearest pyproject.toml, or a standalone
+``.evalguard.toml``/``evalguard.toml`` (walking up from the target, as ruff does); ``--config
+FILE`` replaces the search. Command-line flags win over the file.
 
 The audited folder never configures its own audit: the search passes over every folder that is,
 or lies inside, a *model folder* (``is_model_folder``), so a ``pyproject.toml`` shipped with a
@@ -101,8 +102,14 @@ def is_model_folder(folder: Path) -> bool:
     return isinstance(data, dict) and any(key in data for key in _MODEL_CONFIG_KEYS)
 
 
+#: Standalone config files, found before pyproject.toml in the same folder (as ruff's
+#: .ruff.toml and ruff.toml): the keys of [tool.evalguard] at top level.
+STANDALONE = (".evalguard.toml", "evalguard.toml")
+
+
 def find_pyproject(start: Path) -> Path | None:
-    """The nearest pyproject.toml with a [tool.evalguard] table, from ``start`` upwards.
+    """The nearest config from ``start`` upwards: ``.evalguard.toml`` or ``evalguard.toml``, else a
+    pyproject.toml with a [tool.evalguard] table.
 
     As with ruff, a pyproject.toml without the table (a sub-package's own) is passed over; so is
     every one in or below the outermost model folder on the way up (the model being audited
@@ -111,8 +118,13 @@ def find_pyproject(start: Path) -> Path | None:
     chain = [start, *start.parents]
     outermost = max((index for index, folder in enumerate(chain) if is_model_folder(folder)), default=-1)
     for folder in chain[:outermost + 1]:
+        for name in STANDALONE:
+            _note_skipped(folder / name, standalone=True)
         _note_skipped(folder / "pyproject.toml")
     for folder in chain[outermost + 1:]:
+        for name in STANDALONE:
+            if (folder / name).is_file():
+                return folder / name
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             stat = candidate.stat()
@@ -121,12 +133,12 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def _note_skipped(candidate: Path) -> None:
+def _note_skipped(candidate: Path, standalone: bool = False) -> None:
     try:
         if not candidate.is_file():
             return
         stat = candidate.stat()
-        if _has_section(candidate, stat.st_mtime_ns, stat.st_size):
+        if standalone or _has_section(candidate, stat.st_mtime_ns, stat.st_size):
             _note(f"{candidate}: not read (it is inside the model folder being audited; a model never "
                   "configures its own audit - pass --config FILE to use it)")
     except UsageError:

@@ -174,7 +174,7 @@ def _add_error(errors: list[str], message: str, path: str) -> None:
     """Keep one message per failure: two checks failing on the same forward word it a little
     differently (one prefixes the target path, one describes the inputs in parentheses)."""
     def key(text: str) -> str:
-        return re.sub(r" \([^()]*\)(?=:)", "", text.removeprefix(f"{path}: ")).strip()
+        return re.sub(r" \((?:[^()]|\([^()]*\))*\)(?=:)", "", text.removeprefix(f"{path}: ")).strip()
 
     if key(message) not in {key(known) for known in errors}:
         errors.append(message)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,11 @@ class CheckRequest:
     fix: bool = False
     unsafe_fixes: bool = False
     diff: bool = False
+    add_noqa: bool = False
+    #: ``check -``: (temporary copy, the --stdin-filename it stands for, the text)
+    stdin: tuple[str, str, str] | None = None
+    #: path audited -> the name the report shows (stdin's copy, an ``hf:`` id's cached snapshot)
+    aliases: dict[str, str] = field(default_factory=dict)
     # how targets run (evalguard.execution): worker processes, parallel jobs, shards
     isolate: bool | None = None
     jobs: int | None = None
@@ -117,7 +123,8 @@ def severity_overrides(config: FileConfig) -> dict[str, Severity]:
 
 def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
     from evalguard.checks.onnx import parse_backends
-    from evalguard.loading.inputs import parse_dtype, parse_shape
+    from evalguard.loading.factory import check_factory_spec
+    from evalguard.loading.inputs import check_allocatable, parse_dtype, parse_shape
 
     if request.onnx_file and request.no_onnx:
         raise UsageError("--onnx and --no-onnx cannot be used together")
@@ -138,14 +145,19 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         backends = parse_backends(request.backends or config.backends)
     except ValueError as exc:
         raise UsageError(f"--backends: {exc}") from None
+    input_shapes = _from_config(config, "input-shape", not request.input_shapes,
+                                lambda: tuple(parse_shape(s) for s in shapes))
+    input_dtype = _from_config(config, "input-dtype", not request.input_dtype,
+                               lambda: parse_dtype(request.input_dtype or config.input_dtype))
+    check_allocatable(input_shapes, input_dtype)
+    if request.model_factory:
+        check_factory_spec(request.model_factory)
     return AuditOptions(
         selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
         device=request.device or config.device or "cpu",
-        input_shapes=_from_config(config, "input-shape", not request.input_shapes,
-                                  lambda: tuple(parse_shape(s) for s in shapes)),
-        input_dtype=_from_config(config, "input-dtype", not request.input_dtype,
-                                 lambda: parse_dtype(request.input_dtype or config.input_dtype)),
+        input_shapes=input_shapes,
+        input_dtype=input_dtype,
         example_inputs_file=request.example_inputs,
         model_factory=request.model_factory,
         trust_modules=trust_modules,
@@ -242,15 +254,73 @@ def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]
     if request.config_file or not request.targets:
         return [(load_config(request.config_file), list(request.targets))]
     groups: dict[Path | None, list[str]] = {}
+    shown = {request.stdin[0]: request.stdin[1]} if request.stdin else {}
+    for target in _walked(request):
+        # an hf: id's cached snapshot takes the config of the project it is audited from
+        start = Path.cwd() if target in request.aliases else start_folder(shown.get(target, target))
+        groups.setdefault(find_pyproject(start), []).append(target)
+    return [(load_config(str(path), searched=True) if path else FileConfig(), targets)
+            for path, targets in groups.items()]
+
+
+#: A save_pretrained folder's weights: one file, or the shards of a sharded checkpoint.
+_HF_WEIGHTS = re.compile(r"^(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)$")
+
+
+def hf_folder_of(target: str) -> str | None:
+    """The Hugging Face folder a weights file belongs to (``hf/model.safetensors`` -> ``hf``):
+    alone it is a bare state_dict; with its folder, config.json gives the architecture."""
+    from evalguard.loading.discover import is_model_folder
+
+    path = Path(target)
+    if not path.is_file() or not _HF_WEIGHTS.match(path.name) or not (path.parent / "config.json").is_file():
+        return None
+    return str(path.parent) if is_model_folder(path.parent) else None
+
+
+def _walked(request: CheckRequest) -> list[str]:
+    """The targets with each plain folder replaced by what walking it finds (excluding with
+    --exclude, else the folder's own config), so each file found gets its nearest config."""
+    from evalguard.config import find_pyproject, start_folder
+    from evalguard.loading.discover import expand_targets, is_model_folder
+
+    walked = []
     for target in request.targets:
-        groups.setdefault(find_pyproject(start_folder(target)), []).append(target)
-    return [(load_config(str(path), searched=True) if path else FileConfig(), targets) for path, targets in groups.items()]
+        folder = None if request.model_factory else hf_folder_of(target)
+        if folder is not None:
+            if folder not in walked:
+                walked.append(folder)      # its weights file: the folder is the model (pre-commit passes files)
+            continue
+        if not Path(target).is_dir() or is_model_folder(Path(target)):
+            walked.append(target)
+            continue
+        config_path = find_pyproject(start_folder(target))
+        exclude = request.exclude or (load_config(str(config_path)).exclude if config_path else [])
+        walked.extend(expand_targets([target], exclude))
+    return walked
+
+
+def require_torch(request: CheckRequest, targets: list[str]) -> None:
+    """Model targets need torch (the ``models`` extra); Python sources do not, so a
+    torch-free install (the pre-commit source hook) says what to install instead of failing later."""
+    import importlib.util
+
+    from evalguard.loading.discover import is_model_folder
+
+    models = [t for t in targets if not t.endswith(".py") and (not Path(t).is_dir() or is_model_folder(Path(t)))]
+    if (models or request.model_factory) and importlib.util.find_spec("torch") is None:
+        what = models[0] if models else f"--model {request.model_factory}"
+        raise UsageError(f"{what}: auditing models needs torch, which is not installed: pip install torch "
+                         "--index-url https://download.pytorch.org/whl/cpu && pip install 'evalguard[models]' "
+                         "(Python sources are checked without it)")
 
 
 def plan_runs(request: CheckRequest) -> list[PlannedRun]:
     """Every configuration is read and validated before the first target is audited."""
     runs = []
-    for config, targets in group_by_config(request):
+    groups = group_by_config(request)
+    require_torch(request, [t for _, targets in groups for t in targets])
+    for config, targets in groups:
         fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
         runs.append(PlannedRun(config, targets, build_options(request, config),
                                severity_overrides(config), fail_on))
@@ -297,6 +367,17 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     return merge_reports(reports), thresholds
 
 
+def resolve_hf_targets(request: CheckRequest) -> None:
+    """``hf:org/name[@revision]`` targets become their cached snapshot folders (shown by their id)."""
+    from evalguard.hf_ids import is_hf_id, resolve
+
+    for index, target in enumerate(request.targets):
+        if is_hf_id(target):
+            snapshot = resolve(target)
+            request.aliases[snapshot] = target
+            request.targets[index] = snapshot
+
+
 def execute(request: CheckRequest) -> int:
     from evalguard.reporters import FORMATS, render
 
@@ -308,9 +389,17 @@ def execute(request: CheckRequest) -> int:
     if request.statistics and request.fmt != "text" and not request.output:
         raise UsageError(f"--statistics replaces the text report; with --format {request.fmt} "
                          "also pass --output FILE")
+    resolve_hf_targets(request)
     report, fail_on = audit_request(request)
+    aliases = {**request.aliases, **({request.stdin[0]: request.stdin[1]} if request.stdin else {})}
+    if aliases:
+        report = renamed(report, aliases)
+        if isinstance(fail_on, dict):
+            fail_on = {aliases.get(key, key): level for key, level in fail_on.items()}
     if request.diff:
         return show_fixes(report, request)
+    if request.add_noqa:
+        return add_noqa_comments(report, request)
     if request.fix and apply_fixes(report, request):
         report, fail_on = audit_request(request)      # report what is left, as ruff does
     if request.baseline:
@@ -328,6 +417,17 @@ def execute(request: CheckRequest) -> int:
 
         click.echo(annotations(report), nl=False)
     return finish(report, fail_on, request.exit_zero)
+
+
+def renamed(report: Report, aliases: dict[str, str]) -> Report:
+    """The report with each audited path shown as the user named it (stdin's temporary copy as
+    ``--stdin-filename``, a cached snapshot folder as its ``hf:`` id)."""
+    from dataclasses import replace
+
+    targets = tuple(replace(t, path=aliases[t.path]) if t.path in aliases else t for t in report.targets)
+    findings = tuple(replace(f, location=replace(f.location, path=aliases[f.location.path]))
+                     if f.location.path in aliases else f for f in report.findings)
+    return Report(targets=targets, findings=findings, metadata=report.metadata)
 
 
 def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
@@ -373,7 +473,8 @@ def text_output(report: Report, request: CheckRequest) -> str:
     colour = _use_colour(request)
     if request.statistics:
         return text.statistics(report, quiet=request.quiet)
-    return text.render(report, color=colour, quiet=request.quiet)
+    sources = {request.stdin[1]: request.stdin[2]} if request.stdin else None
+    return text.render(report, color=colour, quiet=request.quiet, sources=sources)
 
 
 def _fix_note(fixes, unsafe: bool, verb: str) -> str:
@@ -395,6 +496,31 @@ def show_fixes(report: Report, request: CheckRequest) -> int:
     if not request.quiet:
         click.echo(_fix_note(fixes, request.unsafe_fixes, "would fix"), err=True)
     return EXIT_FINDINGS if any(f.changed for f in fixes) else EXIT_OK
+
+
+def add_noqa_comments(report: Report, request: CheckRequest) -> int:
+    """``--add-noqa``: mark every source finding's line with ``# evalguard: ignore[RULE]``; exit 0
+    (as ruff), or 2 when a target could not be audited."""
+    from evalguard.noqa import add_noqa, source_findings
+
+    added, files, skipped = 0, 0, []
+    for path, findings in source_findings(report.findings).items():
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--add-noqa: cannot read {path}: {exc}") from None
+        edit = add_noqa(path, text, findings)
+        if edit.after != text:
+            _write(path, edit.after, "--add-noqa")
+            files += 1
+        added += edit.added
+        skipped += [f"{path}:{line}" for line in edit.skipped]
+    if not request.quiet:
+        note = f"added {_count(added, 'suppression')} in {_count(files, 'file')}"
+        if skipped:
+            note += f"; {len(skipped)} line(s) cannot end with a comment: {', '.join(skipped[:5])}"
+        click.echo(note, err=True)
+    return EXIT_ERROR if any(t.status in ("error", "refused") for t in report.targets) else EXIT_OK
 
 
 def apply_fixes(report: Report, request: CheckRequest) -> bool:

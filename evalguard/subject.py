@@ -38,11 +38,14 @@ class ExampleInputs:
     args: tuple = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    #: names of the positional inputs where known (an ONNX file's graph inputs); else arg0, arg1, ...
+    names: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
         """Human-readable ``name: dtype[shape]`` lines for reports."""
         lines = []
-        items = [(f"arg{i}", v) for i, v in enumerate(self.args)] + list(self.kwargs.items())
+        names = [self.names[i] if i < len(self.names) else f"arg{i}" for i in range(len(self.args))]
+        items = list(zip(names, self.args)) + list(self.kwargs.items())
         for name, value in items:
             shape = getattr(value, "shape", None)
             dtype = str(getattr(value, "dtype", type(value).__name__)).replace("torch.", "")

@@ -216,3 +216,219 @@ def test_malformed_extra_report(run_cli, tmp_path, value):
     (tmp_path / "a.py").write_text("x = 1\n")
     code, _, err = run_cli("check", tmp_path / "a.py", "--report", value)
     assert code == 2 and "--report expects FORMAT:FILE" in err
+
+
+# --- issue 30: usage errors found before any audit -------------------------------------------
+
+def _run_without_torch(argv, cwd):
+    """Run `evalguard ARGV` in a fresh interpreter; returns (exit code, stdout, stderr, torch imported)."""
+    code = ("import sys, atexit\nfrom evalguard.cli import main\n"
+            "atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"main({argv!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    lines = proc.stderr.strip().splitlines()
+    return proc.returncode, proc.stdout, lines[:-1], lines[-1] == "TORCH True"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["check", "--model", "evalguard_no_such_pkg:build"], "--model: cannot import evalguard_no_such_pkg"),
+    (["check", "--model", "mynet"], "--model expects MODULE:CALLABLE"),
+    (["check", "--model", "missing/file.py:build"], "--model: no such file missing/file.py"),
+    (["check", "--model", "torch.nn:Linear", "--input-shape", "1000000x1000000"],
+     "--input-shape 1000000x1000000: the inputs need 3.6 TiB"),
+])
+def test_usage_errors_before_the_audit_and_without_torch(tmp_path, argv, needle):
+    code, out, err, imported_torch = _run_without_torch(argv, tmp_path)
+    assert code == 2 and out == ""
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not imported_torch
+
+
+def test_unallocatable_input_from_config_is_a_usage_error(run_cli, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\ninput-shape = ["100000x100000x1000"]\n')
+    factory = tmp_path / "f.py"
+    factory.write_text("raise SystemExit('the factory must not be imported')\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-dtype", "int64", tmp_path / "f.py")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and "(int64), more than the" in err
+
+
+def test_failed_forward_reason_is_said_once(run_cli, tmp_path):
+    """--input-dtype int64 on a conv net: the forward fails once, and the target's error says so once
+    (the ONNX check words the same failure without the inputs' description)."""
+    factory = tmp_path / "f.py"
+    factory.write_text("from torch import nn\n\ndef build():\n"
+                       "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "1x3x8x8",
+                             "--input-dtype", "int64")
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2
+    assert line.count("forward failed") == 1, line
+    assert line.count("should be the same") == 1, line
+
+
+# --- issue 30: wording that says what is true ---------------------------------------------------
+
+NET = """import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                         nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 16),
+                         nn.ReLU(), nn.Linear(16, 4))
+"""
+
+
+def _trained_state_dict(tmp_path, seed: int) -> Path:
+    import torch
+
+    namespace: dict = {}
+    exec(NET, namespace)
+    model = namespace["build"]()
+    torch.manual_seed(seed)
+    for _ in range(3):
+        model(torch.randn(4, 3, 8, 8))
+    path = tmp_path / f"weights{seed}.pt"
+    torch.save(model.eval().state_dict(), path)
+    return path
+
+
+def test_state_dict_with_training_mode_factory_says_the_file_has_no_mode(run_cli, tmp_path):
+    (tmp_path / "net.py").write_text(NET)
+    weights = _trained_state_dict(tmp_path, seed=1)
+    html = tmp_path / "r.html"
+    code, out, _ = run_cli("check", weights, "--model", f"{tmp_path / 'net.py'}:build", "--input-shape", "2x3x8x8",
+                           "--no-onnx", "--select", "EG101", "--format", "json", "--report", f"html:{html}")
+    [finding] = json.loads(out)["findings"]
+    assert code == 1 and finding["rule"] == "EG101"
+    assert "the file holds weights only and carries no train/eval mode" in finding["message"]
+    assert f"the factory {tmp_path / 'net.py'}:build returns the model in training mode" in finding["message"]
+    page = html.read_text()
+    assert "Saved in training mode" not in page
+    assert "Mode saved in the file</dt><dd>none (weights only)" in page
+    assert "Factory returns it in training mode" in page
+
+
+def test_stale_onnx_hint_counts_the_tensors_it_compared(run_cli, tmp_path):
+    """A conv/BatchNorm/Linear net has 12 weight tensors; BatchNorm folding leaves three Linear
+    tensors to compare by value, and the hint must not call them 'the model's 3 weight tensors'."""
+    import torch
+
+    (tmp_path / "net.py").write_text(NET)
+    weights = _trained_state_dict(tmp_path, seed=1)
+    namespace: dict = {}
+    exec(NET, namespace)
+    old = namespace["build"]()
+    for param in old.parameters():
+        torch.nn.init.normal_(param)
+    stale = tmp_path / "stale.onnx"
+    torch.onnx.export(old.eval(), (torch.randn(2, 3, 8, 8),), str(stale), dynamo=False)
+    code, out, _ = run_cli("check", weights, "--model", f"{tmp_path / 'net.py'}:build", "--input-shape", "2x3x8x8", "--onnx", stale,
+                           "--select", "EG401", "--format", "json")
+    [finding] = [f for f in json.loads(out)["findings"] if f["rule"] == "EG401"]
+    assert "the model's 3 weight tensors" not in finding["message"]
+    assert "None of 3 weight tensors compared by value (of the model's 12;" in finding["message"], finding["message"]
+
+
+TAGGER = """class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(self.embed(input_ids) * attention_mask.unsqueeze(-1).float())
+"""
+
+
+def test_onnx_file_inputs_keep_the_graph_names(run_cli, tmp_path):
+    """A dynamo-exported file names its inputs after the forward's parameters; the report uses them."""
+    import torch
+
+    namespace: dict = {"torch": torch}
+    exec(TAGGER, namespace)
+    Tagger = namespace["Tagger"]
+    path = tmp_path / "tagger.onnx"
+    ids, mask = torch.randint(0, 50, (2, 5)), torch.ones(2, 5, dtype=torch.int64)
+    torch.onnx.export(Tagger().eval(), (ids, mask), str(path), dynamo=True)
+    factory = tmp_path / "tagger.py"
+    factory.write_text("import torch\n\n" + TAGGER + "\n\ndef build():\n    return Tagger().eval()\n")
+    code, out, _ = run_cli("check", "--model", f"{factory}:build", "--onnx", path, "--select", "EG401")
+    inputs_line = next(line for line in out.splitlines() if ": inputs " in line)
+    assert "inputs input_ids: int64[2, 5], attention_mask: int64[2, 5] (graph inputs" in inputs_line, inputs_line
+    assert "arg0" not in inputs_line and "arg1" not in inputs_line
+
+
+def test_torchscript_findings_name_the_original_type(run_cli, tmp_path):
+    """EG206 on a scripted model: the Dropout is a `Dropout2d`, not a `RecursiveScriptModule`."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Dropout2d(0.3), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8)).eval()
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    code, out, _ = run_cli("check", path, "--input-shape", "2x3x16x16", "--select", "EG206", "--format", "json")
+    [finding] = json.loads(out)["findings"]
+    assert finding["rule"] == "EG206"
+    assert finding["message"].startswith("Dropout2d `1` (p=0.3)"), finding["message"]
+    assert "RecursiveScriptModule" not in json.dumps(finding)
+
+
+# --- issue 30: walking a folder -------------------------------------------------------------------
+
+def test_walked_folder_finds_bin_and_extensionless_models_by_content(run_cli, tmp_path):
+    import torch
+    from torch import nn
+
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(4, 2)).eval())
+    torch.jit.save(scripted, str(tmp_path / "classifier.bin"))
+    torch.jit.save(scripted, str(tmp_path / "exported_model"))
+    (tmp_path / "vocab.bin").write_bytes(bytes(range(256)) * 8)       # data, not a model
+    (tmp_path / "NOTES").write_text("not a model\n")
+    code, out, _ = run_cli("check", tmp_path, "--select", "EG207", "--no-onnx", "--no-isolate", "--format", "json")
+    paths = sorted(Path(t["path"]).name for t in json.loads(out)["targets"])
+    assert paths == ["classifier.bin", "exported_model"], paths
+    assert code == 0
+
+
+def test_walked_source_files_use_their_nearest_config(run_cli, tmp_path):
+    """As in ruff: a file found by walking a folder takes the config nearest to it, not the folder's."""
+    bad = "import torch\nmodel = torch.load('m.pt', weights_only=False)\n"
+    (tmp_path / "pyproject.toml").write_text('[tool.evalguard]\nselect = ["EG903"]\n')
+    (tmp_path / "serve.py").write_text(bad)
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "pyproject.toml").write_text('[tool.evalguard]\nignore = ["EG903"]\n')
+    (tmp_path / "legacy" / "old_serve.py").write_text(bad)
+    code, out, _ = run_cli("check", tmp_path, "--format", "json")
+    report = json.loads(out)
+    assert sorted(Path(t["path"]).name for t in report["targets"]) == ["old_serve.py", "serve.py"]
+    assert [Path(f["location"]["path"]).name for f in report["findings"]] == ["serve.py"]
+    assert code == 1
+    assert sorted(report["run"]["configs"]) == sorted([str(tmp_path / "pyproject.toml"),
+                                                      str(tmp_path / "legacy" / "pyproject.toml")])
+
+
+# --- issue 30: the demo -------------------------------------------------------------------------
+
+DEMO = REPO / "examples" / "demo" / "model.py"
+
+
+def test_demo_prints_its_root_cause_first_and_json_keeps_its_sort(run_cli):
+    args = ("check", "--model", f"{DEMO}:build_model", "--input-shape", "2x3x32x32", "--no-onnx")
+    code, out, _ = run_cli(*args)
+    rules = [line.split()[1] for line in out.splitlines() if " EG" in line and ": not checked" not in line]
+    assert code == 1 and rules[0] == "EG101" and set(rules) == {"EG101", "EG102", "EG201", "EG206"}, rules
+    _, out, _ = run_cli(*args, "--format", "json")
+    findings = json.loads(out)["findings"]
+    keys = [(f["location"]["path"], f["location"].get("line") or 0, f["location"].get("column") or 0,
+             f["location"].get("module") or "", f["rule"]) for f in findings]
+    assert keys == sorted(keys)
+
+
+def test_readme_says_the_demo_exits_1_by_design():
+    readme = (REPO / "README.md").read_text()
+    demo = readme[readme.index("Run the demo"):readme.index("Install the test dependencies")]
+    assert "exits with code 1 on purpose" in demo and "EG101" in demo and "good_model" in demo

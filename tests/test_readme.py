@@ -22,7 +22,7 @@ def test_demo_command_audits_the_shipped_example():
     match = re.search(r"--model (\S+):(\w+)", demo)
     assert match and (REPO / match.group(1)).is_file()
     assert f"def {match.group(2)}(" in (REPO / match.group(1)).read_text()
-    assert "pip install torch==2.13.0 && pip install ." in demo
+    assert 'pip install torch==2.13.0 && pip install ".[models]"' in demo   # torch is the models extra
 
 
 def test_ci_runs_the_readme_test_command():

@@ -9,8 +9,10 @@ page that does fetch something proves the detector works. A screenshot is writte
 """
 from __future__ import annotations
 
+import html as htmllib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,3 +120,56 @@ def test_the_network_detector_sees_a_page_that_fetches(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert _page_requests(netlog) == ["http://example.invalid/pixel.png"]
     assert any("boom" in line for line in _console(result.stderr))
+
+
+#: Injected into a copy of the page (the report itself runs no script and its CSP forbids one):
+#: after layout, records what a reader would see go wrong, as JSON in the DOM.
+MEASURE = """<script>
+const cells = [...document.querySelectorAll("td, th, dd, dt")];
+const overflowing = cells.filter(el => el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible")
+  .map(el => el.tagName + ": " + el.textContent.trim().slice(0, 80));
+const narrowHeaders = [...document.querySelectorAll("th")].filter(th => {
+  const r = document.createRange(); r.selectNodeContents(th);
+  return th.textContent.trim().length > 3 && r.getClientRects().length > 2;
+}).map(th => th.textContent.trim());
+const nav = [...document.querySelectorAll("nav.toc a")].map(a => a.textContent.trim());
+const result = {overflowing, narrowHeaders, nav,
+  pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth,
+  text: document.body.innerText};
+document.body.setAttribute("data-measure", JSON.stringify(result));
+</script>"""
+
+
+def _measured(tmp_path, html: str) -> dict:
+    page = tmp_path / "measured.html"
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    result = _chromium(tmp_path, page, "--dump-dom", "--window-size=1280,2000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    attribute = re.search(r'data-measure="([^"]*)"', result.stdout)
+    assert attribute, "the measuring script did not run"
+    return json.loads(htmllib.unescape(attribute.group(1)))
+
+
+def test_newcomer_report_reads_cleanly_in_a_browser(tmp_path):
+    """Issue 30: no text wider than its cell, no header wrapped a letter per line, no raw dict
+    text, and every navigation link names its target; a screenshot for people to look at."""
+    from test_reporters_html import newcomer_report
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(catalogue, "load_catalogue", golden_catalogue)
+        html = render(newcomer_report(tmp_path), "html")
+    measured = _measured(tmp_path, html)
+    assert measured["overflowing"] == []
+    assert measured["narrowHeaders"] == []
+    assert measured["pageWidth"] <= measured["viewport"]
+    assert "{label" not in measured["text"] and "label:" not in measured["text"]
+    per_target = [link for link in measured["nav"] if link not in ("Findings", "Run details")]
+    assert per_target and all(link.endswith(": classifier.pt") for link in per_target), measured["nav"]
+    page = tmp_path / "newcomer.html"
+    page.write_text(html, encoding="utf-8")
+    shot = tmp_path / "newcomer.png"
+    assert _chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,3000").returncode == 0
+    target = os.environ.get("EVALGUARD_SCREENSHOT_DIR")
+    if target:
+        shutil.copyfile(shot, Path(target) / "newcomer.png")

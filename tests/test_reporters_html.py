@@ -303,7 +303,7 @@ def test_evidence_is_a_readable_table_not_json_and_has_no_empty_rows():
     assert "<tr><td>BatchNorm2d</td><td>2</td></tr>" in table and "<tr><td>atol</td><td>1e-06</td></tr>" in table
     assert "<th>module</th><th>type</th><th>p</th>" in table
     assert "<td>drop</td><td>Dropout2d</td><td>0.3</td>" in table and "<td>stem.1</td><td>BatchNorm2d</td><td></td>" in table
-    assert "[1, 2], {a: [3]}" in table
+    assert "[1, 2], a [3]" in table and "{" not in table   # a nested record reads as pairs, no raw dict (issue 30)
 
 
 def test_message_backticks_become_code():
@@ -333,7 +333,7 @@ def test_first_screen_says_what_was_audited_and_what_did_not_run():
                  "Inputs arg0: float32[2, 3, 32, 32]",
                  "ONNX ONNX Runtime (CPUExecutionProvider) differs in 1 of 2 comparisons; worst |error| 0.4137 (atol 1e-04)",
                  "Backends eager (reference), torchscript (matches), torch-compile (differs)",
-                 "Not checked", "EG104 the batch dimension is unknown"):
+                 "Not checked", "EG104 : the batch dimension is unknown"):
         assert line in card, line
     text = _Page(html).plain()
     assert text.index("What was audited") < text.index("Model summary and train/eval state")
@@ -386,3 +386,97 @@ def test_loader_records_parameter_count_and_bytes():
     assert size["parameters"] == 4 * 3 + 3 + 3 + 3
     # buffers count towards memory: running mean/var (float32) and num_batches_tracked (int64)
     assert size["parameter_bytes"] == (21 + 3 + 3) * 4 + 8
+
+
+# --- issue 30: the report as a newcomer reads it ---------------------------------------------
+
+def newcomer_report(root) -> Report:
+    """Three targets as a first run gives them: a model whose ONNX file is stale (EG401 with its
+    outputs table and histogram) and an info finding, a source file with a finding on a real
+    line, and a folder with nothing to audit; plus many rules skipped for one reason."""
+    from test_reporters_samples import parity_rows
+
+    source = root / "src" / "serve.py"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    empty = root / "empty_dir"
+    empty.mkdir(exist_ok=True)
+    model = str(root / "classifier.pt")
+    findings = [
+        Finding("EG401", "ONNX Runtime outputs differ from the eval-mode PyTorch model", Location(model),
+                {"onnx_file": "stale.onnx", "outputs": parity_rows()[:1], "failing": ["logits"]},
+                Severity.ERROR, "onnx-output-mismatch"),
+        Finding("EG203", "Dropout `head.0` feeds the final layer", Location(model, module="head.0"), {"p": 0.2},
+                Severity.INFO, "dropout-before-output"),
+        Finding("EG903", "torch.load(..., weights_only=False) unpickles arbitrary objects",
+                Location(str(source), 2, 9), {"function": "torch.load"}, Severity.ERROR, "unsafe-torch-load"),
+    ]
+    findings.sort(key=Finding.sort_key)
+    skipped = {rule: "the model has no BatchNorm" for rule in ("EG201", "EG202", "EG204", "EG205", "EG206")}
+    targets = (target(model, "state-dict", findings, model_facts(), skipped=skipped),
+               target(str(source), "python-source", findings, {}),
+               TargetResult(str(empty), "unknown", "error", f"{empty}: is a directory with no model files"))
+    return Report(targets, tuple(findings), metadata())
+
+
+def _newcomer_page(tmp_path) -> tuple[str, _Page]:
+    html = _html(newcomer_report(tmp_path))
+    return html, _Page(html)
+
+
+def test_eg401_outputs_are_the_parity_table_with_a_histogram_chart_not_raw_records(tmp_path):
+    html, page = _newcomer_page(tmp_path)
+    card = html[html.index('class="finding error"'):]
+    card = card[:card.index("</article>")]
+    assert '<table class="parity">' in card and '<svg class="hist"' in card
+    assert "{label" not in html and "label:" not in html and "'count'" not in html
+    assert '<table class="records">' not in card        # the wide one-letter-wrapped records table is gone
+
+
+def test_navigation_names_each_target_and_a_folder_is_a_folder(tmp_path):
+    html, page = _newcomer_page(tmp_path)
+    nav = html[html.index('<nav class="toc">'):html.index("</nav>")]
+    links = re.findall(r'<a href="#(modes|parity)-\d+">([^<]+)</a>', nav)
+    assert links and all(text.endswith(": classifier.pt") for _, text in links), links
+    toc = html[html.index('class="card targets-toc"'):]
+    assert re.search(r"empty_dir</code></a></td><td>folder</td>", toc)
+    assert ">unknown<" not in html
+
+
+def test_not_checked_says_a_shared_reason_once(tmp_path):
+    html, page = _newcomer_page(tmp_path)
+    assert html.count("the model has no BatchNorm") == 1
+    notes = html[html.index('class="section-gap not-run"'):]
+    notes = notes[:notes.index("</div>")]
+    assert all(f"<code>{rule}</code>" in notes for rule in ("EG201", "EG202", "EG204", "EG205", "EG206"))
+
+
+def test_rules_checked_matches_the_targets_and_info_is_noted_not_failed(tmp_path):
+    report = newcomer_report(tmp_path)
+    view = view_model(report)
+    checked = {rule for t in report.targets for rule, c in t.coverage.items() if c.status in ("passed", "failed")}
+    run = dict(view["run"])
+    assert run["Rules checked"] == f"{len(checked)} rules on at least one target"
+    assert run["Rules selected"] == f"{len(report.metadata['selected'])} rules"
+    model = view["targets"][0]["coverage"]
+    assert model["noted"] == 1                    # EG203 raised only an info finding
+    assert model["failed"] == 1                   # EG401
+    page = _Page(_html(report)).plain()
+    assert "1 failed, 1 noted (info only)" in page
+
+
+def test_source_findings_show_their_code_line(tmp_path):
+    html, page = _newcomer_page(tmp_path)
+    card = html[html.index("EG903"):]
+    assert '<pre class="source-line"><code>' in card
+    assert "2 | model = torch.load(&#39;m.pt&#39;, weights_only=False)" in card
+    assert "  |         ^^^^^^^^^^" in card
+
+
+def test_api_report_does_not_name_the_command_line_flag():
+    skipped = {rule: "ONNX checks turned off (--no-onnx)" for rule in ("EG401", "EG402")}
+    api = target("Classifier", "live-module", [], {}, skipped=skipped)
+    html = _html(Report((api,), (), metadata(command=None)))
+    assert "--no-onnx" not in html and "audit(onnx=False)" in html
+    cli = target("m.pt", "state-dict", [], {}, skipped=skipped)
+    assert "(--no-onnx)" in _html(Report((cli,), (), metadata()))

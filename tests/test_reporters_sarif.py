@@ -62,12 +62,14 @@ def test_source_findings_have_a_physical_region():
         assert "logicalLocations" not in r["locations"][0]
 
 
-def test_model_findings_have_a_logical_module_location_and_the_file_without_region():
+def test_model_findings_have_a_logical_module_location_and_the_file_at_line_1():
     run = _run()
     eg101 = next(r for r in run["results"] if r["ruleId"] == "EG101")
     location = eg101["locations"][0]
     assert location["logicalLocations"] == [{"fullyQualifiedName": "features.3", "kind": "module"}]
-    assert location["physicalLocation"] == {"artifactLocation": {"uri": MODEL, "uriBaseId": "%SRCROOT%"}}
+    # GitHub code scanning needs a region with startLine on every result (issue 30): a model file's is line 1
+    assert location["physicalLocation"] == {"artifactLocation": {"uri": MODEL, "uriBaseId": "%SRCROOT%"},
+                                            "region": {"startLine": 1}}
     eg401 = next(r for r in run["results"] if r["ruleId"] == "EG401")
     assert "logicalLocations" not in eg401["locations"][0]
     assert eg401["properties"]["evidence"]["atol"] == 1e-4
@@ -90,12 +92,12 @@ def test_fingerprints_survive_retraining_and_code_moves():
 def test_same_findings_as_the_json_report():
     report = blocked_report()
     data = json_report.report_to_dict(report)
-    from_json = {(f["rule"], f["location"]["path"], f["location"]["line"], f["location"]["module"])
+    from_json = {(f["rule"], f["location"]["path"], f["location"]["line"] or 1, f["location"]["module"])
                  for f in data["findings"]}
     from_sarif = set()
     for r in _run(report)["results"]:
         loc = r["locations"][0]
-        region = loc["physicalLocation"].get("region", {})
+        region = loc["physicalLocation"]["region"]
         module = loc["logicalLocations"][0]["fullyQualifiedName"] if "logicalLocations" in loc else None
         from_sarif.add((r["ruleId"], loc["physicalLocation"]["artifactLocation"]["uri"],
                         region.get("startLine"), module))

@@ -92,7 +92,7 @@ def test_onnx_file_gives_the_inputs_matching_export_passes_stale_one_is_eg401(ru
     (target,) = report["targets"]
     assert target["coverage"]["EG401"]["status"] == "passed"
     inputs = target["facts"]["inputs"]
-    assert inputs["inputs"] == ["arg0: float32[2, 3, 12, 12]"]
+    assert inputs["inputs"] == ["image: float32[2, 3, 12, 12]"]   # the graph input's name (issue 30)
     assert "good.onnx" in inputs["source"] and "image" in inputs["source"] and "batch=2" in inputs["source"]
 
     code, report, err = json_report(run_cli, tmp_path / "w.pt", "--model", f"{net}:build", "--onnx",

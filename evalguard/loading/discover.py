@@ -2,8 +2,9 @@
 
 A Hugging Face ``save_pretrained`` folder is one model (one target, not walked into); inside
 any other folder, model files (by suffix: checkpoints, ``.pt2``, ``.onnx``, ``.safetensors``)
-and ``.py`` sources are each a target, and HF folders below it are one target each. Patterns
-from ``--exclude`` drop files and whole folders.
+and ``.py`` sources are each a target, and HF folders below it are one target each; ``.bin``
+and extension-less files are targets when their first bytes are a torch or safetensors file.
+Patterns from ``--exclude`` drop files and whole folders.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 #: Files whose presence makes a directory one model (a Hugging Face save_pretrained folder).
 MODEL_FOLDER_MARKERS = ("pytorch_model.bin", "model.safetensors",
                         "pytorch_model.bin.index.json", "model.safetensors.index.json")
-#: Model files found when walking a folder. ``.bin`` and ``.pkl`` are left out: outside a HF
-#: folder they are as often data as models (name such a file on the command line to audit it).
+#: Model files found when walking a folder by name. ``.bin`` and ``.pkl`` are not among them:
+#: outside a HF folder they are as often data as models (``.bin`` is judged by content below).
 MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".pt2", ".onnx", ".safetensors")
+#: Names that say nothing either way: such a file is a target when its content is a model's.
+SNIFFED_SUFFIXES = (".bin", "")
 SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache", ".pytest_cache"}
 
 
@@ -26,6 +29,25 @@ def is_model_folder(path: Path) -> bool:
 
 def is_target_file(name: str) -> bool:
     return name.endswith(".py") or name.lower().endswith(MODEL_SUFFIXES)
+
+
+def sniffs_as_model(path: str) -> bool:
+    """A torch.save file (zip or legacy), TorchScript, .pt2 or safetensors, by its first bytes;
+    a bare pickle is left out (as often data as a model, and torch.load cannot read one)."""
+    from evalguard.loading.sniff import sniff
+
+    try:
+        found = sniff(Path(path))
+    except (OSError, ValueError):
+        return False
+    return found.container in ("torch-legacy", "safetensors") or (
+        found.container == "zip" and found.layout in ("torch-save", "torchscript", "pt2"))
+
+
+def _walked_target(full: str, name: str) -> bool:
+    if is_target_file(name):
+        return True
+    return Path(name).suffix.lower() in SNIFFED_SUFFIXES and os.path.isfile(full) and sniffs_as_model(full)
 
 
 def _excluded(relative: str, patterns) -> bool:
@@ -58,7 +80,7 @@ def expand_targets(paths, exclude=()) -> list[str]:
             dirs[:] = kept
             for name in sorted(files):
                 full = os.path.join(root, name)
-                if is_target_file(name) and not _excluded(os.path.relpath(full, path), exclude):
+                if not _excluded(os.path.relpath(full, path), exclude) and _walked_target(full, name):
                     found.append(full)
         expanded.extend(sorted(found) or [raw])
     return expanded

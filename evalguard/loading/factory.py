@@ -23,6 +23,28 @@ def parse_factory_spec(spec: str) -> tuple[str, str]:
     return left, func
 
 
+def _is_path(left: str) -> bool:
+    return left.endswith(".py") or "/" in left or "\\" in left
+
+
+def check_factory_spec(spec: str) -> None:
+    """Reject a ``--model`` that cannot name a factory before any audit: a malformed spec, a
+    missing file, or a module that is not installed. ``find_spec`` imports at most the
+    module's parent packages (none for a top-level module), never the module itself."""
+    left, _ = parse_factory_spec(spec)
+    if _is_path(left):
+        if not Path(left).is_file():
+            raise UsageError(f"--model: no such file {left}")
+        return
+    make_cwd_importable()
+    try:
+        found = importlib.util.find_spec(left)
+    except Exception as exc:  # noqa: BLE001 - a parent package missing or failing to import
+        raise UsageError(f"--model: cannot import {left}: {type(exc).__name__}: {exc}") from None
+    if found is None:
+        raise UsageError(f"--model: cannot import {left}: no module named {left!r}")
+
+
 def make_cwd_importable() -> None:
     """Modules in the current directory import as they would under ``python -m`` (which puts
     the current directory first on ``sys.path``); the ``evalguard`` script alone does not."""
@@ -44,7 +66,7 @@ def import_trusted_modules(names) -> None:
 
 
 def import_factory_module(left: str):
-    if left.endswith(".py") or "/" in left or "\\" in left:
+    if _is_path(left):
         path = Path(left)
         if not path.is_file():
             raise TargetError(f"--model: no such file {left}")

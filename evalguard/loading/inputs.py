@@ -1,6 +1,8 @@
 """Example inputs: parse ``--input-shape``, load ``--example-inputs``, make tensors."""
 from __future__ import annotations
 
+import math
+import os
 import re
 
 from evalguard.errors import TargetError, UsageError
@@ -30,6 +32,42 @@ def parse_dtype(text: str | None) -> str | None:
     if name not in DTYPES:
         raise UsageError(f"unknown --input-dtype {text!r} (expected one of {', '.join(DTYPES)})")
     return name
+
+
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "bool": 1}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still hand out (Linux MemAvailable, else physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def check_allocatable(shapes, dtype: str | None) -> None:
+    """An input that cannot fit in memory is a usage error, found before any model is loaded."""
+    total = sum(math.prod(shape) for shape in shapes) * _ITEMSIZE[dtype or "float32"]
+    available = available_memory()
+    if available is not None and total > available:
+        label = " ".join("x".join(map(str, s)) for s in shapes)
+        raise UsageError(f"--input-shape {label}: the inputs need {_bytes(total)} ({dtype or 'float32'}), "
+                         f"more than the {_bytes(available)} of memory available")
 
 
 def make_tensor(shape: tuple[int, ...], dtype: str | None, *, high: int = 2, seed: int = 0):
@@ -81,7 +119,8 @@ def with_dtype(inputs: ExampleInputs, dtype: str | None, *, seed: int = 0) -> Ex
         kwargs[k] is not inputs.kwargs[k] for k in kwargs)
     if not changed:
         return inputs
-    return ExampleInputs(args=args, kwargs=kwargs, source=f"{inputs.source} (as --input-dtype {dtype})")
+    return ExampleInputs(args=args, kwargs=kwargs, source=f"{inputs.source} (as --input-dtype {dtype})",
+                         names=inputs.names)
 
 
 def load_example_inputs(path: str) -> ExampleInputs:

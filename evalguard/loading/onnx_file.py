@@ -161,7 +161,7 @@ def onnx_example_inputs(path, proto, options: AuditOptions, hint: ExampleInputs 
         source += f" (dynamic dims: {', '.join(notes)})"
     if options.input_dtype:
         source += f" (--input-dtype {options.input_dtype})"
-    return ExampleInputs(args=tuple(args), source=source)
+    return ExampleInputs(args=tuple(args), source=source, names=tuple(gi.name for gi in graph_inputs(proto)))
 
 
 def onnx_inputs_for(onnx_file: str, options: AuditOptions, hint: ExampleInputs | None = None) -> ExampleInputs:

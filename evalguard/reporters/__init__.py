@@ -11,6 +11,7 @@ FORMATS = {
     "junit": "evalguard.reporters.junit:render",
     "html": "evalguard.reporters.html:render",
     "github": "evalguard.reporters.github:render",
+    "gitlab": "evalguard.reporters.gitlab:render",
 }
 
 

@@ -68,11 +68,12 @@ def text_value(value: Any) -> str:
 
 
 def _nested(value: Any) -> str:
-    """A value inside a list or mapping: nested containers keep brackets, never JSON quotes."""
+    """A value inside a list or mapping: nested lists keep brackets; a nested record reads as
+    ``key value`` pairs (never raw ``{key: value}`` or JSON text)."""
     if isinstance(value, list):
         return "[" + ", ".join(_nested(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_nested(v)}" for k, v in value.items()) + "}"
+        return " ".join(f"{k} {_nested(v)}" for k, v in value.items())
     return text_value(value)
 
 
@@ -311,13 +312,54 @@ def _parity_view(entries: list) -> list[dict]:
     return view
 
 
+def _mode_lines(kind: str, load) -> list[tuple[str, str]]:
+    """Where the train/eval mode came from: only a pickled module carries one; weights loaded
+    into a --model architecture take the mode the factory returns."""
+    value = "yes" if load.saved_training else "no"
+    if kind == "factory":
+        return [("Returned in training mode", value)]
+    if load.mode_source == "--model factory":
+        return [("Mode saved in the file", "none (weights only)"),
+                ("Factory returns it in training mode", value)]
+    if load.mode_source in ("file", None):
+        return [("Saved in training mode", value)]
+    return [("Loaded in training mode", value)]
+
+
+def _display_kind(target: TargetResult) -> str:
+    """What a target is when the loader could not say (a folder with nothing to audit)."""
+    if target.kind != "unknown":
+        return target.kind
+    from pathlib import Path
+
+    path = Path(target.path)
+    if path.is_dir():
+        return "folder"
+    return "file (unknown format)" if path.is_file() else "unknown"
+
+
+def _reason(target: TargetResult, reason: str) -> str:
+    """Reasons name command-line flags; a report made with the Python API names its arguments."""
+    if target.kind == "live-module":
+        return reason.replace("(--no-onnx)", "(audit(onnx=False); pass onnx=True to run them)")
+    return reason
+
+
+def _not_run_groups(target: TargetResult) -> list[dict]:
+    """Rules that did not run, one line per reason (the same reason is said once)."""
+    groups: dict[str, list[str]] = {}
+    for rule, coverage in target.not_run().items():
+        groups.setdefault(_reason(target, coverage.reason or ""), []).append(rule)
+    return [{"rules": rules, "rule": ", ".join(rules), "reason": reason} for reason, rules in groups.items()]
+
+
 def _target_view(index: int, target: TargetResult, findings: list[Finding], metadata: dict) -> dict:
     facts_by = dict(target.facts or {})
     load, inputs = facts_by.get("load"), facts_by.get("inputs")
     mode, arch, onnx_facts = facts_by.get("eval_mode"), facts_by.get("architecture"), facts_by.get("onnx")
     # "What was audited": the few lines an ML lead reads first.
     audited: list[tuple[str, str]] = []
-    facts = [("Kind", target.kind)]
+    facts = [("Kind", _display_kind(target))]
     other: list[tuple[str, str]] = []
     if load is not None:
         if load.format and load.format != target.kind:
@@ -325,8 +367,7 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         if load.model_class:
             audited.append(("Model", display_class(load.model_class, target.path)))
         if load.saved_training is not None:
-            label = "Returned in training mode" if target.kind == "factory" else "Saved in training mode"
-            audited.append((label, "yes" if load.saved_training else "no"))
+            audited.extend(_mode_lines(target.kind, load))
         if load.mode_source:
             facts.append(("Mode taken from", load.mode_source))
         if load.file_size is not None:
@@ -352,11 +393,12 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         counts[str(finding.severity)] += 1
     rows = [dataclasses.asdict(r) for r in mode.rows] if mode is not None else []
     parity = [dict(r) for r in onnx_facts.parity] if onnx_facts is not None else []
-    not_run = [{"rule": rule, "reason": c.reason or ""} for rule, c in target.not_run().items()]
+    not_run = [{"rule": rule, "reason": _reason(target, c.reason or "")} for rule, c in target.not_run().items()]
     decided = verdict(Report((target,), tuple(findings), metadata))
     return {
         "index": index, "anchor": f"target-{index}",
-        "path": target.path, "kind": target.kind, "status": target.status, "detail": target.detail,
+        "path": target.path, "kind": _display_kind(target), "status": target.status, "detail": target.detail,
+        "name": target.path.rstrip("/").rsplit("/", 1)[-1] or target.path,
         "verdict": {"tone": decided.tone, "headline": decided.headline},
         "audited": audited, "facts": facts, "onnx": onnx,
         "onnx_line": _onnx_line(onnx_facts, not_run),
@@ -372,7 +414,8 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         "backends": _backends_view(onnx_facts.backends) if onnx_facts is not None else None,
         "other": [{"key": k, "value": v, "long": len(v) > 60} for k, v in other if v],
         "not_run": not_run,
-        "coverage": _coverage_counts(target),
+        "not_run_groups": _not_run_groups(target),
+        "coverage": _coverage_counts(target, findings),
         "counts": counts,
     }
 
@@ -454,10 +497,16 @@ def _count_text(count: int) -> str:
     return str(count)
 
 
-def _coverage_counts(target: TargetResult) -> dict:
-    counts = {"passed": 0, "failed": 0, "skipped": 0, "not-applicable": 0}
-    for c in target.coverage.values():
-        counts[c.status] = counts.get(c.status, 0) + 1
+def _coverage_counts(target: TargetResult, findings: list[Finding] = ()) -> dict:
+    """Rule outcomes on one target; a rule whose findings are all info is "noted", not failed."""
+    worst: dict[str, Severity] = {}
+    for finding in findings:
+        if finding.severity is not None:
+            worst[finding.rule] = max(worst.get(finding.rule, finding.severity), finding.severity)
+    counts = {"passed": 0, "failed": 0, "noted": 0, "skipped": 0, "not-applicable": 0}
+    for rule, c in target.coverage.items():
+        status = "noted" if c.status == "failed" and worst.get(rule) == Severity.INFO else c.status
+        counts[status] = counts.get(status, 0) + 1
     return counts
 
 
@@ -555,6 +604,11 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, (list, tuple, dict)) and not value)
 
 
+def _is_parity_rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, dict) and "max_abs_diff" in v for v in value)
+
+
 def _evidence_rows(evidence: dict, skip: set[str]) -> list[dict]:
     """Evidence as key/value rows a person reads: a mapping becomes a small key/value list, a
     list of records a small table, anything else one line (long text folds). Empty values are
@@ -564,8 +618,11 @@ def _evidence_rows(evidence: dict, skip: set[str]) -> list[dict]:
         value = jsonable(raw)
         if key in skip or _empty(value):
             continue
-        row = {"key": str(key), "pairs": None, "table": None, "long": False, "value": "", "preview": ""}
-        if isinstance(value, dict) and all(not isinstance(v, dict) for v in value.values()):
+        row = {"key": str(key), "pairs": None, "table": None, "parity": None, "long": False, "value": "",
+               "preview": ""}
+        if _is_parity_rows(value):          # EG401/EG404 outputs: the same table and charts as the ONNX section
+            row["parity"] = _parity_view(value)
+        elif isinstance(value, dict) and all(not isinstance(v, dict) for v in value.values()):
             row["pairs"] = [(str(k), text_value(v)) for k, v in value.items()]
         elif isinstance(value, list) and all(isinstance(v, dict) for v in value):
             columns = list(dict.fromkeys(k for record in value for k in record))
@@ -588,6 +645,9 @@ def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[s
     if located is not None:   # shown as the path to the module, not as a JSON blob
         chain = chain or located
         rows = [row for row in rows if row["key"] != "localisation"]
+    # Output comparisons get the ONNX section's table, full width below the key/value evidence.
+    parity = [{"key": row["key"], "rows": row["parity"]} for row in rows if row["parity"]]
+    rows = [row for row in rows if not row["parity"]]
     loc = finding.location
     where = loc.display(with_module=False)   # the module is shown on its own
     examples = None
@@ -595,15 +655,23 @@ def _finding_view(index: int, finding: Finding, rule: Rule | None, types: dict[s
         examples = {"bad": str(rule.examples.get("bad", "")).strip("\n"),
                     "good": str(rule.examples.get("good", "")).strip("\n")}
     return {
+        "code": _code_lines(finding),
         "anchor": f"finding-{index}", "rule": finding.rule,
         "name": finding.name or (rule.name if rule else ""),
         "title": rule.title if rule else "", "severity": str(finding.severity),
         "message": finding.message, "message_spans": _inline(finding.message), "where": where, "module": loc.module or "",
-        "evidence": rows[:EVIDENCE_VISIBLE], "evidence_more": rows[EVIDENCE_VISIBLE:],
+        "evidence": rows[:EVIDENCE_VISIBLE], "evidence_more": rows[EVIDENCE_VISIBLE:], "parity": parity,
         "chain": chain,
         "why": segments(rule.why) if rule else [], "fix": segments(rule.fix) if rule else [],
         "examples": examples,
     }
+
+
+def _code_lines(finding: Finding) -> str:
+    """The source line a finding points at, with a caret under it (as the text report shows it)."""
+    from evalguard.reporters.text import SourceLines, snippet
+
+    return "\n".join(snippet(finding, SourceLines()))
 
 
 def _card_view(path: str, members: list[dict]) -> dict:
@@ -621,14 +689,18 @@ def _card_view(path: str, members: list[dict]) -> dict:
     return card
 
 
-def _run_facts(metadata: dict) -> list[tuple[str, str]]:
+def _run_facts(metadata: dict, targets=()) -> list[tuple[str, str]]:
     facts = []
     for key, label in (("seed", "Seed"), ("device", "Device"), ("fail_on", "Fail on")):
         if metadata.get(key) is not None:
             facts.append((label, text_value(metadata[key])))
     selected = metadata.get("selected")
     if selected:
-        facts.append(("Rules checked", plural(len(selected), "rule")))
+        facts.append(("Rules selected", plural(len(selected), "rule")))
+    checked = {rule for t in targets for rule, c in t.coverage.items() if c.status in ("passed", "failed")}
+    if selected and targets:
+        where = "" if len(targets) == 1 else " on at least one target"
+        facts.append(("Rules checked", plural(len(checked), "rule") + where))
     return facts
 
 
@@ -682,7 +754,7 @@ def view_model(report: Report) -> dict:
                     "threshold": str(decided.threshold)},
         "counts": [{"severity": str(s), "label": _SEVERITY_LABELS[s], "count": counts[str(s)],
                     "blocking": s >= decided.threshold} for s in SEVERITIES],
-        "run": _run_facts(metadata), "versions": _versions(metadata),
+        "run": _run_facts(metadata, report.targets), "versions": _versions(metadata),
         "selected": sorted(metadata.get("selected") or []), "command": str(command or ""),
         "baseline": {"suppressed": int(baseline.get("suppressed", 0)), "fixed": int(baseline.get("fixed", 0)),
                      "path": str(baseline.get("path", ""))} if baseline else None,

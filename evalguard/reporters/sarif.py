@@ -1,8 +1,9 @@
 """SARIF 2.1.0, the format GitHub code scanning and most CI dashboards ingest.
 
 Source findings carry a physical location (file, line, column). Model findings point at the
-model file without a region and name the module as a logical location, because a module
-path is the only "line number" a model has.
+model file with a region on line 1 (GitHub code scanning rejects a result without
+``startLine``) and name the module as a logical location, because a module path is the only
+"line number" a model has.
 """
 from __future__ import annotations
 
@@ -86,11 +87,10 @@ def result(finding: Finding, rule_index: int) -> dict:
     artifact = _artifact_location(loc.path)
     if artifact is not None:
         physical: dict = {"artifactLocation": artifact}
-        if loc.line is not None:
-            region = {"startLine": loc.line}
-            if loc.column is not None:
-                region["startColumn"] = loc.column   # Location.column is 1-based, like SARIF
-            physical["region"] = region
+        region = {"startLine": loc.line if loc.line is not None else 1}   # a model file: its start
+        if loc.line is not None and loc.column is not None:
+            region["startColumn"] = loc.column   # Location.column is 1-based, like SARIF
+        physical["region"] = region
         location["physicalLocation"] = physical
     if loc.module:
         location["logicalLocations"] = [{"fullyQualifiedName": loc.module, "kind": "module"}]

@@ -36,8 +36,8 @@ def finding_line(finding, color: bool = False) -> str:
 class SourceLines:
     """Source files read at most once per render; a file that cannot be read shows no snippet."""
 
-    def __init__(self):
-        self._files: dict[str, list[str]] = {}
+    def __init__(self, preloaded: dict[str, str] | None = None):
+        self._files: dict[str, list[str]] = {path: text.splitlines() for path, text in (preloaded or {}).items()}
 
     def line(self, path: str, number: int) -> str | None:
         if path not in self._files:
@@ -143,11 +143,29 @@ def summary_line(report: Report) -> str:
 
 
 # --------------------------------------------------------------------------- whole reports
-def render(report: Report, *, color: bool = False, quiet: bool = False) -> str:
-    """The terminal report; ``quiet`` keeps only the findings (as ``ruff --quiet``)."""
-    sources = SourceLines()
+#: Findings that explain others on the same target (a module left in training mode makes the
+#: passes random and the ONNX file differ; NaN weights make every output wrong): printed first.
+ROOT_CAUSES = ("EG101", "EG207")
+
+
+def display_order(findings) -> list:
+    """The report's findings with each target's root causes first; targets stay in report order
+    and the rest keep the report's (path, line, module, rule) order. Only the terminal regroups:
+    JSON keeps the sort contract."""
+    first_seen: dict[str, int] = {}
+    for finding in findings:
+        first_seen.setdefault(finding.location.path, len(first_seen))
+    ranked = sorted(enumerate(findings), key=lambda item: (first_seen[item[1].location.path],
+                                                           item[1].rule not in ROOT_CAUSES, item[0]))
+    return [finding for _, finding in ranked]
+
+
+def render(report: Report, *, color: bool = False, quiet: bool = False, sources: dict[str, str] | None = None) -> str:
+    """The terminal report; ``quiet`` keeps only the findings (as ``ruff --quiet``); ``sources``
+    gives the text of files not on disk as audited (a source read from stdin)."""
+    sources = SourceLines(sources)
     lines = []
-    for finding in report.findings:
+    for finding in display_order(report.findings):
         lines.append(finding_line(finding, color))
         lines.extend(snippet(finding, sources))
     if not quiet:

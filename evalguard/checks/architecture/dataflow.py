@@ -98,7 +98,7 @@ def _reason(exc: Exception) -> str:
 def _module_fields(module: nn.Module, name: str) -> dict:
     category = arch_ops.module_category(module)
     return dict(category=category, label=name or "<root>", module=name, is_module=True,
-                kind=type(module).__name__,
+                kind=arch_ops.module_type_name(module),
                 dropout_p=arch_ops.module_dropout_p(module) if category == arch_ops.DROPOUT else None,
                 conv_dims=arch_ops.conv_spatial_dims(module))
 

@@ -70,6 +70,13 @@ def module_class(module: nn.Module) -> type:
     return cls
 
 
+def module_type_name(module: nn.Module) -> str:
+    """The class name to show: a TorchScript module's original class, not RecursiveScriptModule."""
+    if _is_script_class(type(module)):
+        return getattr(module, "original_name", None) or type(module).__name__
+    return type(module).__name__
+
+
 def module_category(module: nn.Module) -> str:
     return class_category(module_class(module))
 

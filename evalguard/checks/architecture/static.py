@@ -134,7 +134,7 @@ def _eg206(modules, path: str) -> Iterator[Finding]:
                      else f"sits at the model's top level before BatchNorm `{norms[0]}`")
             yield Finding(
                 rule="EG206", location=_location(path, name),
-                message=(f"{type(module).__name__} `{name}` (p={p:g}) {where}: wherever its output "
+                message=(f"{ops.module_type_name(module)} `{name}` (p={p:g}) {where}: wherever its output "
                          "reaches a BatchNorm (often the next "
                          "block's), the variance shift grows with p. Keep "
                          f"p <= {HEAVY_DROPOUT:g} in BatchNorm blocks, or move the Dropout out of them."),

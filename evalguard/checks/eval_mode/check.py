@@ -76,13 +76,22 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
         paired = passes.facts
     if options.wants("EG101"):
         train_eval = passes.train_eval if passes is not None else None
-        out.extend(training_mode_findings(subject.path, rows, fixed=fixed, train_eval=train_eval))
+        out.extend(training_mode_findings(subject.path, rows, fixed=fixed, train_eval=train_eval,
+                                          origin=_factory_origin(subject, options)))
         out.ran("EG101")
     out.extend(dynamic)
     table, omitted = capped_table(rows)
     out.fact(ModeFacts(rows=tuple(ModeRowFact(**row) for row in table), omitted=omitted,
                        paired=paired, **summary(rows, model)))
     return out.done()
+
+
+def _factory_origin(subject: AuditSubject, options: AuditOptions) -> str | None:
+    """Weights loaded into a ``--model`` architecture: the file holds no mode, the factory chose it."""
+    if subject.load is None or subject.load.mode_source != "--model factory" or not options.model_factory:
+        return None
+    return (f"the file holds weights only and carries no train/eval mode; the factory "
+            f"{options.model_factory} returns the model in training mode: ")
 
 
 def _model_of(subject: AuditSubject):
@@ -136,8 +145,9 @@ def _effect(train_eval: Difference | None) -> str:
 
 
 def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
-                           train_eval: Difference | None = None) -> list[Finding]:
-    """EG101; ``train_eval`` is the measured train-vs-eval difference of the outputs, when the passes ran."""
+                           train_eval: Difference | None = None, origin: str | None = None) -> list[Finding]:
+    """EG101; ``train_eval`` is the measured train-vs-eval difference of the outputs, when the passes ran;
+    ``origin`` says where the mode came from when the file itself carries none."""
     offenders = [r for r in rows if r.offending]
     if not offenders:
         return []
@@ -151,8 +161,9 @@ def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
     else:
         what = ("whose forward reads self.training" if all(r.reason == READS_TRAINING for r in offenders)
                 else "whose behaviour differs between train and eval")
-        message = (f"{len(offenders)} module(s) {what} are in training mode ({listing})"
-                   f"{_effect(train_eval)}; call model.eval() before serving")
+        fix = "call model.eval() in the factory or before serving" if origin else "call model.eval() before serving"
+        message = (f"{origin or ''}{len(offenders)} module(s) {what} are in training mode ({listing})"
+                   f"{_effect(train_eval)}; {fix}")
     if only_allowed:
         message += "; all of them are allowed stochastic modules (--allow-stochastic)"
     evidence = {

@@ -488,8 +488,7 @@ class _ModelAudit:
         if not self.exported:
             found, checked = onnx_explain.weights_found(self.model, self.path)
             if checked and not found:
-                return (f"None of the model's {checked} weight tensors appear in the file: it was "
-                        "probably exported from other weights (a stale file?)")
+                return onnx_explain.no_weights_found_note(self.model, checked)
         return None
 
     def _second_batch(self, parity_ok: bool) -> None:

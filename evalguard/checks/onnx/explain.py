@@ -85,6 +85,22 @@ def weights_found(model: nn.Module, path: str) -> tuple[int, int]:
     return found, len(checked_params)
 
 
+def no_weights_found_note(model: nn.Module, checked: int) -> str:
+    """EG401's hint when none of the compared weights is in the file, counting what was compared
+    against all the model's weight tensors (the two differ: small and BatchNorm-folded ones are skipped)."""
+    total = sum(1 for p in model.parameters() if p.dtype.is_floating_point)
+    compared = f"{checked} weight tensor{'' if checked == 1 else 's'}"
+    if checked < total:
+        skipped = ("conv and norm weights, which BatchNorm folds into at export, and tensors of fewer than "
+                   "16 values" if has_running_stat_norms(model) else "tensors of fewer than 16 values")
+        compared += f" compared by value (of the model's {total}; left out: {skipped})"
+    else:
+        compared = f"the model's {compared}"
+    verb = "appears" if checked == 1 else "appear"
+    return (f"None of {compared} {verb} in the file: it was probably exported from other weights "
+            "(a stale file?)")
+
+
 def _fingerprint(array: np.ndarray) -> np.ndarray:
     a = array.astype(np.float64).reshape(-1)
     return np.array([a.sum(), (a * a).sum(), a.min(), a.max()])
