@@ -11,8 +11,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from evalguard.catalogue import load_catalogue
-from evalguard.checks import CHECKS, ENGINE_RULES, CheckSpec
-from evalguard.errors import RefusedTarget, TargetError, UsageError
+from evalguard.checks import ALWAYS_ON, CHECKS, ENGINE_RULES, CheckSpec
+from evalguard.errors import InternalError, RefusedTarget, TargetError, UsageError
 from evalguard.findings import (
     FAILED,
     NOT_APPLICABLE,
@@ -151,7 +151,8 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
             checked.runs.update({rule: RuleRun(SKIPPED, message) for rule in owned})
             continue
         except Exception as exc:  # noqa: BLE001 - evalguard's own bug: EG900, never the user's fault
-            checked.findings.append(_crash(f"check '{spec.name}'", owned, subject.path, exc, options))
+            step = f"{exc.step} (check '{spec.name}')" if isinstance(exc, InternalError) else f"check '{spec.name}'"
+            checked.findings.append(_crash(step, owned, subject.path, _cause(exc), options))
             checked.runs.update({rule: RuleRun(SKIPPED, f"check '{spec.name}' crashed (EG900)")
                                  for rule in owned})
             continue
@@ -167,7 +168,15 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
                 rule, RuleRun(SKIPPED, f"check '{spec.name}' did not report on this rule"))
         for message in outcome.target_errors:
             _add_error(checked.errors, message, subject.path)
+        for failure in outcome.internal:
+            checked.findings.append(_crash(f"{failure.step} (check '{spec.name}')", failure.rules, subject.path,
+                                           failure.exception, options))
     return checked
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The exception an ``InternalError`` wraps (its type and line name the bug), else ``exc``."""
+    return exc.cause if isinstance(exc, InternalError) else exc
 
 
 def _add_error(errors: list[str], message: str, path: str) -> None:
@@ -227,17 +236,20 @@ def apply_policy(findings: Iterable[Finding], options: AuditOptions,
     """Keep selected rules, set name and severity, drop suppressed lines, dedupe and sort.
 
     A severity set by the check itself (e.g. info for an allowed stochastic module) is kept
-    unless the configuration overrides that rule.
+    unless the configuration overrides that rule. EG900 and the refusal rules (``ALWAYS_ON``)
+    are kept whatever the selection, at their catalogue severity: an internal crash or a refused
+    file can never be deselected, ignored or downgraded.
     """
     catalogue = load_catalogue()
     overrides = severity_overrides or {}
     suppressions: dict[str, Suppressions] = {}
     kept = {}
     for finding in findings:
-        if finding.rule not in options.selected:
+        always = finding.rule in ALWAYS_ON
+        if finding.rule not in options.selected and not always:
             continue
         rule = catalogue[finding.rule]
-        severity = overrides.get(finding.rule) or finding.severity or rule.severity
+        severity = rule.severity if always else overrides.get(finding.rule) or finding.severity or rule.severity
         finding = finding.with_policy(severity, rule.name)
         line = finding.location.line
         if line is not None:
@@ -301,7 +313,8 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
         _debug_traceback(options)
         return TargetResult(display_path, "unknown", "error", f"{display_path}: ran out of memory while loading"), []
     except Exception as exc:  # noqa: BLE001 - a bug in evalguard's loader is EG900, not the file's fault
-        crash = _crash("loader", sorted(options.selected), display_path, exc, options)
+        step = f"{exc.step} (loader)" if isinstance(exc, InternalError) else "loader"
+        crash = _crash(step, sorted(options.selected), display_path, _cause(exc), options)
         detail = f"internal error in evalguard's loader (EG900): {crash.evidence['exception']}"
         return TargetResult(display_path, "unknown", "error", detail), apply_policy([crash], options,
                                                                                    severity_overrides)

@@ -22,6 +22,17 @@ class RefusedTarget(EvalguardError):
         self.kind = kind
 
 
+class InternalError(Exception):
+    """evalguard's own step failed (not the user's code): the engine reports it as EG900 naming
+    ``step``. Raised with the original exception as ``cause`` (and ``__cause__``)."""
+
+    def __init__(self, step: str, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        self.step = step
+        self.cause = cause
+        self.__cause__ = cause
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message as one line for an ``error:`` line (its class name if empty)."""
     text = str(exc).strip()

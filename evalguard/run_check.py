@@ -205,8 +205,9 @@ def _write(path: str, text: str, flag: str) -> None:
 def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero: bool = False) -> int:
     """2 when a target could not be audited (an error, or a file the safe loader refused); else 1
     when a finding is at or above its target's ``--fail-on`` (``fail_on`` maps a path to its
-    threshold when configs differ), unless ``--exit-zero``."""
-    if any(t.status in ("error", "refused") for t in report.targets):
+    threshold when configs differ), unless ``--exit-zero``. An internal crash (EG900) left rules
+    unchecked, so the run exits 2 whatever was selected."""
+    if any(t.status in ("error", "refused") for t in report.targets) or _internal_errors(report):
         return EXIT_ERROR
     if exit_zero:
         return EXIT_OK
@@ -216,6 +217,10 @@ def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero
     failing = any(f.severity is not None and f.severity >= fail_on.get(f.location.path, lowest)
                   for f in report.findings)
     return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _internal_errors(report: Report) -> list:
+    return [f for f in report.findings if f.rule == "EG900"]
 
 
 def _use_colour(request: CheckRequest) -> bool:
@@ -332,9 +337,13 @@ def execute(request: CheckRequest) -> int:
 
 def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
     """One ``error: PATH: reason`` line per target that could not be audited; the exit code."""
+    failed = set()
     for target in report.targets:
         if target.status in ("error", "refused"):
+            failed.add(target.path)
             click.echo(error_line(target.path, target.detail or "refused"), err=True)
+    for crash in (f for f in _internal_errors(report) if f.location.path not in failed):
+        click.echo(error_line(crash.location.path, f"{crash.message} (EG900)"), err=True)
     return exit_code(report, fail_on, exit_zero)
 
 

@@ -1,0 +1,95 @@
+"""One error boundary: evalguard's own steps that break are EG900 naming the step, never a
+finding or an error blamed on the user's file, and EG900 cannot be deselected or downgraded."""
+import json
+
+import pytest
+
+BRANCHY = (
+    "import torch\n"
+    "from torch import nn\n\n"
+    "class Branchy(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.a = nn.Linear(4, 4)\n"
+    "        self.b = nn.Linear(4, 3)\n\n"
+    "    def forward(self, x):\n"
+    "        h = self.a(x)\n"
+    "        if h.sum() > -1e9:   # data-dependent: torch.fx cannot trace it, the hooks view is used\n"
+    "            h = torch.relu(h)\n"
+    "        return self.b(h)\n\n"
+    "def build():\n"
+    "    torch.manual_seed(0)\n"
+    "    return Branchy().eval()\n"
+)
+
+
+@pytest.fixture
+def branchy(tmp_path):
+    path = tmp_path / "branchy.py"
+    path.write_text(BRANCHY)
+    return f"{path}:build"
+
+
+@pytest.fixture
+def broken_recorder(monkeypatch):
+    from evalguard.checks.architecture import dataflow
+
+    def broken(self, tensors, index):
+        raise KeyError("recorder bookkeeping bug")
+
+    monkeypatch.setattr(dataflow._Recorder, "produced", broken)
+
+
+def crashes(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if f["rule"] == "EG900"]
+
+
+def test_recorder_riding_on_the_eval_forward_is_eg900_not_a_failed_forward(run_cli, branchy, broken_recorder):
+    code, out, err = run_cli("check", "--model", branchy, "--input-shape", "2x4", "--no-onnx", "--format", "json")
+    report = json.loads(out)
+    target = report["targets"][0]
+    assert target["status"] == "audited", target["detail"]       # the model's forward did not fail
+    assert "forward failed" not in err and "forward failed" not in json.dumps(report)
+    [crash] = crashes(report)                                     # exactly one, naming the step
+    assert "dataflow recorder" in crash["evidence"]["check"]
+    assert crash["evidence"]["exception"] == "KeyError"
+    assert [f["rule"] for f in report["findings"]] == ["EG900"]
+    assert target["coverage"]["EG103"]["status"] == "passed"      # the pass it rode on still judged EG103
+    assert target["coverage"]["EG201"]["status"] == "skipped"
+    assert code == 2
+    assert "EG900" in err and len(err.strip().splitlines()) == 1
+
+
+def test_internal_crash_exits_2_with_a_selection_that_leaves_eg900_out(run_cli, branchy, broken_recorder):
+    code, out, err = run_cli("check", "--model", branchy, "--input-shape", "2x4", "--no-onnx",
+                             "--select", "EG2", "--format", "json")
+    report = json.loads(out)
+    [crash] = crashes(report)
+    assert "dataflow recorder" in crash["evidence"]["check"]
+    assert crash["severity"] == "error"
+    assert report["targets"][0]["status"] == "audited"
+    assert code == 2
+    assert err.startswith("error: ") and "internal error in evalguard" in err
+
+
+def test_eg900_cannot_be_ignored_or_downgraded(run_cli, branchy, broken_recorder, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.evalguard]\nignore = ["EG900"]\n[tool.evalguard.severity]\nEG900 = "info"\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli("check", "--model", branchy, "--input-shape", "2x4", "--no-onnx",
+                           "--ignore", "EG900", "--format", "json")
+    [crash] = crashes(json.loads(out))
+    assert crash["severity"] == "error"
+    assert code == 2
+
+
+def test_engine_keeps_eg900_and_refusals_whatever_the_selection():
+    from evalguard.engine import apply_policy
+    from evalguard.findings import Finding, Location, Severity
+    from evalguard.subject import AuditOptions
+
+    findings = [Finding("EG900", "crash", Location("m.pt")), Finding("EG901", "unsafe", Location("m.pt")),
+                Finding("EG201", "layout", Location("m.pt"))]
+    kept = apply_policy(findings, AuditOptions(selected=frozenset({"EG101"})),
+                        {"EG900": Severity.INFO, "EG901": Severity.INFO})
+    assert [(f.rule, f.severity) for f in kept] == [("EG900", Severity.ERROR), ("EG901", Severity.ERROR)]
