@@ -93,3 +93,38 @@ def test_engine_keeps_eg900_and_refusals_whatever_the_selection():
     kept = apply_policy(findings, AuditOptions(selected=frozenset({"EG101"})),
                         {"EG900": Severity.INFO, "EG901": Severity.INFO})
     assert [(f.rule, f.severity) for f in kept] == [("EG900", Severity.ERROR), ("EG901", Severity.ERROR)]
+
+
+def saved_state_dict(tmp_path):
+    import torch
+
+    path = tmp_path / "sd.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    return path
+
+
+def test_bug_in_the_pickle_scanner_is_eg900_not_a_corrupt_pickle(run_cli, tmp_path, monkeypatch):
+    from evalguard.loading import pickle_scan
+
+    path = saved_state_dict(tmp_path)
+
+    def broken(pid, storages):
+        raise IndexError("scanner bookkeeping bug")
+
+    monkeypatch.setattr(pickle_scan, "_record_storage", broken)
+    code, out, err = run_cli("check", path, "--format", "json")
+    report = json.loads(out)
+    [crash] = crashes(report)
+    assert "pickle scanner" in crash["evidence"]["check"] and crash["evidence"]["exception"] == "IndexError"
+    assert [f["rule"] for f in report["findings"]] == ["EG900"]
+    assert "corrupt" not in err and "corrupt" not in json.dumps(report)
+    assert code == 2
+
+
+def test_truncated_pickle_is_still_the_files_fault(run_cli, tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins")   # cut mid-pickle
+    code, out, err = run_cli("check", path, "--format", "json")
+    report = json.loads(out)
+    assert crashes(report) == []
+    assert code == 2 and "corrupt" in err
