@@ -128,3 +128,28 @@ def test_truncated_pickle_is_still_the_files_fault(run_cli, tmp_path):
     report = json.loads(out)
     assert crashes(report) == []
     assert code == 2 and "corrupt" in err
+
+
+def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(run_cli, tmp_path, monkeypatch):
+    import torch
+
+    from evalguard import sandbox
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.script(torch.nn.Linear(2, 2).eval()).save(str(path))
+
+    def broken(request):
+        raise RuntimeError("limits set-up bug")
+
+    # The boundary that calls into the trial child: its set-up runs in the forked child, which
+    # inherits this patch (on a spawned child the patch would not apply).
+    monkeypatch.setattr(sandbox, "_limit_self", broken)
+    monkeypatch.delenv("EVALGUARD_SANDBOX_SPAWN", raising=False)
+    code, out, err = run_cli("check", path, "--no-onnx", "--input-shape", "1x2", "--format", "json")
+    report = json.loads(out)
+    [crash] = crashes(report)
+    assert "trial-load child set-up" in crash["evidence"]["check"]
+    assert [f["rule"] for f in report["findings"]] == ["EG900"]        # no EG905 refusal
+    assert report["targets"][0]["status"] == "error"
+    assert "cannot be loaded" not in err and "refused" not in err
+    assert code == 2
