@@ -375,14 +375,14 @@ def error_line(path: str, detail: str) -> str:
 
 def text_output(report: Report, request: CheckRequest) -> str:
     """What goes to the terminal: the findings (or, with --statistics, a count per rule)."""
-    from evalguard.reporters import text
+    from evalguard.reporters import guarded, text
 
     if request.output and request.fmt == "text" and not request.statistics:
         return ""
     colour = _use_colour(request)
     if request.statistics:
-        return text.statistics(report, quiet=request.quiet)
-    return text.render(report, color=colour, quiet=request.quiet)
+        return guarded("text reporter", lambda: text.statistics(report, quiet=request.quiet))
+    return guarded("text reporter", lambda: text.render(report, color=colour, quiet=request.quiet))
 
 
 def _fix_note(fixes, unsafe: bool, verb: str) -> str:

@@ -153,3 +153,65 @@ def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(run_cli, tmp_path,
     assert report["targets"][0]["status"] == "error"
     assert "cannot be loaded" not in err and "refused" not in err
     assert code == 2
+
+
+TINY = ("import torch\n\ndef build():\n    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()\n")
+
+
+def test_bug_in_the_onnx_reference_rebuild_is_eg900_not_a_failed_forward(run_cli, tmp_path, monkeypatch):
+    from evalguard.checks.onnx import export
+
+    factory = tmp_path / "tiny.py"
+    factory.write_text(TINY)
+
+    def broken(self, tensors):
+        raise AttributeError("rebuild bug")
+
+    monkeypatch.setattr(export.CallSpec, "rebuild", broken)
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "2x4", "--format", "json")
+    report = json.loads(out)
+    [crash] = crashes(report)
+    assert "ONNX reference rebuild" in crash["evidence"]["check"]
+    assert crash["evidence"]["exception"] == "AttributeError"
+    assert [f["rule"] for f in report["findings"]] == ["EG900"]
+    assert report["targets"][0]["status"] == "audited"
+    assert "forward failed" not in err and "forward failed" not in json.dumps(report)
+    assert code == 2
+
+
+def test_bug_in_the_pt2_graph_rewrite_is_eg900_not_an_unloadable_file(run_cli, tmp_path, monkeypatch):
+    import torch
+
+    from evalguard.loading import exported
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    torch.export.save(torch.export.export(model.eval(), (torch.randn(2, 4),)), tmp_path / "m.pt2")
+    monkeypatch.setattr(exported, "_TRAIN_ARG", None)      # the rewrite's own table breaks
+    code, out, err = run_cli("check", tmp_path / "m.pt2", "--no-onnx", "--format", "json")
+    report = json.loads(out)
+    [crash] = crashes(report)
+    assert ".pt2 graph rewrite" in crash["evidence"]["check"]
+    assert [f["rule"] for f in report["findings"]] == ["EG900"]
+    assert "cannot be loaded" not in err and "cannot be loaded" not in json.dumps(report)
+    assert code == 2
+
+
+@pytest.mark.parametrize("fmt, module", [("json", "json_report"), ("text", "text"), ("junit", "junit")])
+def test_a_reporter_that_breaks_is_one_eg900_line_naming_it(run_cli, tmp_path, monkeypatch, fmt, module):
+    import importlib
+
+    reporter = importlib.import_module(f"evalguard.reporters.{module}")
+
+    def broken(report, **options):
+        raise KeyError("reporter bug")
+
+    monkeypatch.setattr(reporter, "render", broken)
+    factory = tmp_path / "tiny.py"
+    factory.write_text(TINY)
+    code, out, err = run_cli("check", "--model", f"{factory}:build", "--input-shape", "2x4", "--no-onnx",
+                             "--format", fmt)
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: internal error in evalguard's {fmt} reporter (EG900): "
+                                        "KeyError: 'reporter bug'"]
+    assert "Traceback" not in err and out == ""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from evalguard.checks.onnx import CHECK
 from evalguard.checks.running import in_eval_mode
-from evalguard.errors import TargetError
+from evalguard.errors import InternalError, TargetError
 from evalguard.facts import OnnxFacts
 from evalguard.findings import Finding, Location
 from evalguard.outcome import CheckOutcome, Outcome
@@ -283,6 +283,8 @@ class _ModelAudit:
             tensors = self.spec.resized(second)
             try:
                 expected, error = self._reference(tensors), None
+            except InternalError:
+                raise
             except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
                 expected, error = None, exc
             result = (second, tensors, expected, f"the example inputs resized to batch {second}", error)
@@ -294,6 +296,8 @@ class _ModelAudit:
 
         try:
             return reference(self.model, self.spec, tensors)
+        except InternalError:
+            raise                  # evalguard's own rebuild broke: EG900, never "forward failed"
         except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
             if tensors is not None:
                 raise
