@@ -213,12 +213,12 @@ def coverage(kind: str, selected, findings: Iterable[Finding], runs: Mapping[str
     for rule in sorted(selected):
         if rule in fired:
             result[rule] = RuleCoverage(FAILED)
+        elif status in ("refused", "unloadable"):   # nothing ran on it: each rule says why
+            result[rule] = _not_loaded(rule, applicable, status, detail)
         elif rule not in applicable:
             result[rule] = RuleCoverage(NOT_APPLICABLE, f"does not apply to a {kind} target")
         elif rule in ENGINE_RULES:      # the pickle scan ran (it runs before any load); no crash
             result[rule] = RuleCoverage(PASSED)
-        elif status == "refused":
-            result[rule] = RuleCoverage(SKIPPED, "the file was refused and not loaded")
         elif rule in runs and runs[rule].status == RAN:
             result[rule] = RuleCoverage(PASSED)
         elif rule in runs and runs[rule].status == NOT_APPLICABLE:
@@ -228,6 +228,22 @@ def coverage(kind: str, selected, findings: Iterable[Finding], runs: Mapping[str
         else:
             result[rule] = RuleCoverage(SKIPPED, detail or "no check ran on this target")
     return result
+
+
+def _not_loaded(rule: str, applicable: set[str], status: str, detail: str) -> RuleCoverage:
+    """A rule on a target that was refused or could not be loaded: skipped with the reason (the
+    safety scans that did run on the file, and raised nothing, passed)."""
+    if rule in ENGINE_RULES and rule in applicable:
+        return RuleCoverage(PASSED)
+    if status == "refused":
+        return RuleCoverage(SKIPPED, f"the file was refused: {detail}" if detail else "the file was refused and not loaded")
+    return RuleCoverage(SKIPPED, f"could not be loaded: {detail}" if detail else "could not be loaded")
+
+
+def _reason(message: str, path: str) -> str:
+    """A loader message without the path it starts with (the coverage is already under that path)."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and (head == path or Path(head).name == Path(path).name) else message
 
 
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
@@ -300,10 +316,13 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
     except RefusedTarget as exc:
         findings = apply_policy(exc.findings, options, severity_overrides)
         return TargetResult(display_path, exc.kind, "refused", str(exc),
-                            coverage(exc.kind, options.selected, findings, {}, "refused")), findings
+                            coverage(exc.kind, options.selected, findings, {}, "refused",
+                                     _reason(str(exc), display_path))), findings
     except TargetError as exc:
         _debug_traceback(options)
-        return TargetResult(display_path, "unknown", "error", str(exc)), []
+        return TargetResult(display_path, "unknown", "error", str(exc),
+                            coverage("unknown", options.selected, (), {}, "unloadable",
+                                     _reason(str(exc), display_path))), []
     except SystemExit as exc:  # code from a (trusted) package tried to end the run: never a silent exit
         return TargetResult(display_path, "unknown", "error",
                             f"{display_path}: loading it tried to exit the process (SystemExit {exc.code!r})"), []
