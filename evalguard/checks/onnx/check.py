@@ -697,7 +697,7 @@ class _ModelAudit:
                 latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: self._run_ort(t))
             except Exception as exc:  # noqa: BLE001 - e.g. a fixed batch size: EG404 says so
                 self._note(f"onnxruntime not timed at batch {b}: {type(exc).__name__}")
-        worst = max((r["max_abs_diff"] for r in rows if isinstance(r.get("max_abs_diff"), float)), default=None)
+        worst = onnx_compare.worst_abs_error(rows)
         status = "differs (EG401/EG404)" if onnx_compare.failing(rows) else "matches"
         return BackendFact("onnxruntime", status, latency_ms=latency, max_abs_diff=worst, rows=tuple(rows),
                            notes=("EG401's session: ONNX Runtime's default, all graph optimisations",))
@@ -734,8 +734,7 @@ class _ModelAudit:
                                                 comparison=f"ort-plain vs torch-{device}", batch=b, histogram=False)
                                for o, (n, e) in zip(plain, expected)]
             latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: built.run(t))
-        worst = max((r.get("max_abs_diff", 0.0) for r in rows if isinstance(r.get("max_abs_diff"), float)),
-                    default=None)
+        worst = onnx_compare.worst_abs_error(rows)
         status, bad = onnx_backends.verdict(rows, plain_rows, failed_at is not None)
         eager = "eager PyTorch" + (" on CUDA" if device == onnx_backends.CUDA else "")
         if failed_at is not None:
@@ -748,7 +747,7 @@ class _ModelAudit:
                        + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
             if plain_rows:
                 message += " (the same file without graph optimisations matches: a fusion changes the numerics)"
-            self._add("EG406", message, onnx_compare.json_safe(
+            self._add("EG406", message, onnx_compare.rounded(
                 {**context, "outputs": rows + plain_rows, "failing": [r["output"] for r in bad],
                  "latency_ms": latency}))
         return BackendFact(name, status, build_seconds=built.seconds, latency_ms=latency, max_abs_diff=worst,
@@ -757,11 +756,11 @@ class _ModelAudit:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _evidence(self, **extra) -> dict:
-        from evalguard.checks.onnx.compare import json_safe
+        from evalguard.checks.onnx.compare import rounded
 
         evidence = {"onnx_file": self.info.get("file"), "exporter": self.info.get("exporter")}
         evidence.update(extra)
-        return json_safe({k: v for k, v in evidence.items() if v is not None})
+        return rounded({k: v for k, v in evidence.items() if v is not None})
 
     def _add(self, rule: str, message: str, evidence: dict, module: str | None = None) -> None:
         if self.options.wants(rule):
