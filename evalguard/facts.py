@@ -45,7 +45,7 @@ def worst_abs_error(rows) -> float | None:
 
 
 def to_json(fact) -> dict:
-    from evalguard.reporters.json_report import jsonable
+    from evalguard.jsonvalues import jsonable
 
     return jsonable(dataclasses.asdict(fact))
 

@@ -278,7 +278,7 @@ def merge_reports(reports: list[Report]) -> Report:
 def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, Severity]]:
     """Run the engine once per configuration; returns the merged report and the fail-on threshold
     (a single one, or one per target path when the configurations disagree)."""
-    from evalguard import engine
+    from evalguard import orchestrator
 
     runs = plan_runs(request)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
@@ -291,7 +291,7 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     for run in runs:
         metadata = {"fail_on": str(run.fail_on), "command": "evalguard " + " ".join(request.argv)}
         metadata["configs"] = [str(run.config.path)] if run.config.path else []
-        reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata,
+        reports.append(orchestrator.audit(run.targets, run.options, run.overrides, metadata=metadata,
                                     execution=execution))
     if len({run.fail_on for run in runs}) == 1:
         return merge_reports(reports), runs[0].fail_on

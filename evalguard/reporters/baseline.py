@@ -74,7 +74,7 @@ def baseline_dict(report: Report) -> dict:
                         "path": normalise_path(finding.location.path),
                         "module": finding.location.module,
                         "message": normalise_message(finding.message)}
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     return {"evalguard_baseline": BASELINE_VERSION, "tool_version": __version__,
             "fingerprints": dict(sorted(entries.items(), key=lambda kv: (

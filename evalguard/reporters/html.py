@@ -642,7 +642,7 @@ def _versions(metadata: dict) -> list[tuple[str, str]]:
 
 
 def view_model(report: Report) -> dict:
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     catalogue = rule_catalogue.load_catalogue()
     metadata = dict(report.metadata)
