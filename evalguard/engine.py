@@ -245,6 +245,20 @@ def _reason(message: str, path: str) -> str:
     return rest if sep and (head == path or Path(head).name == Path(path).name) else message
 
 
+def parse_severities(levels: Mapping[str, str]) -> dict[str, Severity]:
+    """Rule id or rule name (any case) -> severity, as ``[tool.evalguard.severity]`` and
+    ``evalguard.audit(severity=...)`` both take it. Raises ValueError naming an unknown rule or level."""
+    catalogue = load_catalogue()
+    by_name = {rule.name: rule.id for rule in catalogue.values()}
+    overrides = {}
+    for key, level in levels.items():
+        rule_id = key.upper() if key.upper() in catalogue else by_name.get(key.lower())
+        if rule_id is None:
+            raise ValueError(f"names unknown rule {key!r} (see `evalguard rules`)")
+        overrides[rule_id] = Severity.parse(level)
+    return overrides
+
+
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
                  severity_overrides: Mapping[str, Severity] | None = None,
                  sources: Mapping[str, str] | None = None) -> list[Finding]:

@@ -104,15 +104,14 @@ def request_selection(request: CheckRequest, config: FileConfig) -> frozenset[st
 
 
 def severity_overrides(config: FileConfig) -> dict[str, Severity]:
-    catalogue = load_catalogue()
-    by_name = {rule.name: rule.id for rule in catalogue.values()}
-    overrides = {}
-    for key, level in config.severity.items():
-        rule_id = key.upper() if key.upper() in catalogue else by_name.get(key.lower())
-        if rule_id is None:
-            raise UsageError(f"{config.path}: [tool.evalguard.severity] names unknown rule {key!r}")
-        overrides[rule_id] = Severity.parse(level)
-    return overrides
+    from evalguard.engine import parse_severities
+
+    try:
+        return parse_severities(config.severity)
+    except ValueError as exc:
+        if "unknown rule" not in str(exc):
+            raise
+        raise UsageError(f"{config.path}: [tool.evalguard.severity] {exc}") from None
 
 
 def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
