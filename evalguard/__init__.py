@@ -7,7 +7,8 @@ Public API (imported lazily so `import evalguard` stays cheap)::
     evalguard.testing.assert_inference_safe(model, example_inputs)
 """
 
-__version__ = "0.1.0"
+from evalguard._version import __version__
+
 __all__ = ["audit", "Report", "Finding", "Severity", "Location", "__version__"]
 
 

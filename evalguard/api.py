@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from evalguard.errors import UsageError
 from evalguard.findings import Report, Severity
 
 
@@ -26,6 +27,39 @@ def _as_inputs(example_inputs: Any):
                     f"not {type(example_inputs).__name__}")
 
 
+def _strings(value, parameter: str) -> list[str]:
+    """A list of selectors; a bare string is one selector (``select="EG1"``), as on the command line."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise UsageError(f"audit({parameter}=...) takes rule ids, prefixes or names as strings")
+    return items
+
+
+def _selection(select, ignore) -> frozenset[str]:
+    """The rules ``--select``/``--ignore`` would pick for the same values: ids, prefixes, names, ALL."""
+    from evalguard.run_check import Selection, layered_selection
+
+    try:
+        return layered_selection(Selection(select=_strings(select, "select") or None,
+                                           ignore=_strings(ignore, "ignore")))
+    except UsageError as exc:
+        raise UsageError(f"audit(select=/ignore=): {exc}") from None
+
+
+def _severities(severity: Mapping[str, str]) -> dict[str, Severity]:
+    """Rule ids or names -> level, exactly as ``[tool.evalguard.severity]`` takes them."""
+    from evalguard.engine import parse_severities
+
+    if not isinstance(severity, Mapping):
+        raise UsageError("audit(severity=...) takes a mapping of rule id or name to info, warning or error")
+    try:
+        return parse_severities(severity)
+    except ValueError as exc:
+        raise UsageError(f"audit(severity=...) {exc}") from None
+
+
 def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
           onnx: bool = False, onnx_file: str | None = None, optimizer=None,
           allow_stochastic: Iterable[str] = (), tolerances: Mapping[str, Any] | None = None,
@@ -35,21 +69,23 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
 
     ``example_inputs`` is a tensor, a tuple (positional arguments) or a dict (keyword
     arguments). ``optimizer`` (a torch optimizer) enables the optimizer rules; ``onnx=True``
-    exports the eval-mode model and checks ONNX Runtime parity.
+    exports the eval-mode model and checks ONNX Runtime parity. ``select``, ``ignore`` and
+    ``severity`` take exactly what the command line and ``[tool.evalguard]`` take (rule ids,
+    prefixes such as ``"EG2"``, rule names, ``"ALL"``); anything else raises
+    :class:`evalguard.errors.UsageError` naming it.
     """
     import torch.nn as nn
 
     from evalguard.engine import audit_subject, run_metadata
     from evalguard.facts import LoadFacts, OptimizerHint
     from evalguard.loading.subjects import model_size
-    from evalguard.run_check import selected_rules
     from evalguard.subject import AuditOptions, AuditSubject
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     inputs = _as_inputs(example_inputs)
     options = AuditOptions(
-        selected=selected_rules(list(select or []), list(ignore or [])), seed=seed, device=device,
+        selected=_selection(select, ignore), seed=seed, device=device,
         onnx_enabled=onnx or onnx_file is not None, onnx_file=onnx_file,
         allow_stochastic=tuple(allow_stochastic), tolerances=dict(tolerances or {}),
     )
@@ -63,6 +99,6 @@ def audit(model, example_inputs, *, select: Iterable[str] | None = None, ignore:
                            "audit(optimizer=...)", type(optimizer).__name__, "the optimizer object")),
         inputs_resolver=lambda: inputs,
     )
-    overrides = {rule.upper(): Severity.parse(level) for rule, level in (severity or {}).items()}
+    overrides = _severities(severity or {})
     result, findings = audit_subject(subject, options, overrides)
     return Report(targets=(result,), findings=tuple(findings), metadata=run_metadata(options))

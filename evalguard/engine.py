@@ -11,8 +11,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from evalguard.catalogue import load_catalogue
-from evalguard.checks import CHECKS, ENGINE_RULES, CheckSpec
-from evalguard.errors import RefusedTarget, TargetError, UsageError
+from evalguard.checks import ALWAYS_ON, CHECKS, ENGINE_RULES, CheckSpec
+from evalguard.errors import InternalError, RefusedTarget, TargetError, UsageError
 from evalguard.findings import (
     FAILED,
     NOT_APPLICABLE,
@@ -20,7 +20,6 @@ from evalguard.findings import (
     SKIPPED,
     Finding,
     Location,
-    Report,
     RuleCoverage,
     Severity,
     TargetResult,
@@ -46,7 +45,7 @@ def _version(package: str) -> str:
 def run_metadata(options: AuditOptions, extra: Mapping | None = None) -> dict:
     import platform
 
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     data = {
         "versions": {"evalguard": __version__, "python": platform.python_version(),
@@ -151,7 +150,8 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
             checked.runs.update({rule: RuleRun(SKIPPED, message) for rule in owned})
             continue
         except Exception as exc:  # noqa: BLE001 - evalguard's own bug: EG900, never the user's fault
-            checked.findings.append(_crash(f"check '{spec.name}'", owned, subject.path, exc, options))
+            step = f"{exc.step} (check '{spec.name}')" if isinstance(exc, InternalError) else f"check '{spec.name}'"
+            checked.findings.append(_crash(step, owned, subject.path, _cause(exc), options))
             checked.runs.update({rule: RuleRun(SKIPPED, f"check '{spec.name}' crashed (EG900)")
                                  for rule in owned})
             continue
@@ -167,7 +167,15 @@ def run_checks(subject: AuditSubject, options: AuditOptions) -> _Checked:
                 rule, RuleRun(SKIPPED, f"check '{spec.name}' did not report on this rule"))
         for message in outcome.target_errors:
             _add_error(checked.errors, message, subject.path)
+        for failure in outcome.internal:
+            checked.findings.append(_crash(f"{failure.step} (check '{spec.name}')", failure.rules, subject.path,
+                                           failure.exception, options))
     return checked
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The exception an ``InternalError`` wraps (its type and line name the bug), else ``exc``."""
+    return exc.cause if isinstance(exc, InternalError) else exc
 
 
 def _add_error(errors: list[str], message: str, path: str) -> None:
@@ -204,12 +212,12 @@ def coverage(kind: str, selected, findings: Iterable[Finding], runs: Mapping[str
     for rule in sorted(selected):
         if rule in fired:
             result[rule] = RuleCoverage(FAILED)
+        elif status in ("refused", "unloadable"):   # nothing ran on it: each rule says why
+            result[rule] = _not_loaded(rule, applicable, status, detail)
         elif rule not in applicable:
             result[rule] = RuleCoverage(NOT_APPLICABLE, f"does not apply to a {kind} target")
         elif rule in ENGINE_RULES:      # the pickle scan ran (it runs before any load); no crash
             result[rule] = RuleCoverage(PASSED)
-        elif status == "refused":
-            result[rule] = RuleCoverage(SKIPPED, "the file was refused and not loaded")
         elif rule in runs and runs[rule].status == RAN:
             result[rule] = RuleCoverage(PASSED)
         elif rule in runs and runs[rule].status == NOT_APPLICABLE:
@@ -221,23 +229,56 @@ def coverage(kind: str, selected, findings: Iterable[Finding], runs: Mapping[str
     return result
 
 
+def _not_loaded(rule: str, applicable: set[str], status: str, detail: str) -> RuleCoverage:
+    """A rule on a target that was refused or could not be loaded: skipped with the reason (the
+    safety scans that did run on the file, and raised nothing, passed)."""
+    if rule in ENGINE_RULES and rule in applicable:
+        return RuleCoverage(PASSED)
+    if status == "refused":
+        return RuleCoverage(SKIPPED, f"the file was refused: {detail}" if detail else "the file was refused and not loaded")
+    return RuleCoverage(SKIPPED, f"could not be loaded: {detail}" if detail else "could not be loaded")
+
+
+def _reason(message: str, path: str) -> str:
+    """A loader message without the path it starts with (the coverage is already under that path)."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and (head == path or Path(head).name == Path(path).name) else message
+
+
+def parse_severities(levels: Mapping[str, str]) -> dict[str, Severity]:
+    """Rule id or rule name (any case) -> severity, as ``[tool.evalguard.severity]`` and
+    ``evalguard.audit(severity=...)`` both take it. Raises ValueError naming an unknown rule or level."""
+    catalogue = load_catalogue()
+    by_name = {rule.name: rule.id for rule in catalogue.values()}
+    overrides = {}
+    for key, level in levels.items():
+        rule_id = key.upper() if key.upper() in catalogue else by_name.get(key.lower())
+        if rule_id is None:
+            raise ValueError(f"names unknown rule {key!r} (see `evalguard rules`)")
+        overrides[rule_id] = Severity.parse(level)
+    return overrides
+
+
 def apply_policy(findings: Iterable[Finding], options: AuditOptions,
                  severity_overrides: Mapping[str, Severity] | None = None,
                  sources: Mapping[str, str] | None = None) -> list[Finding]:
     """Keep selected rules, set name and severity, drop suppressed lines, dedupe and sort.
 
     A severity set by the check itself (e.g. info for an allowed stochastic module) is kept
-    unless the configuration overrides that rule.
+    unless the configuration overrides that rule. EG900 and the refusal rules (``ALWAYS_ON``)
+    are kept whatever the selection, at their catalogue severity: an internal crash or a refused
+    file can never be deselected, ignored or downgraded.
     """
     catalogue = load_catalogue()
     overrides = severity_overrides or {}
     suppressions: dict[str, Suppressions] = {}
     kept = {}
     for finding in findings:
-        if finding.rule not in options.selected:
+        always = finding.rule in ALWAYS_ON
+        if finding.rule not in options.selected and not always:
             continue
         rule = catalogue[finding.rule]
-        severity = overrides.get(finding.rule) or finding.severity or rule.severity
+        severity = rule.severity if always else overrides.get(finding.rule) or finding.severity or rule.severity
         finding = finding.with_policy(severity, rule.name)
         line = finding.location.line
         if line is not None:
@@ -288,10 +329,13 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
     except RefusedTarget as exc:
         findings = apply_policy(exc.findings, options, severity_overrides)
         return TargetResult(display_path, exc.kind, "refused", str(exc),
-                            coverage(exc.kind, options.selected, findings, {}, "refused")), findings
+                            coverage(exc.kind, options.selected, findings, {}, "refused",
+                                     _reason(str(exc), display_path))), findings
     except TargetError as exc:
         _debug_traceback(options)
-        return TargetResult(display_path, "unknown", "error", str(exc)), []
+        return TargetResult(display_path, "unknown", "error", str(exc),
+                            coverage("unknown", options.selected, (), {}, "unloadable",
+                                     _reason(str(exc), display_path))), []
     except SystemExit as exc:  # code from a (trusted) package tried to end the run: never a silent exit
         return TargetResult(display_path, "unknown", "error",
                             f"{display_path}: loading it tried to exit the process (SystemExit {exc.code!r})"), []
@@ -301,80 +345,9 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
         _debug_traceback(options)
         return TargetResult(display_path, "unknown", "error", f"{display_path}: ran out of memory while loading"), []
     except Exception as exc:  # noqa: BLE001 - a bug in evalguard's loader is EG900, not the file's fault
-        crash = _crash("loader", sorted(options.selected), display_path, exc, options)
+        step = f"{exc.step} (loader)" if isinstance(exc, InternalError) else "loader"
+        crash = _crash(step, sorted(options.selected), display_path, _cause(exc), options)
         detail = f"internal error in evalguard's loader (EG900): {crash.evidence['exception']}"
         return TargetResult(display_path, "unknown", "error", detail), apply_policy([crash], options,
                                                                                    severity_overrides)
     return audit_subject(subject, options, severity_overrides)
-
-
-def audit(targets: list[str], options: AuditOptions,
-          severity_overrides: Mapping[str, Severity] | None = None,
-          metadata: Mapping | None = None, execution=None) -> Report:
-    """Audit command-line targets, and the ``--model`` factory itself unless a target took it
-    as its architecture (so a ``--model`` given with other targets is never ignored).
-
-    ``execution`` (an ``evalguard.execution.ExecutionOptions``; default: this process, no
-    progress line) picks this run's shard of the targets and whether model targets run in
-    worker processes (crash, timeout and memory isolation, ``--jobs``). Source files run no
-    user code: they are audited here, or in forked worker processes when there are many
-    (``evalguard.execution.sources``), with the same results.
-    """
-    from evalguard.execution import ExecutionOptions, Target, shard_slice
-    from evalguard.loading import factory_used, load_factory_subject
-    from evalguard.loading.discover import expand_targets
-
-    execution = execution or ExecutionOptions(isolate=False, progress=False, source_jobs=1)   # callers from Python: as before
-    paths = [None] if not targets and options.model_factory else []
-    paths += expand_targets(targets, options.exclude)
-    items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]
-    items = shard_slice(items, execution.shard, key=lambda t: t.display)
-    models = [t for t in items if not t.is_source]
-    isolated = execution.isolated(len(models))
-
-    from evalguard.execution.progress import Progress
-
-    outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
-    with Progress(len(items), enabled=execution.progress) as progress:
-        from evalguard.execution.sources import run_sources
-
-        # .py files first, forked before anything in this process loads a model (and torch)
-        outcomes.update(run_sources([t for t in items if t.is_source], options, severity_overrides,
-                                    execution, progress))
-        if isolated and execution.executor == "ray":
-            from evalguard.execution.ray_tasks import run_on_ray
-
-            outcomes.update(run_on_ray(models, options, severity_overrides, execution, progress))
-        elif isolated:
-            from evalguard.execution.local import run_isolated
-
-            outcomes.update(run_isolated(models, options, severity_overrides, execution, progress))
-        previous = set_step_listener(progress.step)
-        try:
-            for target in items:
-                if target not in outcomes:
-                    progress.begin(target.display)
-                    outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
-                                                 options, severity_overrides)
-                    progress.finish(target.display)
-        finally:
-            set_step_listener(previous)
-
-    results = [outcomes[t][0] for t in items]
-    found = [f for t in items for f in outcomes[t][1]]
-    first_shard = not execution.shard or execution.shard[0] == 1
-    if targets and options.model_factory and first_shard and \
-            not any(factory_used(r, options.model_factory) for r in results):
-        # a --model that no target took as its architecture: audit the model it builds too
-        result, extra_findings = audit_one(lambda: load_factory_subject(options), options.model_factory,
-                                           options, severity_overrides)
-        results.append(result)
-        found.extend(extra_findings)
-    findings = sorted(found, key=Finding.sort_key)
-    extra = dict(metadata or {})
-    if execution.shard:
-        extra["shard"] = f"{execution.shard[0]}/{execution.shard[1]}"
-    extra["execution"] = {"isolated": isolated, "jobs": execution.jobs if isolated else 1}
-    if execution.executor != "local":
-        extra["execution"]["executor"] = execution.executor
-    return Report(targets=tuple(results), findings=tuple(findings), metadata=run_metadata(options, extra))

@@ -22,6 +22,40 @@ class RefusedTarget(EvalguardError):
         self.kind = kind
 
 
+class InternalError(Exception):
+    """evalguard's own step failed (not the user's code): the engine reports it as EG900 naming
+    ``step``. Raised with the original exception as ``cause`` (and ``__cause__``)."""
+
+    def __init__(self, step: str, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        self.step = step
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class ReporterError(EvalguardError):
+    """A reporter raised (evalguard's bug, EG900): the run ends with this one line and exit 2."""
+
+    def __init__(self, step: str, cause: BaseException):
+        text = first_line(cause) if str(cause).strip() else ""
+        super().__init__(f"internal error in evalguard's {step} (EG900): {type(cause).__name__}"
+                         + (f": {text}" if text else ""))
+        self.step = step
+        self.cause = cause
+
+
+def internal_cause(exc: BaseException) -> InternalError | None:
+    """The ``InternalError`` ``exc`` is or wraps (a library such as an exporter may re-raise our
+    own bug as its error), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InternalError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message as one line for an ``error:`` line (its class name if empty)."""
     text = str(exc).strip()

@@ -14,9 +14,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+#: How the JSON report writes a non-finite float (JSON has no NaN or Infinity); read back by
+#: ``number``. Everywhere else (checks, facts, the text and HTML reports) they are real floats.
+NON_FINITE_TEXT = ("nan", "inf", "-inf")
+
+
+def number(value) -> float | None:
+    """A float from a fact value: a real number, or the JSON report's text for a non-finite one
+    (a merged or re-read report); None for anything else (missing, bool)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.lower() in NON_FINITE_TEXT:
+        return float(value)
+    return None
+
+
+def worst_abs_error(rows) -> float | None:
+    """The largest ``max_abs_diff`` of ONNX parity rows; NaN when any row's is NaN (a NaN output
+    is the worst disagreement there is). Every report reads the worst error through this."""
+    worst = None
+    for row in rows:
+        value = number(row.get("max_abs_diff"))
+        if value is None:
+            continue
+        if worst is None or value != value or (worst == worst and value > worst):
+            worst = value
+    return worst
+
 
 def to_json(fact) -> dict:
-    from evalguard.reporters.json_report import jsonable
+    from evalguard.jsonvalues import jsonable
 
     return jsonable(dataclasses.asdict(fact))
 

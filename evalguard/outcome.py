@@ -36,6 +36,18 @@ class CheckOutcome:
     #: The target could not be audited because *user code* failed (its forward raised, its
     #: inputs could not be built): one line each. Never used for evalguard's own bugs.
     target_errors: tuple[str, ...] = ()
+    #: evalguard's own steps that failed without ending the check (a probe riding on a pass):
+    #: each becomes one EG900 naming the step. Never the user's fault.
+    internal: tuple[InternalFailure, ...] = ()
+
+
+@dataclass(frozen=True)
+class InternalFailure:
+    """One of evalguard's own steps raised ``exception``; ``rules`` are the rules it left unchecked."""
+
+    step: str
+    exception: BaseException
+    rules: tuple[str, ...] = ()
 
 
 class Outcome:
@@ -51,6 +63,7 @@ class Outcome:
         self.facts: list = []
         self.coverage: dict[str, RuleRun] = {}
         self.errors: list[str] = []
+        self.internal: list[InternalFailure] = []
 
     def add(self, *findings: Finding) -> None:
         self.findings.extend(findings)
@@ -87,5 +100,10 @@ class Outcome:
         pending = [r for r in (rules or self.selected) if r not in self.coverage]
         self.skip(pending, message)
 
+    def internal_error(self, failure: InternalFailure) -> None:
+        """evalguard's own ``failure.step`` raised: EG900 naming it (the check itself went on)."""
+        self.internal.append(failure)
+
     def done(self) -> CheckOutcome:
-        return CheckOutcome(tuple(self.findings), tuple(self.facts), dict(self.coverage), tuple(self.errors))
+        return CheckOutcome(tuple(self.findings), tuple(self.facts), dict(self.coverage), tuple(self.errors),
+                            tuple(self.internal))

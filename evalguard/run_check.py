@@ -110,15 +110,14 @@ def request_selection(request: CheckRequest, config: FileConfig) -> frozenset[st
 
 
 def severity_overrides(config: FileConfig) -> dict[str, Severity]:
-    catalogue = load_catalogue()
-    by_name = {rule.name: rule.id for rule in catalogue.values()}
-    overrides = {}
-    for key, level in config.severity.items():
-        rule_id = key.upper() if key.upper() in catalogue else by_name.get(key.lower())
-        if rule_id is None:
-            raise UsageError(f"{config.path}: [tool.evalguard.severity] names unknown rule {key!r}")
-        overrides[rule_id] = Severity.parse(level)
-    return overrides
+    from evalguard.engine import parse_severities
+
+    try:
+        return parse_severities(config.severity)
+    except ValueError as exc:
+        if "unknown rule" not in str(exc):
+            raise
+        raise UsageError(f"{config.path}: [tool.evalguard.severity] {exc}") from None
 
 
 def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
@@ -217,8 +216,9 @@ def _write(path: str, text: str, flag: str) -> None:
 def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero: bool = False) -> int:
     """2 when a target could not be audited (an error, or a file the safe loader refused); else 1
     when a finding is at or above its target's ``--fail-on`` (``fail_on`` maps a path to its
-    threshold when configs differ), unless ``--exit-zero``."""
-    if any(t.status in ("error", "refused") for t in report.targets):
+    threshold when configs differ), unless ``--exit-zero``. An internal crash (EG900) left rules
+    unchecked, so the run exits 2 whatever was selected."""
+    if any(t.status in ("error", "refused") for t in report.targets) or _internal_errors(report):
         return EXIT_ERROR
     if exit_zero:
         return EXIT_OK
@@ -228,6 +228,10 @@ def exit_code(report: Report, fail_on: Severity | dict[str, Severity], exit_zero
     failing = any(f.severity is not None and f.severity >= fail_on.get(f.location.path, lowest)
                   for f in report.findings)
     return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _internal_errors(report: Report) -> list:
+    return [f for f in report.findings if f.rule == "EG900"]
 
 
 def _use_colour(request: CheckRequest) -> bool:
@@ -343,7 +347,7 @@ def merge_reports(reports: list[Report]) -> Report:
 def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, Severity]]:
     """Run the engine once per configuration; returns the merged report and the fail-on threshold
     (a single one, or one per target path when the configurations disagree)."""
-    from evalguard import engine
+    from evalguard import orchestrator
 
     runs = plan_runs(request)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
@@ -356,7 +360,7 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     for run in runs:
         metadata = {"fail_on": str(run.fail_on), "command": "evalguard " + " ".join(request.argv)}
         metadata["configs"] = [str(run.config.path)] if run.config.path else []
-        reports.append(engine.audit(run.targets, run.options, run.overrides, metadata=metadata,
+        reports.append(orchestrator.audit(run.targets, run.options, run.overrides, metadata=metadata,
                                     execution=execution))
     if len({run.fail_on for run in runs}) == 1:
         return merge_reports(reports), runs[0].fail_on
@@ -432,9 +436,13 @@ def renamed(report: Report, aliases: dict[str, str]) -> Report:
 
 def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
     """One ``error: PATH: reason`` line per target that could not be audited; the exit code."""
+    failed = set()
     for target in report.targets:
         if target.status in ("error", "refused"):
+            failed.add(target.path)
             click.echo(error_line(target.path, target.detail or "refused"), err=True)
+    for crash in (f for f in _internal_errors(report) if f.location.path not in failed):
+        click.echo(error_line(crash.location.path, f"{crash.message} (EG900)"), err=True)
     return exit_code(report, fail_on, exit_zero)
 
 
@@ -466,15 +474,15 @@ def error_line(path: str, detail: str) -> str:
 
 def text_output(report: Report, request: CheckRequest) -> str:
     """What goes to the terminal: the findings (or, with --statistics, a count per rule)."""
-    from evalguard.reporters import text
+    from evalguard.reporters import guarded, text
 
     if request.output and request.fmt == "text" and not request.statistics:
         return ""
     colour = _use_colour(request)
     if request.statistics:
-        return text.statistics(report, quiet=request.quiet)
+        return guarded("text reporter", lambda: text.statistics(report, quiet=request.quiet))
     sources = {request.stdin[1]: request.stdin[2]} if request.stdin else None
-    return text.render(report, color=colour, quiet=request.quiet, sources=sources)
+    return guarded("text reporter", lambda: text.render(report, color=colour, quiet=request.quiet, sources=sources))
 
 
 def _fix_note(fixes, unsafe: bool, verb: str) -> str:

@@ -49,7 +49,8 @@ _NET_TCP = 0x1 | 0x2                      # bind, connect (ABI 4+)
 
 
 class SandboxError(Exception):
-    """The isolated step did not return: ``reason`` is timeout | signal | exit | error | memory."""
+    """The isolated step did not return: ``reason`` is timeout | signal | exit | error | memory, or
+    setup when the child's own set-up (limits, importing the entry) failed: evalguard's bug."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -171,7 +172,7 @@ def _result(code: int, out: str, err: str):
         message = json.loads(lines[-1][len(_RESULT):])
         if message.get("ok"):
             return message.get("value")
-        reason = "memory" if message.get("type") == "MemoryError" else "error"
+        reason = "setup" if message.get("setup") else "memory" if message.get("type") == "MemoryError" else "error"
         raise SandboxError(reason, f"{message.get('type')}: {message.get('message')}")
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
@@ -242,10 +243,15 @@ def _call(request: dict) -> dict:
     """Limit this process, then call the entry: the message for the parent, as a dict."""
     import importlib
 
-    _limit_self(request)
-    module_name, _, func_name = request["entry"].partition(":")
+    try:   # evalguard's own set-up: a failure here is its bug ("setup"), not the file's
+        _limit_self(request)
+        module_name, _, func_name = request["entry"].partition(":")
+        entry = getattr(importlib.import_module(module_name), func_name)
+    except BaseException as exc:  # noqa: BLE001 - goes back to the parent as text
+        return {"ok": False, "setup": True, "type": type(exc).__name__,
+                "message": (str(exc).splitlines() or [""])[0][:300]}
     try:
-        value = getattr(importlib.import_module(module_name), func_name)(*request["args"])
+        value = entry(*request["args"])
         return {"ok": True, "value": value}
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as text
         return {"ok": False, "type": type(exc).__name__, "message": (str(exc).splitlines() or [""])[0][:300]}

@@ -91,3 +91,29 @@ def test_pytest_plugin_fixture(tmp_path):
     # the failure points at the user's assert_safe call; evalguard's own frames are hidden
     assert "evalguard.assert_safe(build(False)" in proc.stdout
     assert "evalguard/testing.py" not in proc.stdout and "evalguard/pytest_plugin.py" not in proc.stdout
+
+
+@pytest.mark.parametrize("select", [["EG101"], ["EG10"], ["EG1"], ["model-in-training-mode"], "EG101"])
+def test_audit_select_takes_what_the_cli_takes(select):
+    report = evalguard.audit(served_without_eval(), torch.randn(4, 8), select=select, ignore=["EG102", "EG103",
+                                                                                            "EG104", "EG107"])
+    assert {f.rule for f in report.findings} == {"EG101"}
+
+
+def test_audit_severity_takes_rule_names_like_the_config():
+    report = evalguard.audit(served_without_eval(), torch.randn(4, 8), select=["EG101"],
+                             severity={"model-in-training-mode": "info"})
+    assert [f.severity for f in report.findings] == [evalguard.Severity.INFO]
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"select": ["EG1O1"]}, "EG1O1"),                       # a typo: letter O for zero
+    ({"ignore": ["model-in-trainig-mode"]}, "model-in-trainig-mode"),
+    ({"severity": {"EG1011": "info"}}, "EG1011"),
+    ({"severity": {"model-in-training-mode": "loud"}}, "loud"),
+])
+def test_audit_rejects_typos_with_a_clear_error(kwargs, named):
+    from evalguard.errors import UsageError
+
+    with pytest.raises(UsageError, match=named):
+        evalguard.audit(served_without_eval(), torch.randn(4, 8), **kwargs)

@@ -106,7 +106,7 @@ def test_bug_in_the_onnx_comparison_is_eg900_not_an_onnx_finding(run_cli, tmp_pa
     assert report["findings"][0]["evidence"]["check"] == "check 'onnx-parity'"
     coverage = report["targets"][0]["coverage"]
     assert {coverage[r]["status"] for r in ("EG401", "EG404")} == {"skipped"}
-    assert code == 1                                 # EG900 is an error finding; the target was audited
+    assert code == 2                                 # an internal crash left rules unchecked: exit 2
 
 
 @pytest.mark.parametrize("flag", ["--output", "--report", "--baseline"])
@@ -123,3 +123,32 @@ def test_unwritable_output_paths_fail_before_any_target_is_loaded(run_cli, tmp_p
     assert err.startswith(f"error: {flag} ") and "no such directory" in err
     assert len(err.strip().splitlines()) == 1
     assert loaded == []
+
+
+def test_refused_file_reports_every_rule_skipped_with_the_refusal(run_cli, tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"f": eval}, protocol=2))   # references builtins.eval: refused
+    code, out, _ = run_cli("check", path, "--format", "json")
+    target = json.loads(out)["targets"][0]
+    assert code == 2 and target["status"] == "refused"
+    coverage = target["coverage"]
+    assert coverage["EG901"]["status"] == "failed"
+    others = {rule: c for rule, c in coverage.items() if not rule.startswith("EG90")}
+    assert others and all(c["status"] == "skipped" for c in others.values()), others
+    assert all(c["reason"].startswith("the file was refused: ") for c in others.values())
+    assert "does not apply" not in json.dumps(coverage)
+
+
+def test_file_that_cannot_be_loaded_still_gets_coverage(run_cli, tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"PK\x03\x04 not really a zip archive")
+    code, out, _ = run_cli("check", path, "--format", "json")
+    target = json.loads(out)["targets"][0]
+    assert code == 2 and target["status"] == "error"
+    coverage = target["coverage"]
+    assert set(coverage) >= {"EG101", "EG201", "EG401"}
+    assert {c["status"] for c in coverage.values()} == {"skipped"}
+    assert all(c["reason"].startswith("could not be loaded: ") and str(path) not in c["reason"]
+               for c in coverage.values())

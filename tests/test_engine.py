@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from evalguard import engine
+from evalguard import engine, orchestrator
 from evalguard.catalogue import load_catalogue
 from evalguard.checks import CheckSpec
 from evalguard.findings import Finding, Location, Severity
@@ -149,7 +149,7 @@ def test_checks_only_run_on_their_kinds(monkeypatch):
 
 
 def test_missing_target_is_an_error_result_not_an_exception(tmp_path):
-    report = engine.audit([str(tmp_path / "nope.pt")], AuditOptions(selected=ALL))
+    report = orchestrator.audit([str(tmp_path / "nope.pt")], AuditOptions(selected=ALL))
     [target] = report.targets
     assert target.status == "error" and "no such file" in target.detail
 

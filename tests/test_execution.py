@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from evalguard import engine
+from evalguard import engine, orchestrator
 from evalguard.catalogue import load_catalogue
 from evalguard.errors import UsageError
 from evalguard.execution import (
@@ -236,11 +236,11 @@ def test_in_process_audit_reports_steps_on_a_terminal(monkeypatch, tmp_path):
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     options = AuditOptions(selected=frozenset(load_catalogue()))
-    engine.audit(["train.py"], options, execution=ExecutionOptions())
+    orchestrator.audit(["train.py"], options, execution=ExecutionOptions())
     assert "[0/1] train.py: source" in terminal.getvalue()
     terminal.seek(0)
     terminal.truncate(0)
-    engine.audit(["train.py"], options, execution=ExecutionOptions(progress=False))
+    orchestrator.audit(["train.py"], options, execution=ExecutionOptions(progress=False))
     assert terminal.getvalue() == ""
 
 

@@ -160,7 +160,7 @@ def test_model_without_inferable_inputs_fails_only_when_inputs_are_needed(tmp_pa
 def test_unexpected_internal_errors_are_eg900_naming_the_loader(tmp_path, monkeypatch):
     """An exception from evalguard's own loading code is evalguard's bug (EG900), not the file's."""
     import evalguard.loading.formats as formats
-    from evalguard.engine import audit
+    from evalguard.orchestrator import audit
 
     def boom(*_args, **_kwargs):
         raise KeyError("surprise")

@@ -28,4 +28,5 @@ def test_demo_command_audits_the_shipped_example():
 def test_ci_runs_the_readme_test_command():
     test_command = setup_commands()[1].removeprefix(VENV)
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
-    assert test_command in ci_lines
+    # the line may go on with `|| failed+=(...)`: CI runs every lane before it fails
+    assert any(line == test_command or line.startswith(test_command + " || ") for line in ci_lines)

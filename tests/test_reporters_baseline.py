@@ -107,7 +107,7 @@ def test_baseline_file_is_readable_and_sorted(tmp_path):
     entries = list(data["fingerprints"].values())
     assert {"count", "rule", "path", "module", "message"} <= set(entries[0])
     assert [e["path"] for e in entries] == sorted(e["path"] for e in entries)
-    assert read_baseline(baseline) == {k: v["count"] for k, v in data["fingerprints"].items()}
+    assert read_baseline(baseline).counts == {k: v["count"] for k, v in data["fingerprints"].items()}
 
 
 @pytest.mark.parametrize("content", ["not json", "[]", '{"fingerprints": {}}'])
@@ -118,3 +118,23 @@ def test_bad_baseline_files_give_a_one_line_reason(tmp_path, content):
         read_baseline(path)
     with pytest.raises(ValueError):
         read_baseline(tmp_path / "missing.json")
+
+
+def test_version_1_baseline_hides_its_findings_through_the_cli(run_cli, tmp_path):
+    """The product path: `check --baseline` with a version-1 file (fingerprints over the message)."""
+    from evalguard.reporters.json_report import report_from_dict
+
+    source = tmp_path / "serve.py"
+    source.write_text("import torch\nmodel = torch.load('m.pt', weights_only=False)\n")
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--format", "json")
+    report = report_from_dict(json.loads(out))
+    assert code == 1 and [f.rule for f in report.findings] == ["EG903"]
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps({"evalguard_baseline": 1, "fingerprints": {
+        fingerprint_v1(f): {"count": 1, "rule": f.rule} for f in report.findings}}))
+    code, out, err = run_cli("check", source, "--select", "EG903", "--baseline", old, "--format", "json")
+    assert json.loads(out)["findings"] == [] and "1 finding hidden by the baseline" in err
+    assert code == 0
+    source.write_text(source.read_text() + "other = torch.load('n.pt', weights_only=False)\n")
+    code, out, _ = run_cli("check", source, "--select", "EG903", "--baseline", old, "--format", "json")
+    assert code == 1 and [f["location"]["line"] for f in json.loads(out)["findings"]] == [3]

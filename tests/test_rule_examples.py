@@ -47,8 +47,22 @@ def markers(path: Path) -> set[tuple[int, str]]:
     return expected
 
 
+# Backends that build native code (torch.compile, AOTInductor): tens of seconds per example.
+COMPILING_BACKENDS = {"torch-compile", "aoti"}
+
+
 def example_files():
     return sorted(EXAMPLES.glob("EG*/*.py"))
+
+
+def example_params():
+    """Each example as a pytest param; the ones that compile a backend carry the `compiler` marker."""
+    params = []
+    for path in example_files():
+        backends = set(str(constants(path).get("BACKENDS", "")).split(","))
+        marks = [pytest.mark.compiler] if backends & COMPILING_BACKENDS else []
+        params.append(pytest.param(path, marks=marks, id=f"{path.parent.name}/{path.name}"))
+    return params
 
 
 def audit(run_cli, path: Path, spec: dict, tmp_path: Path) -> dict:
@@ -88,7 +102,7 @@ def test_every_rule_with_a_check_has_bad_and_good_examples():
     assert not missing, f"rules without examples/rules/<id>/bad.py and good.py: {missing}"
 
 
-@pytest.mark.parametrize("path", example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", example_params())
 def test_example(run_cli, path, tmp_path):
     spec = constants(path)
     assert spec.get("AUDIT") in ("model", "source", "checkpoint", "program"), f"{path} must set AUDIT"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from evalguard.engine import audit
+from evalguard.orchestrator import audit
 from evalguard.subject import AuditOptions
 
 DEVSET = Path(__file__).resolve().parent / "devset" / "source"

@@ -8,7 +8,7 @@ import os
 import pytest
 from test_source_eval import CROSS_FILE_PROJECT, write
 
-from evalguard import engine
+from evalguard import orchestrator
 from evalguard.execution import ExecutionOptions, Target, build_execution, sources
 from evalguard.subject import AuditOptions
 
@@ -130,5 +130,5 @@ def test_chunks_are_contiguous_and_cover_every_target():
 
 
 def test_python_callers_stay_in_process(tree, workers_log):
-    report = engine.audit([str(tree)], AuditOptions(selected=frozenset({"EG903"})))
+    report = orchestrator.audit([str(tree)], AuditOptions(selected=frozenset({"EG903"})))
     assert len(report.targets) == len(PROJECT) and workers_log() == set()

@@ -22,6 +22,10 @@ CHECKS: tuple[CheckSpec, ...] = tuple(
 #: Rules raised by the engine and the loader rather than by a check.
 ENGINE_RULES = ("EG900", "EG901", "EG902", "EG904", "EG905")
 
+#: Rules no selection, ignore, config or severity override can turn off or downgrade: evalguard's
+#: own crash (EG900) and the refusals of an unsafe file.
+ALWAYS_ON = frozenset(ENGINE_RULES)
+
 
 def owners() -> dict[str, list[str]]:
     """rule id -> names of the checks (or "engine") that may emit it."""
@@ -36,4 +40,4 @@ def implemented_rules() -> frozenset[str]:
     return frozenset(owners())
 
 
-__all__ = ["CHECKS", "CheckSpec", "ENGINE_RULES", "FAMILIES", "implemented_rules", "owners"]
+__all__ = ["ALWAYS_ON", "CHECKS", "CheckSpec", "ENGINE_RULES", "FAMILIES", "implemented_rules", "owners"]

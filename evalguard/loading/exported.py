@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalguard.errors import TargetError
+from evalguard.errors import InternalError, TargetError
 from evalguard.loading.allowlist import AllowList
 from evalguard.loading.safe_load import refuse_container, trial_load, vet
 from evalguard.loading.sniff import Sniffed
@@ -25,10 +25,11 @@ def load_exported_program(path: Path, sniffed: Sniffed, options: AuditOptions) -
     trial_load(path, "exported-program", kind="exported-program")
     try:
         program = torch.export.load(str(path))
-        model = switchable(program.module())
+        unlifted = program.module()
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise TargetError(f"{path}: torch.export program cannot be loaded: {text}") from exc
+    model = switchable(unlifted)
     info = {"format": "torch.export program (.pt2)", "user_inputs": list(program.graph_signature.user_inputs)}
     # The unlifted module always says training=True and refuses eval(); the truth is in its ops.
     training_ops = training_mode_ops(program)
@@ -45,6 +46,10 @@ _TRAIN_ARG = {"aten.dropout.default": 2, "aten.native_dropout.default": 2, "aten
               "aten.alpha_dropout.default": 2, "aten.feature_alpha_dropout.default": 2,
               "aten.batch_norm.default": 5, "aten._native_batch_norm_legit.default": 5,
               "aten.instance_norm.default": 5}
+#: The step named in EG900 when the train/eval rewrite of a .pt2 graph breaks.
+GRAPH_REWRITE = ".pt2 graph rewrite"
+
+
 def switchable(module):
     """Give torch.export's unlifted module a working ``train()``/``eval()``.
 
@@ -60,13 +65,22 @@ def switchable(module):
 
     import torch.fx
 
-    exported = [(node, index, node.args[index])
-                for graph_module in module.modules() if isinstance(graph_module, torch.fx.GraphModule)
-                for node in graph_module.graph.nodes
-                if node.op == "call_function" and (index := _TRAIN_ARG.get(str(node.target))) is not None
-                and len(node.args) > index and isinstance(node.args[index], bool)]
+    try:
+        exported = [(node, index, node.args[index])
+                    for graph_module in module.modules() if isinstance(graph_module, torch.fx.GraphModule)
+                    for node in graph_module.graph.nodes
+                    if node.op == "call_function" and (index := _TRAIN_ARG.get(str(node.target))) is not None
+                    and len(node.args) > index and isinstance(node.args[index], bool)]
+    except Exception as exc:  # noqa: BLE001 - evalguard's own rewrite broke: EG900, not the file's fault
+        raise InternalError(GRAPH_REWRITE, exc) from exc
 
     def set_mode(self, mode: bool = True):
+        try:
+            return _set_mode(self, mode)
+        except Exception as exc:  # noqa: BLE001 - evalguard's own rewrite broke: EG900, not the model's fault
+            raise InternalError(GRAPH_REWRITE, exc) from exc
+
+    def _set_mode(self, mode: bool):
         for node, index, as_exported in exported:
             args = list(node.args)
             args[index] = as_exported if mode else False

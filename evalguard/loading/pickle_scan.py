@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
+from evalguard.errors import InternalError
+
 #: Name used for a global whose module/name cannot be read statically.
 UNRESOLVED = "<unresolved>"
 _STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
@@ -108,7 +110,7 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
     stack: list = []
     memo: dict = {}
     try:
-        for opcode, arg, _pos in pickletools.genops(stream):
+        for opcode, arg, _pos in _read_ops(stream):
             name = opcode.name
             pushed: object = _UNKNOWN
             if name in ("GLOBAL", "INST"):
@@ -164,9 +166,23 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
                 raise PickleScanError(f"more than {MAX_STACK} items on the pickle stack")
     except (PickleScanError, ScanLimit):
         raise
-    except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
-        raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+    except Exception as exc:  # noqa: BLE001 - the scanner's own bookkeeping broke: EG900, never "corrupt"
+        raise InternalError("pickle scanner", exc) from exc
     return found
+
+
+def _read_ops(stream: IO[bytes]):
+    """``pickletools.genops``, with what it raises on bad bytes as ``PickleScanError`` (a corrupt
+    file); an exception in the scanner's own bookkeeping stays evalguard's bug."""
+    ops = pickletools.genops(stream)
+    while True:
+        try:
+            op = next(ops)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
+            raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        yield op
 
 
 class _Obj:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from evalguard.errors import RefusedTarget, TargetError, first_line
+from evalguard.errors import InternalError, RefusedTarget, TargetError, first_line
 from evalguard.findings import Finding, Location
 from evalguard.loading.allowlist import ALLOWED, UNSAFE, AllowList
 from evalguard.loading.pickle_scan import GlobalRef
@@ -120,6 +120,8 @@ def trial_load(path: Path, how: str, names: list[str] = (), trust_modules=(), ki
         run_isolated("evalguard.loading.trial:load", str(path.resolve()), how, list(names), list(trust_modules),
                      limits=limits)
     except SandboxError as exc:
+        if exc.reason == "setup":   # evalguard's child broke before the file was touched: EG900
+            raise InternalError("trial-load child set-up", exc) from None
         if exc.reason == "error":
             raise TargetError(f"{path}: cannot be loaded: {exc}") from None
         raise refuse_container(path, f"loading it in an isolated process {exc}", kind=kind) from None

@@ -74,7 +74,7 @@ def baseline_dict(report: Report) -> dict:
                         "path": normalise_path(finding.location.path),
                         "module": finding.location.module,
                         "message": normalise_message(finding.message)}
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     return {"evalguard_baseline": BASELINE_VERSION, "tool_version": __version__,
             "fingerprints": dict(sorted(entries.items(), key=lambda kv: (
@@ -88,9 +88,19 @@ def write_baseline(report: Report, path: str | Path) -> int:
     return len(report.findings)
 
 
-def read_baseline(path: str | Path) -> dict[str, int]:
-    """fingerprint -> accepted count. Raises ValueError with a one-line reason on a bad file."""
-    return _read(path)[1]
+@dataclass(frozen=True)
+class Accepted:
+    """A baseline as read: its format version (which fingerprint it holds) and fingerprint -> count."""
+
+    version: int
+    counts: dict[str, int]
+
+
+def read_baseline(path: str | Path) -> Accepted:
+    """The accepted findings of the baseline at ``path``, version 1 or 2 (what ``--baseline``
+    reads). Raises ValueError with a one-line reason on a bad file."""
+    version, counts = _read(path)
+    return Accepted(version, counts)
 
 
 def _read(path: str | Path) -> tuple[int, dict[str, int]]:
@@ -117,10 +127,10 @@ class BaselineResult:
     fixed: int              # accepted findings that no longer occur (baseline can shrink)
 
 
-def apply_baseline(report: Report, accepted: dict[str, int], path: str = "", version: int = BASELINE_VERSION
-                   ) -> BaselineResult:
-    remaining = dict(accepted)
-    key_of = fingerprint if version == BASELINE_VERSION else fingerprint_v1
+def apply_baseline(report: Report, accepted: Accepted, path: str = "") -> BaselineResult:
+    """Hide the findings ``accepted`` holds, matched by the fingerprint of the baseline's version."""
+    remaining = dict(accepted.counts)
+    key_of = fingerprint if accepted.version == BASELINE_VERSION else fingerprint_v1
     new = []
     for finding in report.findings:
         key = key_of(finding)
@@ -141,5 +151,4 @@ def filter_new(report: Report, path: str | Path) -> Report:
     The result's ``metadata["baseline"]`` says how many were hidden and how many accepted
     findings are gone (``fixed``), so renderers can show both.
     """
-    version, accepted = _read(path)
-    return apply_baseline(report, accepted, str(path), version).report
+    return apply_baseline(report, read_baseline(path), str(path)).report

@@ -15,6 +15,7 @@ from typing import Any
 
 from evalguard import catalogue as rule_catalogue
 from evalguard.catalogue import Rule
+from evalguard.facts import worst_abs_error
 from evalguard.findings import Finding, Report, Severity, TargetResult
 from evalguard.reporters._common import SEVERITIES, plural, verdict
 from evalguard.reporters.json_report import jsonable
@@ -448,7 +449,7 @@ def _onnx_line(onnx_facts, not_run: list[dict]) -> str:
         return ""
     rows = [dict(r) for r in onnx_facts.parity]
     failed = sum(1 for r in rows if r.get("passed") is False)
-    worst = max(_numbers(rows, "max_abs_diff"), default=None)
+    worst = worst_abs_error(rows)
     atol = min(_numbers(rows, "atol"), default=None)
     where = f"ONNX Runtime ({', '.join(onnx_facts.providers)})" if onnx_facts.providers else "ONNX Runtime"
     result = (f"differs in {failed} of {plural(len(rows), 'comparison')}" if failed
@@ -713,7 +714,7 @@ def _versions(metadata: dict) -> list[tuple[str, str]]:
 
 
 def view_model(report: Report) -> dict:
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     catalogue = rule_catalogue.load_catalogue()
     metadata = dict(report.metadata)

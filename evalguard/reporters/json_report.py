@@ -2,30 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
 from evalguard.findings import Finding, Location, Report, RuleCoverage, Severity, TargetResult
+from evalguard.jsonvalues import jsonable  # noqa: F401 - the reporters' name for it
 
 #: 2: targets[].coverage (every selected rule: passed/failed/skipped/not-applicable, with a
 #: reason) and targets[].facts (typed facts by family) replace the untyped targets[].info.
 SCHEMA_VERSION = 2
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values only: non-finite floats become strings, tuples lists, others str()."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value) if isinstance(value, (set, frozenset)) else value
-        return [jsonable(v) for v in items]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
-        return jsonable(value.item())
-    return str(value)
 
 
 def finding_to_dict(finding: Finding) -> dict:
@@ -53,7 +36,7 @@ def target_to_dict(target: TargetResult) -> dict:
 
 
 def report_to_dict(report: Report) -> dict:
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     return {
         "schema_version": SCHEMA_VERSION,

@@ -122,7 +122,7 @@ def _notifications(report: Report) -> list[dict]:
 
 
 def report_to_sarif(report: Report) -> dict:
-    from evalguard import __version__
+    from evalguard._version import __version__
 
     catalogue = rule_catalogue.load_catalogue()
     rule_ids = _rule_ids(report, catalogue)

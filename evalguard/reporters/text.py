@@ -6,11 +6,11 @@ weights, ONNX), and a summary line.
 """
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from pathlib import Path
 
+from evalguard.facts import worst_abs_error
 from evalguard.findings import FAILED, PASSED, Report, Severity, TargetResult
 
 _COLOURS = {Severity.ERROR: "\033[31m", Severity.WARNING: "\033[33m", Severity.INFO: "\033[36m"}
@@ -103,13 +103,7 @@ def _weights(target: TargetResult) -> str | None:
 
 
 def _worst_error(rows) -> str | None:
-    worst = None
-    for row in rows:
-        value = row.get("max_abs_diff")
-        if isinstance(value, str):          # non-finite numbers are stored as text
-            return value
-        if isinstance(value, (int, float)) and not math.isnan(value):
-            worst = value if worst is None else max(worst, value)
+    worst = worst_abs_error(rows)
     return None if worst is None else f"{worst:.2g}"
 
 

@@ -75,6 +75,9 @@ def _dataflow(model: nn.Module, subject: AuditSubject, options: AuditOptions, no
         notes.append("the model does not trace and no example inputs are available")
         return "unavailable", None
     recorded = subject.recorded_dataflow
+    if recorded is not None and recorded.failure is not None:   # reported once, as EG900, by the pass it rode on
+        notes.append(f"the {dataflow.RECORDER_STEP} failed on the eval-mode forward (evalguard's bug, EG900)")
+        return "unavailable", None
     if recorded is not None and recorded.inputs is inputs:
         notes.append("forward-hook view recorded during the eval-mode check's second eval pass")
         return "hooks", recorded.flow

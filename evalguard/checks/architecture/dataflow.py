@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import weakref
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from evalguard.checks.architecture import ops as arch_ops
 from evalguard.checks.running import in_eval_mode
+from evalguard.errors import InternalError
 from evalguard.tensors import flatten_outputs
 
 
@@ -185,11 +187,32 @@ def _add_fx_shapes(model, graph, flow, index_of, inputs) -> None:
 
 # ---- hooks view ------------------------------------------------------------------------
 
+#: The step named in EG900 when the recorder itself breaks.
+RECORDER_STEP = "dataflow recorder"
+
+
+def _probe(method):
+    """A recorder callback is a probe riding on the user's forward: evalguard's own bookkeeping.
+    If it raises, the recorder detaches (every later callback is a no-op), keeps the exception
+    in ``failure`` and the forward goes on, so a bug here is never the model's failure."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self.failure is not None:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - evalguard's bug: reported as EG900 by the caller
+            self.failure = exc
+            return None
+    return guarded
+
+
 class _Recorder(TorchFunctionMode):
     """Links tensors to the node that produced them while one forward pass runs."""
 
     def __init__(self, flow: Dataflow):
         super().__init__()
+        self.failure: Exception | None = None
         self.flow = flow
         self.producer: dict[int, int] = {}   # id(tensor) -> node index, only while the tensor lives
         self.scope: list[str] = [""]
@@ -210,7 +233,12 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        result = func(*args, **kwargs)
+        result = func(*args, **kwargs)     # the user's op: whatever it raises is the model's
+        self._note_call(func, args, kwargs, result)
+        return result
+
+    @_probe
+    def _note_call(self, func, args, kwargs, result) -> None:
         if self.leaf_depth == 0:
             inputs_ = self.sources(_flat_tensors(args, kwargs))
             outputs = [t for _, t in flatten_outputs(result)]
@@ -219,29 +247,38 @@ class _Recorder(TorchFunctionMode):
                 node = self.flow.add(inputs=inputs_, shape=tuple(outputs[0].shape),
                                      **_function_fields(name, self.scope[-1], args, kwargs))
                 self.produced(outputs, node.index)
-        return result
 
-    # module hooks
+    # module hooks (each returns None: the module's inputs and outputs are never replaced)
+    @_probe
     def leaf_pre(self, module, args, kwargs):
         self.pending.append(self.sources(_flat_tensors(args, kwargs)) if self.leaf_depth == 0 else ())
         self.leaf_depth += 1
 
     def leaf_post(self, name):
         def hook(module, args, kwargs, output):
-            self.leaf_depth -= 1
-            inputs_ = self.pending.pop()
-            outputs = [t for _, t in flatten_outputs(output)]
-            if self.leaf_depth == 0 and inputs_ and outputs:
-                node = self.flow.add(inputs=inputs_, shape=tuple(outputs[0].shape),
-                                     **_module_fields(module, name))
-                self.produced(outputs, node.index)
+            self._leaf_done(module, name, output)
         return hook
+
+    @_probe
+    def _leaf_done(self, module, name, output) -> None:
+        self.leaf_depth -= 1
+        inputs_ = self.pending.pop()
+        outputs = [t for _, t in flatten_outputs(output)]
+        if self.leaf_depth == 0 and inputs_ and outputs:
+            node = self.flow.add(inputs=inputs_, shape=tuple(outputs[0].shape),
+                                 **_module_fields(module, name))
+            self.produced(outputs, node.index)
 
     def scope_pre(self, name):
         def hook(module, args):
-            self.scope.append(name)
+            self._enter_scope(name)
         return hook
 
+    @_probe
+    def _enter_scope(self, name) -> None:
+        self.scope.append(name)
+
+    @_probe
     def scope_post(self, module, args, output):
         self.scope.pop()
 
@@ -290,6 +327,7 @@ class HooksRecording:
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self.failure: Exception | None = None   # the recorder's own bug (a probe detached), if any
         self.flow: Dataflow | None = None
         self.error: str | None = "the model was not called"
         self._recorder = _Recorder(Dataflow(view="hooks"))
@@ -310,9 +348,13 @@ class HooksRecording:
             handle.remove()
         self._handles.clear()
         self._mode_off()   # a forward that raised may have skipped the root's post-hook
-        if self._calls == 1 and self.error is None:   # the root's forward ran once and returned
+        self.failure = self.failure or self._recorder.failure
+        if self.failure is not None:
+            self.error = f"the {RECORDER_STEP} failed (evalguard's bug, EG900)"
+        elif self._calls == 1 and self.error is None:   # the root's forward ran once and returned
             self.flow = self._recorder.flow
 
+    @_probe
     def _root_pre(self, module, args, kwargs):
         self._calls += 1
         if self._calls > 1:
@@ -333,6 +375,7 @@ class HooksRecording:
             self._mode_on = False
             self._recorder.__exit__(None, None, None)
 
+    @_probe
     def _root_post(self, module, args, output):
         if self._calls != 1 or not self._mode_on:
             return None
@@ -350,15 +393,18 @@ class RecordedDataflow:
     """A hooks view recorded on another check's eval pass, and of which inputs object."""
 
     inputs: object
-    flow: Dataflow
+    flow: Dataflow | None
+    #: the recorder's own exception when it broke (the caller reports EG900; nobody records again)
+    failure: Exception | None = None
 
 
 @contextlib.contextmanager
 def ride_along(subject, options, work):
     """Record the hooks view during an eval pass of ``work`` on the subject's inputs that the
     eval-mode check runs anyway (its second pass), instead of one more forward pass of the
-    architecture check's own. Yields; afterwards ``subject.recorded_dataflow`` holds the view
-    when the pass returned.
+    architecture check's own. Yields the recording (None when nothing records); afterwards
+    ``subject.recorded_dataflow`` holds the view when the pass returned, or the recorder's
+    failure (``recording.failure``, for the caller to report as EG900) when the probe broke.
 
     Only for an nn.Module (not TorchScript) in eval mode, and only when a dataflow rule is
     selected; otherwise it records nothing. The architecture check uses the recording only when
@@ -367,13 +413,13 @@ def ride_along(subject, options, work):
 
     if (not options.wants(*FLOW_RULES) or not isinstance(work, nn.Module)
             or isinstance(work, torch.jit.ScriptModule) or work.training):
-        yield
+        yield None
         return
     recording = HooksRecording(work)
     with recording:
-        yield
-    if recording.flow is not None:
-        subject.recorded_dataflow = RecordedDataflow(subject.inputs, recording.flow)
+        yield recording
+    if recording.flow is not None or recording.failure is not None:
+        subject.recorded_dataflow = RecordedDataflow(subject.inputs, recording.flow, recording.failure)
 
 
 def from_hooks(model: nn.Module, inputs) -> Dataflow:
@@ -384,6 +430,8 @@ def from_hooks(model: nn.Module, inputs) -> Dataflow:
             model(*args, **kwargs)
     except Exception as exc:
         raise DataflowUnavailable(f"the forward pass failed ({_reason(exc)})") from exc
+    if recording.failure is not None:
+        raise InternalError(RECORDER_STEP, recording.failure)
     if recording.flow is None:
         raise DataflowUnavailable(f"no dataflow recorded ({recording.error})")
     return recording.flow

@@ -49,7 +49,7 @@ from evalguard.checks.eval_mode.trace import Trace, grad_source, locate, rows_ma
 from evalguard.errors import TargetError
 from evalguard.facts import ModeFacts, ModeRowFact, PairedForwardFacts
 from evalguard.findings import Finding, Location, Severity
-from evalguard.outcome import CheckOutcome, Outcome
+from evalguard.outcome import CheckOutcome, InternalFailure, Outcome
 from evalguard.subject import AuditOptions, AuditSubject, EvalReference, ExampleInputs, state_token
 from evalguard.tensors import Difference, flatten_outputs
 
@@ -72,6 +72,8 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
             out.error(str(exc), DYNAMIC_RULES)
         for rule, reason in passes.skipped.items():
             out.skip(rule, reason)
+        for failure in passes.internal:
+            out.internal_error(failure)
         out.ran(*DYNAMIC_RULES)
         paired = passes.facts
     if options.wants("EG101"):
@@ -205,6 +207,7 @@ class PairedPasses:
         self.served_leaves: tuple = ()
         self.eval_leaves: tuple | None = None     # the first pass with every module in eval mode
         self.probe_pass: tuple[ExampleInputs, tuple] | None = None   # EG104's probe inputs and outputs
+        self.internal: list[InternalFailure] = []   # probes on these passes that broke (EG900)
 
     def run(self, model) -> list[Finding]:
         inputs = self.subject.inputs
@@ -346,8 +349,13 @@ class PairedPasses:
         """
         from evalguard.checks.architecture.dataflow import ride_along
 
-        with ride_along(self.subject, self.options, work):
+        with ride_along(self.subject, self.options, work) as recording:
             second = self._pass(work, inputs, record=True)
+        if recording is not None and recording.failure is not None:   # the probe broke, not the model
+            from evalguard.checks.architecture.dataflow import RECORDER_STEP
+
+            self.internal.append(InternalFailure(f"{RECORDER_STEP} riding on the eval-mode forward",
+                                                 recording.failure))
         diff = worst(compare_flat(second, reference, self.tol))
         first_module = prints.first_difference(self.last_prints)
         if diff is None and first_module is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from evalguard.checks.onnx import CHECK
 from evalguard.checks.running import in_eval_mode
-from evalguard.errors import TargetError
+from evalguard.errors import InternalError, TargetError
 from evalguard.facts import OnnxFacts
 from evalguard.findings import Finding, Location
 from evalguard.outcome import CheckOutcome, Outcome
@@ -283,6 +283,8 @@ class _ModelAudit:
             tensors = self.spec.resized(second)
             try:
                 expected, error = self._reference(tensors), None
+            except InternalError:
+                raise
             except Exception as exc:  # noqa: BLE001 - the model itself may not take this batch size
                 expected, error = None, exc
             result = (second, tensors, expected, f"the example inputs resized to batch {second}", error)
@@ -294,6 +296,8 @@ class _ModelAudit:
 
         try:
             return reference(self.model, self.spec, tensors)
+        except InternalError:
+            raise                  # evalguard's own rebuild broke: EG900, never "forward failed"
         except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
             if tensors is not None:
                 raise
@@ -692,7 +696,7 @@ class _ModelAudit:
                 latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: self._run_ort(t))
             except Exception as exc:  # noqa: BLE001 - e.g. a fixed batch size: EG404 says so
                 self._note(f"onnxruntime not timed at batch {b}: {type(exc).__name__}")
-        worst = max((r["max_abs_diff"] for r in rows if isinstance(r.get("max_abs_diff"), float)), default=None)
+        worst = onnx_compare.worst_abs_error(rows)
         status = "differs (EG401/EG404)" if onnx_compare.failing(rows) else "matches"
         return BackendFact("onnxruntime", status, latency_ms=latency, max_abs_diff=worst, rows=tuple(rows),
                            notes=("EG401's session: ONNX Runtime's default, all graph optimisations",))
@@ -729,8 +733,7 @@ class _ModelAudit:
                                                 comparison=f"ort-plain vs torch-{device}", batch=b, histogram=False)
                                for o, (n, e) in zip(plain, expected)]
             latency[str(b)] = onnx_backends.median_ms(lambda t=tensors: built.run(t))
-        worst = max((r.get("max_abs_diff", 0.0) for r in rows if isinstance(r.get("max_abs_diff"), float)),
-                    default=None)
+        worst = onnx_compare.worst_abs_error(rows)
         status, bad = onnx_backends.verdict(rows, plain_rows, failed_at is not None)
         eager = "eager PyTorch" + (" on CUDA" if device == onnx_backends.CUDA else "")
         if failed_at is not None:
@@ -743,7 +746,7 @@ class _ModelAudit:
                        + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""))
             if plain_rows:
                 message += " (the same file without graph optimisations matches: a fusion changes the numerics)"
-            self._add("EG406", message, onnx_compare.json_safe(
+            self._add("EG406", message, onnx_compare.rounded(
                 {**context, "outputs": rows + plain_rows, "failing": [r["output"] for r in bad],
                  "latency_ms": latency}))
         return BackendFact(name, status, build_seconds=built.seconds, latency_ms=latency, max_abs_diff=worst,
@@ -752,11 +755,11 @@ class _ModelAudit:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _evidence(self, **extra) -> dict:
-        from evalguard.checks.onnx.compare import json_safe
+        from evalguard.checks.onnx.compare import rounded
 
         evidence = {"onnx_file": self.info.get("file"), "exporter": self.info.get("exporter")}
         evidence.update(extra)
-        return json_safe({k: v for k, v in evidence.items() if v is not None})
+        return rounded({k: v for k, v in evidence.items() if v is not None})
 
     def _add(self, rule: str, message: str, evidence: dict, module: str | None = None) -> None:
         if self.options.wants(rule):

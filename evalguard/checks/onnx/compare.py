@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evalguard.facts import worst_abs_error  # noqa: F401 - the checks' name for it
 from evalguard.tensors import abs_error, chunks, compare_errors, max_keeping_nan
 
 #: (atol, rtol) per output dtype; integer and bool outputs must match exactly.
@@ -56,7 +57,7 @@ def tolerance(name: str, onnx_name: str, dtype: torch.dtype, overrides: Mapping[
 def row(name: str, onnx_name: str, actual: np.ndarray | torch.Tensor, expected: torch.Tensor,
         overrides: Mapping[str, Any], *, comparison: str, batch: int | None,
         histogram: bool = True) -> dict[str, Any]:
-    """One line of the parity table; JSON-safe (non-finite numbers become strings)."""
+    """One line of the parity table: plain values, floats rounded (NaN and inf kept as floats)."""
     actual_t = torch.as_tensor(actual) if not isinstance(actual, torch.Tensor) else actual
     atol, rtol = tolerance(name, onnx_name, expected.dtype, overrides)
     out: dict[str, Any] = {
@@ -75,7 +76,7 @@ def row(name: str, onnx_name: str, actual: np.ndarray | torch.Tensor, expected: 
                    mismatched_fraction=0.0, min_passing_atol=0.0, min_passing_rtol=0.0)
         if histogram:
             out["histogram"] = histogram_of(err)
-        return json_safe(out)
+        return rounded(out)
     diff = compare_errors(name, err, magnitude, atol, rtol)
     out.update(passed=diff.matches, max_abs_diff=diff.max_abs_diff, max_rel_diff=diff.max_rel_diff,
                mean_abs_diff=diff.mean_abs_diff, median_abs_diff=diff.median_abs_diff,
@@ -83,7 +84,7 @@ def row(name: str, onnx_name: str, actual: np.ndarray | torch.Tensor, expected: 
     out.update(_passing_tolerances(err, magnitude, atol, rtol))
     if histogram:
         out["histogram"] = histogram_of(err)
-    return json_safe(out)
+    return rounded(out)
 
 
 def _passing_tolerances(err, magnitude, atol: float, rtol: float) -> dict[str, float]:
@@ -144,17 +145,18 @@ def align(torch_names: list[str], torch_shapes: list[tuple], onnx_names: list[st
             [j for j in range(len(onnx_names)) if j not in used_o])
 
 
-def json_safe(value: Any) -> Any:
-    """Floats to 4 significant digits, non-finite ones to strings, recursively."""
+def rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, recursively; NaN and infinities stay floats (only the JSON
+    reporter turns them into its text form)."""
     if isinstance(value, float):
-        if math.isfinite(value):
-            return float(f"{value:.4g}")
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return float(f"{value:.4g}") if math.isfinite(value) else value
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [rounded(v) for v in value]
     return value
+
+
 
 
 def failing(rows: list[dict]) -> list[dict]:

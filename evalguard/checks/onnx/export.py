@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from evalguard.checks.onnx.console import progress, quiet
+from evalguard.errors import InternalError, internal_cause
 from evalguard.subject import ExampleInputs
 from evalguard.tensors import flatten_outputs
 
@@ -101,19 +102,33 @@ class FlatModel(nn.Module):
         self.eval()
 
     def forward(self, *tensors):
-        args, kwargs = self.spec.rebuild(tensors)
+        try:
+            args, kwargs = self.spec.rebuild(tensors)
+        except Exception as exc:  # noqa: BLE001 - evalguard's own rebuild of the call: EG900, not EG402
+            raise InternalError(REFERENCE_REBUILD, exc) from exc
         output = getattr(self, WRAPPED)(*args, **kwargs)
         return tuple(tensor for _, tensor in flatten_outputs(output))
+
+
+#: The step named in EG900 when evalguard's rebuild of the PyTorch reference call breaks.
+REFERENCE_REBUILD = "ONNX reference rebuild"
 
 
 def reference(model: nn.Module, spec: CallSpec, tensors=None) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) leaves of one eval forward pass, on fresh copies of the inputs (a forward
     may edit its inputs in place). The names match FlatModel's output order."""
-    args, kwargs = spec.rebuild([t.clone() for t in (spec.tensors if tensors is None else tensors)])
+    try:
+        args, kwargs = spec.rebuild([t.clone() for t in (spec.tensors if tensors is None else tensors)])
+    except Exception as exc:  # noqa: BLE001 - evalguard's own rebuild of the call: EG900
+        raise InternalError(REFERENCE_REBUILD, exc) from exc
     with torch.no_grad():
-        leaves = flatten_outputs(model(*args, **kwargs))
-    names = unique([name for name, _ in leaves])
-    return [(name, tensor.detach()) for name, (_, tensor) in zip(names, leaves)]
+        output = model(*args, **kwargs)          # the user's forward: what it raises is the model's
+    try:
+        leaves = flatten_outputs(output)
+        names = unique([name for name, _ in leaves])
+        return [(name, tensor.detach()) for name, (_, tensor) in zip(names, leaves)]
+    except Exception as exc:  # noqa: BLE001 - evalguard's own bookkeeping: EG900
+        raise InternalError(REFERENCE_REBUILD, exc) from exc
 
 
 def unique(names: list[str]) -> list[str]:
@@ -169,6 +184,8 @@ def export(flat: FlatModel, names: list[str], outputs: list[torch.Tensor], out_n
             if validate is not None:
                 validate(path)
         except Exception as exc:  # noqa: BLE001 - an exporter may fail in any way; we try the next
+            if internal_cause(exc) is not None:      # evalguard's own bug under the exporter: EG900
+                raise internal_cause(exc) from exc
             result.attempts.append({"exporter": exporter, "error": shorten_error(exc),
                                     "seconds": round(time.perf_counter() - start, 3)})
             continue

@@ -380,7 +380,7 @@ class _Localiser:
             evidence["first_divergent_module_reason"] = (
                 "the divergence starts in the model's top-level forward code, outside any submodule "
                 "(see onnx_nodes)")
-        return onnx_compare.json_safe(evidence)
+        return onnx_compare.rounded(evidence)
 
     def _nodes_of(self, module: str, own_code: bool, first: _Unit) -> list[dict[str, str]]:
         """The ONNX nodes a module maps to: the first divergent unit's nodes, or for a module's own
