@@ -180,6 +180,8 @@ def _read_ops(stream: IO[bytes]):
             op = next(ops)
         except StopIteration:
             return
+        except ScanLimit:   # the stream's own limit (a decompression bomb): a refusal, not bad bytes
+            raise
         except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
             raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
         yield op
