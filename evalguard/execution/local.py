@@ -53,14 +53,13 @@ class WorkerExit:
     def cause(self, execution: ExecutionOptions) -> str:
         from evalguard.sandbox import signal_text, size_text
 
-        memory, flag = execution.worker_memory()
         if self.timed_out:
             flag_note = "--timeout" if execution.timeout is not None else "the default limit; --timeout changes it"
             what = f"timed out after {execution.worker_timeout():g}s ({flag_note}); the worker was killed"
         elif self.message and "limits_error" in self.message:
             what = f"the worker could not set its limits: {self.message['limits_error']}"
         elif self.memory_hit(execution):
-            what = f"exceeded {flag} ({size_text(memory)}); the worker's allocation failed"
+            what = f"{memory_exceeded(execution)}; the worker's allocation failed"
         elif self.returncode is not None and self.returncode < 0:
             what = f"the worker {signal_text(-self.returncode)}"
         elif self.returncode is None:
@@ -77,6 +76,20 @@ class WorkerExit:
         if execution.memory_limit and not self.timed_out and "--memory-limit" not in what:
             notes.append(f"--memory-limit {size_text(execution.memory_limit)}")
         return what + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def memory_exceeded(execution: ExecutionOptions) -> str:
+    """``exceeded --memory-limit (2.0 GiB)``, or the hard address-space limit (``ulimit -v``)
+    that this process was started under when that is the smaller one."""
+    import resource
+
+    from evalguard.sandbox import _address_space, size_text
+
+    memory, flag = execution.worker_memory()
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY and (not memory or hard < _address_space() + memory):
+        return f"exceeded the address-space hard limit this run was started under ({size_text(hard)}, ulimit -v)"
+    return f"exceeded {flag} ({size_text(memory)})"
 
 
 #: The worker's entry: this very evalguard (not whichever copy the interpreter finds first);
@@ -305,10 +318,7 @@ class LocalExecutor:
         result, findings = found
         if result.status != "error" or not exit_info.memory_hit(self.execution):
             return found
-        from evalguard.sandbox import size_text
-
-        memory, flag = self.execution.worker_memory(self.options.device)
-        detail = f"{result.path}: exceeded {flag} ({size_text(memory)}): {result.detail}"
+        detail = f"{result.path}: {memory_exceeded(self.execution)}: {result.detail}"
         return dataclasses.replace(result, detail=detail), findings
 
     def _replay_log(self, log, failed: bool) -> None:
