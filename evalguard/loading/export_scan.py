@@ -188,12 +188,12 @@ def _is_safe_target(target: str) -> bool:
     if not _OP_TARGET.match(target) or "__" in target:
         return False
     namespace, name = target.split(".")[2:4]
-    return namespace == "aten" and is_pure_op("aten", name)
+    return namespace in ("aten", "quantized") and is_pure_op(namespace, name)
 
 
 def _is_custom_op(target: str) -> bool:
     parts = target.split(".")
-    return parts[:2] == ["torch", "ops"] and len(parts) > 2 and parts[2] not in ("aten", "prim", "prims")
+    return parts[:2] == ["torch", "ops"] and len(parts) > 2 and parts[2] not in ("aten", "prim", "prims", "quantized")
 
 
 def _is_safe_expression(text, *, guard: bool) -> bool:
