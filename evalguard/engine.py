@@ -346,9 +346,9 @@ def audit(targets: list[str], options: AuditOptions,
 
             outcomes.update(run_on_ray(models, options, severity_overrides, execution, progress))
         elif isolated:
-            from evalguard.execution.local import run_isolated
+            from evalguard.execution.local import run_workers
 
-            outcomes.update(run_isolated(models, options, severity_overrides, execution, progress))
+            outcomes.update(run_workers(models, options, severity_overrides, execution, progress))
         previous = set_step_listener(progress.step)
         contained = []   # targets whose loading runs a program: audited in an isolated worker (issue 25)
         try:
@@ -365,10 +365,10 @@ def audit(targets: list[str], options: AuditOptions,
         finally:
             set_step_listener(previous)
         if contained:
-            from evalguard.execution.local import run_isolated
+            from evalguard.execution.local import run_workers
 
             isolated = True
-            outcomes.update(run_isolated(contained, options, severity_overrides, execution, progress))
+            outcomes.update(run_workers(contained, options, severity_overrides, execution, progress))
 
     results = [outcomes[t][0] for t in items]
     found = [f for t in items for f in outcomes[t][1]]

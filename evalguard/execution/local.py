@@ -335,6 +335,6 @@ class LocalExecutor:
         return data[-_LOG_TAIL:].decode("utf-8", "replace")
 
 
-def run_isolated(targets: list[Target], options: AuditOptions, overrides, execution: ExecutionOptions,
-                 progress) -> dict[Target, tuple[TargetResult, list[Finding]]]:
+def run_workers(targets: list[Target], options: AuditOptions, overrides, execution: ExecutionOptions,
+                progress) -> dict[Target, tuple[TargetResult, list[Finding]]]:
     return LocalExecutor(options, overrides, execution, progress).run(targets)
