@@ -53,7 +53,7 @@ _RULE_PATH_BENEATH = 1
 _READ_ACCESS = 0x1 | 0x4 | 0x8            # execute, read file, read dir: left unrestricted
 _WRITE_ACCESS_BY_ABI = {1: 0x1FF2, 2: 0x3FF2, 3: 0x7FF2, 5: 0xFFF2}   # everything else
 _NET_TCP = 0x1 | 0x2                      # bind, connect (ABI 4+)
-_WRITE_FILE, _TRUNCATE = 0x2, 0x4000
+_WRITE_FILE, _TRUNCATE, _IOCTL_DEV = 0x2, 0x4000, 0x8000
 
 
 class SandboxError(Exception):
@@ -399,8 +399,9 @@ def landlock_status() -> str:
 
 
 def confine_writes(folder: str, *writable: str) -> bool:
-    """Forbid writes (and TCP on ABI >= 4) outside ``folder`` and ``writable`` for this process;
-    False when unsupported. ``/dev/null`` stays writable."""
+    """Forbid writes (and TCP on ABI >= 4, device ioctls on ABI >= 5) outside ``folder`` and
+    ``writable`` for this process; False when unsupported. ``/dev/null`` stays writable; a file in
+    ``writable`` (a GPU's device node) gets writes and ioctls."""
     abi = landlock_abi()
     if abi <= 0:
         return False
@@ -413,8 +414,9 @@ def confine_writes(folder: str, *writable: str) -> bool:
     if ruleset < 0:
         return False
     try:
-        rules = [(path, write) for path in (folder, *writable) if os.path.isdir(path)]
-        rules.append((os.devnull, _WRITE_FILE | (_TRUNCATE if abi >= 3 else 0)))
+        file_access = _WRITE_FILE | (_TRUNCATE if abi >= 3 else 0) | (_IOCTL_DEV if abi >= 5 else 0)
+        rules = [(path, write if os.path.isdir(path) else file_access)
+                 for path in (folder, *writable, os.devnull) if os.path.exists(path)]
         for path, access in rules:
             if not _add_rule(libc, ruleset, path, access):
                 return False

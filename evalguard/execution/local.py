@@ -8,6 +8,7 @@ the last step the worker reported). Every other target is still audited and repo
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import pickle
@@ -250,6 +251,8 @@ class LocalExecutor:
         memory, flag = self.execution.worker_memory(self.options.device)
         keep = self.options.keep_onnx
         writable = [str(Path(keep).resolve().parent)] if keep else []
+        if self.options.device == "cuda":   # the driver talks to its device nodes by ioctl
+            writable += sorted(glob.glob("/dev/nvidia*"))
         return pickle.dumps({"target": target, "options": self.options, "overrides": self.overrides,
                              "sys_path": list(sys.path), "threads": self.threads,
                              "memory_limit": memory, "memory_flag": flag,

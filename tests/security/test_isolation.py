@@ -180,7 +180,7 @@ def test_memory_limit_hit_is_named_as_such(tmp_path):
 
 
 @pytest.mark.parametrize("cap", ["ulimit -v 4000000; ", ""])
-@pytest.mark.parametrize("limit", [[], ["--memory-limit", "2G"], ["--memory-limit", "8G"]])
+@pytest.mark.parametrize("limit", [[], ["--memory-limit", "2G"], ["--memory-limit", "4G"], ["--memory-limit", "8G"]])
 def test_trial_loads_and_workers_work_under_an_address_space_cap(tmp_path, cap, limit):
     """A numpy checkpoint (trial load) and a TorchScript program (worker) under ``ulimit -v``."""
     import numpy as np
