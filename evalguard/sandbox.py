@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 #: Defaults; ``EVALGUARD_SANDBOX_TIMEOUT`` (seconds) overrides the wall-clock limit.
 WALL_SECONDS = 120.0
@@ -89,7 +89,7 @@ def run_isolated(entry: str, *args, limits: Limits | None = None):
                 pid, read = _fork_child(request, log)
             else:
                 pid, read = _spawn_child(request, log, scratch)
-            ending = Ending(limits=limits)
+            ending = Ending(limits=replace(limits, wall_seconds=wall))
             ending.timed_out = not read_messages(read, time.monotonic() + wall, ending.receive)
             if ending.timed_out:
                 kill_group(pid)
