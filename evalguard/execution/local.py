@@ -283,6 +283,7 @@ class LocalExecutor:
                 if "ready" in message:
                     deadline.ready()
                     exit_info.last_step = "worker ready"
+                    self._warn_unconfined(target, message.get("notes") or [])
                 elif "step" in message:
                     exit_info.last_step = message["step"]
                     self.progress.step(message["step"], target.display)
@@ -315,6 +316,13 @@ class LocalExecutor:
         detail = f"{target.display}: {exit_info.cause(self.execution)}"
         not_checked = {rule: RuleCoverage(SKIPPED, detail) for rule in sorted(self.options.selected)}
         return TargetResult(target.display, "unknown", "error", detail, not_checked), []
+
+    def _warn_unconfined(self, target: Target, notes: list[str]) -> None:
+        """A limit or the write confinement that the worker could not set is said on stderr."""
+        missing = [note for note in notes if not note.startswith("capped at")]
+        if missing:
+            with self._log_lock:
+                self.progress.interject(f"warning: {target.display}: {'; '.join(missing)}\n", self.log_stream)
 
     def _memory_named(self, found, exit_info: WorkerExit):
         """A target that failed because an allocation hit the worker's address-space cap says so."""
