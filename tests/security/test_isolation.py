@@ -118,13 +118,11 @@ def test_control_native_crash_in_forward_kills_a_plain_load(tmp_path, crash_pack
     assert done.returncode == -11
 
 
-def test_native_crash_in_forward_is_the_targets_error_and_the_report_is_written(tmp_path, crash_package):
-    os.environ["CRASH_IN_FORWARD"] = "1"
-    try:
-        done = cli("check", "crash.pt", "--trust-module", "evalguard_crashpkg", "--input-shape", "2x4", "--no-onnx",
-                   "--format", "json", "--output", "r.json", cwd=tmp_path, env_path=crash_package)
-    finally:
-        del os.environ["CRASH_IN_FORWARD"]
+def test_native_crash_in_forward_is_the_targets_error_and_the_report_is_written(tmp_path, crash_package,
+                                                                                monkeypatch):
+    monkeypatch.setenv("CRASH_IN_FORWARD", "1")
+    done = cli("check", "crash.pt", "--trust-module", "evalguard_crashpkg", "--input-shape", "2x4", "--no-onnx",
+               "--format", "json", "--output", "r.json", cwd=tmp_path, env_path=crash_package)
     assert done.returncode == 2, done.stderr
     target = report_target(tmp_path / "r.json")
     assert target["status"] == "error"
