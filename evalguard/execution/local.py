@@ -43,12 +43,13 @@ class WorkerExit:
     peak_rss_kib: int | None = None
     message: dict | None = None          # the final JSON message, when one came
     log_tail: str = ""
+    device: str = "cpu"
 
     def memory_hit(self, execution: ExecutionOptions) -> bool:
         from evalguard.sandbox import memory_failure
 
         said = json.dumps(self.message) if self.message else ""
-        return bool(execution.worker_memory()[0]) and not self.timed_out and (
+        return bool(execution.worker_memory(self.device)[0]) and not self.timed_out and (
             memory_failure(said) or (self.returncode != 0 and memory_failure(self.log_tail)))
 
     def cause(self, execution: ExecutionOptions) -> str:
@@ -60,7 +61,7 @@ class WorkerExit:
         elif self.message and "limits_error" in self.message:
             what = f"the worker could not set its limits: {self.message['limits_error']}"
         elif self.memory_hit(execution):
-            what = f"{memory_exceeded(execution)}; the worker's allocation failed"
+            what = f"{memory_exceeded(execution, self.device)}; the worker's allocation failed"
         elif self.returncode is not None and self.returncode < 0:
             what = f"the worker {signal_text(-self.returncode)}"
         elif self.returncode is None:
@@ -79,14 +80,14 @@ class WorkerExit:
         return what + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def memory_exceeded(execution: ExecutionOptions) -> str:
+def memory_exceeded(execution: ExecutionOptions, device: str = "cpu") -> str:
     """``exceeded --memory-limit (2.0 GiB)``, or the hard address-space limit (``ulimit -v``)
     that this process was started under when that is the smaller one."""
     import resource
 
     from evalguard.sandbox import _address_space, size_text
 
-    memory, flag = execution.worker_memory()
+    memory, flag = execution.worker_memory(device)
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY and (not memory or hard < _address_space() + memory):
         return f"exceeded the address-space hard limit this run was started under ({size_text(hard)}, ulimit -v)"
@@ -262,7 +263,7 @@ class LocalExecutor:
         if self._cancelled:
             raise RuntimeError("cancelled")
         self.progress.begin(target.display)
-        exit_info = WorkerExit(last_step="starting the worker")
+        exit_info = WorkerExit(last_step="starting the worker", device=self.options.device)
         read_fd, write_fd = os.pipe()
         with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory(prefix="evalguard-worker-") as scratch:
             try:
@@ -329,7 +330,7 @@ class LocalExecutor:
         result, findings = found
         if result.status != "error" or not exit_info.memory_hit(self.execution):
             return found
-        detail = f"{result.path}: {memory_exceeded(self.execution)}: {result.detail}"
+        detail = f"{result.path}: {memory_exceeded(self.execution, self.options.device)}: {result.detail}"
         return dataclasses.replace(result, detail=detail), findings
 
     def _replay_log(self, log, failed: bool) -> None:
