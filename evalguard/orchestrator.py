@@ -26,7 +26,7 @@ def audit(targets: list[str], options: AuditOptions,
     user code: they are audited here, or in forked worker processes when there are many
     (``evalguard.execution.sources``), with the same results.
     """
-    from evalguard.execution import ExecutionOptions, Target, shard_slice
+    from evalguard.execution import ExecutionOptions, NeedsWorker, Target, shard_slice
     from evalguard.loading import factory_used, load_factory_subject
     from evalguard.loading.discover import expand_targets
 
@@ -52,19 +52,29 @@ def audit(targets: list[str], options: AuditOptions,
 
             outcomes.update(run_on_ray(models, options, severity_overrides, execution, progress))
         elif isolated:
-            from evalguard.execution.local import run_isolated
+            from evalguard.execution.local import run_workers
 
-            outcomes.update(run_isolated(models, options, severity_overrides, execution, progress))
+            outcomes.update(run_workers(models, options, severity_overrides, execution, progress))
         previous = set_step_listener(progress.step)
+        contained = []   # targets whose loading runs a program: audited in an isolated worker (issue 25)
         try:
             for target in items:
                 if target not in outcomes:
                     progress.begin(target.display)
-                    outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
-                                                 options, severity_overrides)
+                    try:
+                        outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
+                                                     options, severity_overrides)
+                    except NeedsWorker:
+                        contained.append(target)   # begun here, finished by its worker
+                        continue
                     progress.finish(target.display)
         finally:
             set_step_listener(previous)
+        if contained:
+            from evalguard.execution.local import run_workers
+
+            isolated = True
+            outcomes.update(run_workers(contained, options, severity_overrides, execution, progress))
 
     results = [outcomes[t][0] for t in items]
     found = [f for t in items for f in outcomes[t][1]]

@@ -15,8 +15,15 @@ Elsewhere, or with ``EVALGUARD_SANDBOX_SPAWN=1``, it is a fresh interpreter as b
 address-space limit counts from the child's size at the start (a fork inherits the parent's
 mappings; a CUDA build of torch maps GiBs).
 
-Requests and results travel as JSON, never pickles: the child handles hostile data and the
-parent must not unpickle anything it says. ``landlock_status()`` reports availability.
+Requests and results travel as JSON lines over a pipe, never pickles: the child handles hostile
+data and the parent must not unpickle anything it says. ``landlock_status()`` reports availability.
+
+This module is evalguard's one isolation primitive: the trial load (``run_isolated``) and the
+per-target workers (``evalguard.execution``) both limit and confine their child with
+``enter_child``, talk over ``send``/``read_messages``, kill with ``kill_group`` and read how a
+child ended with ``Ending``. Every limit is relative to what this process may still ask for
+(its hard limits): under ``ulimit -v`` a child gets what is left, and a child that cannot set
+a limit says so in its result instead of dying silently.
 """
 from __future__ import annotations
 
@@ -24,19 +31,19 @@ import ctypes
 import json
 import os
 import platform
+import re
 import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 #: Defaults; ``EVALGUARD_SANDBOX_TIMEOUT`` (seconds) overrides the wall-clock limit.
 WALL_SECONDS = 120.0
 CPU_SECONDS = 300
 MEMORY_BYTES = 8 << 30
-_RESULT = "evalguard-sandbox-result:"
 
 # Landlock (linux/landlock.h); the syscall numbers are shared by x86_64 and aarch64.
 _SYS_CREATE, _SYS_ADD_RULE, _SYS_RESTRICT = 444, 445, 446
@@ -46,11 +53,12 @@ _RULE_PATH_BENEATH = 1
 _READ_ACCESS = 0x1 | 0x4 | 0x8            # execute, read file, read dir: left unrestricted
 _WRITE_ACCESS_BY_ABI = {1: 0x1FF2, 2: 0x3FF2, 3: 0x7FF2, 5: 0xFFF2}   # everything else
 _NET_TCP = 0x1 | 0x2                      # bind, connect (ABI 4+)
+_WRITE_FILE, _TRUNCATE, _IOCTL_DEV = 0x2, 0x4000, 0x8000
 
 
 class SandboxError(Exception):
-    """The isolated step did not return: ``reason`` is timeout | signal | exit | error | memory, or
-    setup when the child's own set-up (limits, importing the entry) failed: evalguard's bug."""
+    """The isolated step did not return: ``reason`` is timeout | signal | exit | error | memory | limits,
+    or setup when the child's own set-up (entering its limits, importing the entry) failed: evalguard's bug."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -59,30 +67,36 @@ class SandboxError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    wall_seconds: float = WALL_SECONDS
-    cpu_seconds: int = CPU_SECONDS
-    memory_bytes: int = MEMORY_BYTES
+    """Per child: wall-clock seconds (parent-side), CPU seconds and address space on top of
+    the child's size at the start (``RLIMIT_AS``), each capped at what this process's hard
+    limits allow; ``None`` leaves that limit as inherited. ``memory_flag`` names where the
+    memory limit came from in messages (``--memory-limit`` when the user set it)."""
+
+    wall_seconds: float | None = WALL_SECONDS
+    cpu_seconds: int | None = CPU_SECONDS
+    memory_bytes: int | None = MEMORY_BYTES
+    memory_flag: str = "the sandbox's memory limit"
 
 
 def run_isolated(entry: str, *args, limits: Limits | None = None):
     """Call ``entry`` ("module:function") with JSON-able ``args`` in a limited child; return its JSON result."""
     limits = limits or Limits()
-    wall = float(os.environ.get("EVALGUARD_SANDBOX_TIMEOUT", limits.wall_seconds))
+    wall = float(os.environ.get("EVALGUARD_SANDBOX_TIMEOUT", limits.wall_seconds or WALL_SECONDS))
     with tempfile.TemporaryDirectory(prefix="evalguard-sandbox-") as scratch:
         request = {"entry": entry, "args": list(args), "scratch": scratch, "sys_path": sys.path,
-                   "cpu": limits.cpu_seconds, "memory": limits.memory_bytes}
-        if forks():
-            return _forked(request, wall)
-        env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
-        child = subprocess.Popen([sys.executable, "-m", "evalguard.sandbox"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=scratch, env=env,
-                                 start_new_session=True)
-        try:
-            out, err = child.communicate(json.dumps(request).encode(), timeout=wall)
-        except subprocess.TimeoutExpired:
-            _kill(child)
-            raise SandboxError("timeout", f"did not finish within {wall:g} s (killed)") from None
-    return _result(child.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+                   "limits": asdict(limits)}
+        with tempfile.TemporaryFile(dir=scratch) as log:
+            if forks():
+                pid, read = _fork_child(request, log)
+            else:
+                pid, read = _spawn_child(request, log, scratch)
+            ending = Ending(limits=replace(limits, wall_seconds=wall))
+            ending.timed_out = not read_messages(read, time.monotonic() + wall, ending.receive)
+            if ending.timed_out:
+                kill_group(pid)
+            ending.returncode = _reap(pid)
+            ending.log_tail = _tail(log)
+    return ending.value()
 
 
 def forks() -> bool:
@@ -90,43 +104,56 @@ def forks() -> bool:
     return platform.system() == "Linux" and hasattr(os, "fork") and os.environ.get("EVALGUARD_SANDBOX_SPAWN") != "1"
 
 
-def _forked(request: dict, wall: float):
+def _fork_child(request: dict, log) -> tuple[int, int]:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:   # the child: never returns
         os.close(read)
-        _forked_child(request, write)
+        _forked_child(request, write, log.fileno())
     os.close(write)
-    chunks, deadline = [], time.monotonic() + wall
+    return pid, read
+
+
+def _spawn_child(request: dict, log, scratch: str) -> tuple[int, int]:
+    read, write = os.pipe()
+    env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            ready = select.select([read], [], [], remaining)[0] if remaining > 0 else []
-            if not ready:
-                _kill_group(pid)
-                os.waitpid(pid, 0)
-                raise SandboxError("timeout", f"did not finish within {wall:g} s (killed)")
-            data = os.read(read, 1 << 16)
-            if not data:
-                break
-            chunks.append(data)
+        child = subprocess.Popen([sys.executable, "-m", "evalguard.sandbox", str(write)], stdin=subprocess.PIPE,
+                                 stdout=log, stderr=log, cwd=scratch, env=env, pass_fds=(write,),
+                                 start_new_session=True)
     finally:
-        os.close(read)
+        os.close(write)
+    try:
+        child.stdin.write(json.dumps(request).encode())
+        child.stdin.close()
+    except BrokenPipeError:
+        pass   # it died at once: its exit status says why
+    child.returncode = 0   # reaped by _reap (os.waitpid), not by Popen
+    return child.pid, read
+
+
+def _reap(pid: int) -> int:
     _, status = os.waitpid(pid, 0)
-    return _result(os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace"), "")
+    return os.waitstatus_to_exitcode(status)
 
 
-def _forked_child(request: dict, write: int) -> None:
+def _tail(log, size: int = 2000) -> str:
+    log.seek(0)
+    return log.read()[-size:].decode(errors="replace")
+
+
+def _forked_child(request: dict, write: int, log_fd: int) -> None:
     code = 1
     try:
         os.setsid()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
         # fresh stream objects: a lock another thread held at the fork stays held in this copy
-        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until os._exit
+        sys.stdout = sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - lives until os._exit
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd > 2 and fd != write:
@@ -134,54 +161,224 @@ def _forked_child(request: dict, write: int) -> None:
                     os.close(fd)
                 except OSError:
                     pass
-        os.chdir(request["scratch"])
-        os.environ.update(TMPDIR=request["scratch"], HOME=request["scratch"])
-        request = {**request, "memory": request["memory"] + _address_space()}
-        message = _call(request)
-        os.write(write, ("\n" + _RESULT + json.dumps(message, default=str) + "\n").encode())
+        send(write, _call(request))
         code = 0
     finally:
         os._exit(code)  # no interpreter teardown: finalisers of hostile objects must not run
 
 
+# -- the shared parts: limits, protocol, kill, cause of death --------------------------------
+
+_ENTERED: Limits | None = None
+
+
+def in_isolated_child() -> bool:
+    """Whether this process limited and confined itself with ``enter_child`` (a worker, a trial)."""
+    return _ENTERED is not None
+
+
+def entered_limits() -> Limits | None:
+    """The limits this process entered with (``enter_child``), or None in the audit's own process."""
+    return _ENTERED
+
+
 def _address_space() -> int:
     """This process's virtual size in bytes (what RLIMIT_AS counts)."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
-def _kill_group(pid: int) -> None:
+#: Least room a child needs above its size at the start to do anything at all.
+MIN_HEADROOM = 64 << 20
+
+
+def memory_cap(extra: int) -> tuple[int, str]:
+    """The address-space cap for ``extra`` bytes on top of this process's size, within the hard
+    limit; and a note when the hard limit cut it (empty otherwise)."""
+    import resource
+
+    current = _address_space()
+    wanted = current + extra
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY and wanted > hard:
+        return hard, f"capped at the address-space hard limit ({size_text(hard)})"
+    return wanted, ""
+
+
+def enter_child(limits: Limits, scratch: str | None, writable: tuple[str, ...] = ()) -> list[str]:
+    """Limit and confine this (child) process: address space relative to its size now, CPU
+    time, no core dumps, writes only under ``scratch`` and ``writable`` (Landlock, where the
+    kernel has it). Never asks for more than the hard limits allow. Returns the limits that
+    could not be set, each with why (raises ``SandboxError("limits", ...)`` when no room is left)."""
+    import resource
+
+    global _ENTERED
+    _ENTERED = limits
+    notes = []
+    if limits.memory_bytes:
+        cap, note = memory_cap(limits.memory_bytes)
+        if cap < _address_space() + MIN_HEADROOM:
+            raise SandboxError("limits", f"the address-space limit ({size_text(cap)}) leaves no room above the "
+                                         f"process's own size ({size_text(_address_space())})")
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        except (ValueError, OSError) as exc:
+            notes.append(f"address-space limit not set: {exc}")
+        if note:
+            notes.append(note)
+    if limits.cpu_seconds:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        cpu = limits.cpu_seconds if hard == resource.RLIM_INFINITY else min(limits.cpu_seconds, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, hard))
+        except (ValueError, OSError) as exc:
+            notes.append(f"CPU-time limit not set: {exc}")
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+    if scratch is not None:
+        os.environ.update(TMPDIR=scratch, HOME=scratch)
+        tempfile.tempdir = scratch
+        if not confine_writes(scratch, *writable):
+            notes.append("file-system writes not confined: " + landlock_status())
+    return notes
+
+
+def send(fd: int, message: dict) -> None:
+    """One JSON line to the parent (the whole protocol: no pickles cross from a child)."""
+    data = (json.dumps(message, default=str) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def read_messages(fd: int, deadline, on_message) -> bool:
+    """Read JSON lines from a child until it closes ``fd`` (then close it); False when the
+    deadline passed first. ``deadline``: a ``time.monotonic()`` value, None, or a callable
+    giving one (it may move, e.g. once a worker is ready)."""
+    buffer = b""
+    try:
+        while True:
+            at = deadline() if callable(deadline) else deadline
+            remaining = None if at is None else at - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return True
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    try:
+                        on_message(json.loads(line))
+                    except ValueError:
+                        pass   # a torn line from a dying child; the exit status says what happened
+    finally:
+        os.close(fd)
+
+
+def kill_group(pid: int) -> None:
     """SIGKILL the child's session (it may have started processes), or the child alone."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         try:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
 
 
-def _kill(child: subprocess.Popen) -> None:
-    _kill_group(child.pid)
-    child.communicate()
+#: What an allocation failure under RLIMIT_AS looks like from Python, torch and C++.
+_ALLOCATION_FAILURE = re.compile(r"MemoryError|can't allocate memory|bad_alloc|out of memory|Cannot allocate memory"
+                                 r"|std::length_error", re.IGNORECASE)
+
+_SIGNALS = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed from outside (or by the kernel's memory killer)",
+            "SIGXCPU": "ran past its CPU-time limit", "SIGABRT": "aborted", "SIGBUS": "a bus error"}
 
 
-def _result(code: int, out: str, err: str):
-    lines = [line for line in out.splitlines() if line.startswith(_RESULT)]
-    if code == 0 and lines:
-        message = json.loads(lines[-1][len(_RESULT):])
-        if message.get("ok"):
-            return message.get("value")
-        reason = "setup" if message.get("setup") else "memory" if message.get("type") == "MemoryError" else "error"
-        raise SandboxError(reason, f"{message.get('type')}: {message.get('message')}")
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        what = {"SIGSEGV": "crashed (segmentation fault)", "SIGKILL": "was killed (memory or CPU limit)",
-                "SIGXCPU": "ran past its CPU-time limit", "SIGABRT": "aborted",
-                "SIGBUS": "crashed (bus error)"}.get(name, f"died from {name}")
-        raise SandboxError("signal", what)
-    tail = (err.strip().splitlines() or [""])[-1][:200]
-    raise SandboxError("exit", f"exited with code {code} without a result{': ' + tail if tail else ''}")
+def memory_failure(text: str) -> bool:
+    return bool(_ALLOCATION_FAILURE.search(text or ""))
+
+
+def signal_text(number: int) -> str:
+    """``was killed by SIGSEGV (signal 11): a segmentation fault``."""
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"was killed by signal {number}"
+    meaning = _SIGNALS.get(name)
+    return f"was killed by {name} (signal {number})" + (f": {meaning}" if meaning else "")
+
+
+def size_text(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:.0f} {unit}" if unit in ("B", "KiB") else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1024
+    return f"{num_bytes:.1f} TiB"   # pragma: no cover
+
+
+@dataclass
+class Ending:
+    """How an isolated child ended: its messages, exit status and log tail, read as one cause."""
+
+    limits: Limits = field(default_factory=Limits)
+    returncode: int | None = None
+    timed_out: bool = False
+    message: dict | None = None
+    log_tail: str = ""
+
+    def receive(self, message: dict) -> None:
+        self.message = message
+
+    def reason(self) -> str:
+        """timeout | memory | signal | limits | setup | error | exit | ok."""
+        message = self.message or {}
+        if self.timed_out:
+            return "timeout"
+        if message.get("ok") and self.returncode == 0:
+            return "ok"
+        said = f"{message.get('type', '')}: {message.get('message', '')}" if message else ""
+        if self.limits.memory_bytes and (memory_failure(said) or (self.returncode != 0 and
+                                                                  memory_failure(self.log_tail))):
+            return "memory"
+        if message.get("type") == "SandboxError:limits":
+            return "limits"
+        if message.get("setup"):
+            return "setup"
+        if self.returncode is not None and self.returncode < 0:
+            return "signal"
+        if message and not message.get("ok"):
+            return "error"
+        return "exit"
+
+    def cause(self) -> str:
+        reason, message = self.reason(), self.message or {}
+        if reason == "timeout":
+            return f"did not finish within {self.limits.wall_seconds:g} s (killed)"
+        if reason == "memory":
+            return f"exceeded {self.limits.memory_flag} ({size_text(self.limits.memory_bytes)})"
+        if reason == "signal":
+            return signal_text(-self.returncode)
+        if reason in ("error", "limits", "setup"):
+            return f"{message.get('type', '').replace('SandboxError:limits', 'cannot set its limits')}: " \
+                   f"{message.get('message')}"
+        tail = (self.log_tail.strip().splitlines() or [""])[-1][:200]
+        return f"exited with code {self.returncode} without a result{': ' + tail if tail else ''}"
+
+    def value(self):
+        """The child's result, or ``SandboxError`` with the cause."""
+        reason = self.reason()
+        if reason == "ok":
+            return self.message.get("value")
+        raise SandboxError(reason, self.cause())
 
 
 # -- the child ------------------------------------------------------------------------------
@@ -204,8 +401,10 @@ def landlock_status() -> str:
     return f"Landlock ABI {abi}: writes confined to a temporary folder" + (", TCP blocked" if abi >= 4 else "")
 
 
-def confine_writes(folder: str) -> bool:
-    """Forbid writes (and TCP on ABI >= 4) outside ``folder`` for this process; False when unsupported."""
+def confine_writes(folder: str, *writable: str) -> bool:
+    """Forbid writes (and TCP on ABI >= 4, device ioctls on ABI >= 5) outside ``folder`` and
+    ``writable`` for this process; False when unsupported. ``/dev/null`` stays writable; a file in
+    ``writable`` (a GPU's device node) gets writes and ioctls."""
     abi = landlock_abi()
     if abi <= 0:
         return False
@@ -218,51 +417,67 @@ def confine_writes(folder: str) -> bool:
     if ruleset < 0:
         return False
     try:
-        parent = os.open(folder, os.O_PATH | os.O_DIRECTORY)
-        beneath = (ctypes.c_uint8 * 12).from_buffer_copy(write.to_bytes(8, "little") + parent.to_bytes(4, "little"))
-        added = libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                             ctypes.byref(beneath), ctypes.c_uint32(0))
-        os.close(parent)
-        if added < 0 or libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        file_access = _WRITE_FILE | (_TRUNCATE if abi >= 3 else 0) | (_IOCTL_DEV if abi >= 5 else 0)
+        rules = [(path, write if os.path.isdir(path) else file_access)
+                 for path in (folder, *writable, os.devnull) if os.path.exists(path)]
+        for path, access in rules:
+            if not _add_rule(libc, ruleset, path, access):
+                return False
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return False
         return libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) == 0
     finally:
         os.close(ruleset)
 
 
-def _limit_self(request: dict) -> None:
-    import resource
+def _add_rule(libc, ruleset: int, path: str, access: int) -> bool:
+    parent = os.open(path, os.O_PATH)
+    try:
+        beneath = (ctypes.c_uint8 * 12).from_buffer_copy(access.to_bytes(8, "little") + parent.to_bytes(4, "little"))
+        return libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
+                            ctypes.byref(beneath), ctypes.c_uint32(0)) >= 0
+    finally:
+        os.close(parent)
 
-    resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
-    resource.setrlimit(resource.RLIMIT_CPU, (request["cpu"], request["cpu"]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    confine_writes(request["scratch"])
+
+def _enter_trial(request: dict):
+    """The trial child's own set-up: limits, confinement, the entry function (evalguard's code)."""
+    import importlib
+
+    enter_child(Limits(**request["limits"]), request["scratch"])
+    os.chdir(request["scratch"])
+    module_name, _, func_name = request["entry"].partition(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _failure(exc: BaseException, **extra) -> dict:
+    kind = type(exc).__name__ + (f":{exc.reason}" if isinstance(exc, SandboxError) else "")
+    return {"ok": False, "type": kind, "message": (str(exc).splitlines() or [""])[0][:300], **extra}
 
 
 def _call(request: dict) -> dict:
-    """Limit this process, then call the entry: the message for the parent, as a dict."""
-    import importlib
+    """Limit and confine this process, then call the entry: the message for the parent, as a dict.
 
-    try:   # evalguard's own set-up: a failure here is its bug ("setup"), not the file's
-        _limit_self(request)
-        module_name, _, func_name = request["entry"].partition(":")
-        entry = getattr(importlib.import_module(module_name), func_name)
-    except BaseException as exc:  # noqa: BLE001 - goes back to the parent as text
-        return {"ok": False, "setup": True, "type": type(exc).__name__,
-                "message": (str(exc).splitlines() or [""])[0][:300]}
+    A failure of the set-up itself is marked ``setup`` (evalguard's bug, EG900), except the limits
+    the system does not allow, which say so (``SandboxError:limits``)."""
     try:
-        value = entry(*request["args"])
-        return {"ok": True, "value": value}
+        entry = _enter_trial(request)
+    except SandboxError as exc:
+        return _failure(exc)
+    except BaseException as exc:  # noqa: BLE001 - goes back to the parent as text
+        return _failure(exc, setup=True)
+    try:
+        return {"ok": True, "value": entry(*request["args"])}
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as text
-        return {"ok": False, "type": type(exc).__name__, "message": (str(exc).splitlines() or [""])[0][:300]}
+        return _failure(exc)
 
 
 def _child_main() -> None:
+    """The spawned child: ``python -m evalguard.sandbox FD``, the request as JSON on stdin."""
+    write = int(sys.argv[1])
     request = json.loads(sys.stdin.read())
     sys.path[:] = request["sys_path"]  # resolve modules exactly as the parent does
-    message = _call(request)
-    sys.stdout.write("\n" + _RESULT + json.dumps(message, default=str) + "\n")
-    sys.stdout.flush()
+    send(write, _call(request))
     os._exit(0)  # no interpreter teardown: finalisers of hostile objects must not run
 
 

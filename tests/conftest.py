@@ -31,3 +31,14 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def as_worker(monkeypatch):
+    """Run the loaders in this test process as they run inside an isolated worker: a target whose
+    loading needs a trial (TorchScript, .pt2, numpy/trusted pickles) is trial-loaded in a sandboxed
+    child and then loaded here, instead of being sent to a worker (``NeedsWorker``). Only for
+    tests of the loaders themselves; the CLI and engine tests take the real path."""
+    from evalguard import sandbox
+
+    monkeypatch.setattr(sandbox, "_ENTERED", sandbox.Limits(wall_seconds=None, cpu_seconds=None, memory_bytes=None))

@@ -139,11 +139,11 @@ def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(run_cli, tmp_path,
     torch.jit.script(torch.nn.Linear(2, 2).eval()).save(str(path))
 
     def broken(request):
-        raise RuntimeError("limits set-up bug")
+        raise RuntimeError("trial set-up bug")
 
     # The boundary that calls into the trial child: its set-up runs in the forked child, which
     # inherits this patch (on a spawned child the patch would not apply).
-    monkeypatch.setattr(sandbox, "_limit_self", broken)
+    monkeypatch.setattr(sandbox, "_enter_trial", broken)
     monkeypatch.delenv("EVALGUARD_SANDBOX_SPAWN", raising=False)
     code, out, err = run_cli("check", path, "--no-onnx", "--input-shape", "1x2", "--format", "json")
     report = json.loads(out)

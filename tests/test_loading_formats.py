@@ -123,7 +123,7 @@ def test_lightning_hyperparameters_namespace_and_timestamps_are_data(tmp_path, a
     assert subject.kind == "lightning-checkpoint" and same_outputs(subject.model, model)
 
 
-def test_numpy_metrics_in_a_checkpoint_are_data(tmp_path, arch):
+def test_numpy_metrics_in_a_checkpoint_are_data(tmp_path, arch, as_worker):
     model = make_model()
     torch.save({"model": model.state_dict(), "best_acc": np.float64(0.91), "hist": np.arange(3)},
                tmp_path / "ckpt.pt")
@@ -244,7 +244,7 @@ def test_dtype_difference_is_copied_into_the_model_dtype(tmp_path, arch):
 
 # -- TorchScript, torch.export, safetensors, ONNX ------------------------------------------
 
-def test_torchscript_script_and_trace(tmp_path):
+def test_torchscript_script_and_trace(tmp_path, as_worker):
     model = make_model()
     torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
     torch.jit.trace(model, torch.randn(4, 6)).save(str(tmp_path / "traced.pt"))
@@ -256,7 +256,7 @@ def test_torchscript_script_and_trace(tmp_path):
         assert same_outputs(subject.model, model)
 
 
-def test_exported_program_uses_saved_example_inputs(tmp_path):
+def test_exported_program_uses_saved_example_inputs(tmp_path, as_worker):
     model = make_model()
     example = torch.randn(5, 6)
     torch.export.save(torch.export.export(model, (example,)), str(tmp_path / "model.pt2"))
@@ -268,7 +268,7 @@ def test_exported_program_uses_saved_example_inputs(tmp_path):
         assert torch.allclose(subject.model(example), model(example))
 
 
-def test_exported_program_of_a_training_model_reports_training_ops(tmp_path):
+def test_exported_program_of_a_training_model_reports_training_ops(tmp_path, as_worker):
     model = make_model().train()
     torch.export.save(torch.export.export(model, (torch.randn(5, 6),)), str(tmp_path / "model.pt2"))
     subject = load(tmp_path / "model.pt2")
@@ -276,7 +276,7 @@ def test_exported_program_of_a_training_model_reports_training_ops(tmp_path):
     assert "dropout" in dict(subject.load.details)["Training-mode ops in the graph"]
 
 
-def test_exported_program_input_shape_flag_wins(tmp_path):
+def test_exported_program_input_shape_flag_wins(tmp_path, as_worker):
     batch = torch.export.Dim("batch", min=2, max=32)
     program = torch.export.export(make_model(), (torch.randn(5, 6),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "model.pt2"))
@@ -370,7 +370,7 @@ def tiny_bert_config():
 
 
 @pytest.mark.realmodel
-def test_transformers_full_pickle_needs_trust_module(tmp_path):
+def test_transformers_full_pickle_needs_trust_module(tmp_path, as_worker):
     from transformers import BertModel
 
     model = BertModel(tiny_bert_config()).eval()

@@ -302,7 +302,7 @@ def test_pt2_with_aotinductor_code_is_refused(clean_pt2, tmp_path):
     assert any("AOTInductor" in c for c in exc.findings[0].evidence["constructs"])
 
 
-def test_clean_pt2_passes_the_static_checks(clean_pt2):
+def test_clean_pt2_passes_the_static_checks(clean_pt2, as_worker):
     subject = load_target(str(clean_pt2), AuditOptions())
     assert subject.kind == "exported-program"
 
@@ -363,7 +363,7 @@ def test_untrusted_function_is_unsafe_not_untrusted(user_package, tmp_path):
     assert not (tmp_path / "imported").exists()
 
 
-def test_trusted_package_classes_load_and_keep_training_flags(user_package, tmp_path):
+def test_trusted_package_classes_load_and_keep_training_flags(user_package, tmp_path, as_worker):
     import importlib
 
     models = importlib.import_module(f"{user_package}.models")

@@ -16,6 +16,18 @@ from evalguard.errors import UsageError
 
 T = TypeVar("T")
 
+#: Wall-clock limit per worker process when ``--timeout`` is not given: a program that hangs
+#: (a ``while`` loop in a TorchScript method) ends as that target's error, never a hung run.
+DEFAULT_TIMEOUT = 900.0
+
+
+class NeedsWorker(BaseException):
+    """Raised by a loader in the audit's own process when loading the target would run a program
+    (TorchScript, ``.pt2``) or package code (see ``evalguard.loading.trial``): the engine audits
+    that target in an isolated worker instead. A ``BaseException`` so that no loader's
+    ``except Exception`` turns it into an error of the file."""
+
+
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
@@ -34,6 +46,24 @@ class ExecutionOptions:
     executor: str = "local"            # "local" (worker processes here) or "ray" (evalguard.execution.ray)
     ray_address: str | None = None     # an existing Ray cluster; None: a local Ray instance
     source_jobs: int | None = None     # processes for the .py targets; None: the cores, serial for few files
+
+    def worker_timeout(self) -> float:
+        """Seconds a worker may run: ``--timeout``, else ``DEFAULT_TIMEOUT``."""
+        return self.timeout if self.timeout is not None else DEFAULT_TIMEOUT
+
+    def worker_memory(self, device: str = "cpu") -> tuple[int | None, str]:
+        """Address space a worker may add to its size, and how messages name that limit:
+        ``--memory-limit``, else the machine's memory (so a memory bomb fails an allocation in
+        that worker, not the kernel's out-of-memory killer elsewhere); none with CUDA, which
+        reserves address space by the tens of GiB."""
+        if self.memory_limit:
+            return self.memory_limit, "--memory-limit"
+        if device == "cuda":
+            return None, ""
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "the worker's memory limit (the machine's RAM)"
+        except (ValueError, OSError, AttributeError):
+            return None, ""
 
     def isolated(self, model_targets: int) -> bool:
         if self.executor == "ray":

@@ -7,11 +7,11 @@ the last step the worker reported). Every other target is still audited and repo
 """
 from __future__ import annotations
 
+import dataclasses
+import glob
 import json
 import os
 import pickle
-import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,7 @@ from pathlib import Path
 from evalguard.errors import UsageError
 from evalguard.execution import ExecutionOptions, Target, threads_per_worker
 from evalguard.findings import SKIPPED, Finding, RuleCoverage, Severity, TargetResult
+from evalguard.sandbox import kill_group, read_messages
 from evalguard.subject import AuditOptions
 
 #: How much of a failed worker's own output (a faulthandler traceback, a C++ abort message)
@@ -34,19 +35,35 @@ _LOG_TAIL = 4000
 
 @dataclass
 class WorkerExit:
-    """How a worker ended, for the target's error message."""
+    """How a worker ended, for the target's error message (read with ``evalguard.sandbox``'s rules)."""
 
     returncode: int | None = None        # negative: killed by that signal
     timed_out: bool = False
     last_step: str = ""
     peak_rss_kib: int | None = None
     message: dict | None = None          # the final JSON message, when one came
+    log_tail: str = ""
+    device: str = "cpu"
+
+    def memory_hit(self, execution: ExecutionOptions) -> bool:
+        from evalguard.sandbox import memory_failure
+
+        said = json.dumps(self.message) if self.message else ""
+        return bool(execution.worker_memory(self.device)[0]) and not self.timed_out and (
+            memory_failure(said) or (self.returncode != 0 and memory_failure(self.log_tail)))
 
     def cause(self, execution: ExecutionOptions) -> str:
+        from evalguard.sandbox import signal_text, size_text
+
         if self.timed_out:
-            what = f"timed out after {execution.timeout:g}s (--timeout); the worker was killed"
+            flag_note = "--timeout" if execution.timeout is not None else "the default limit; --timeout changes it"
+            what = f"timed out after {execution.worker_timeout():g}s ({flag_note}); the worker was killed"
+        elif self.message and "limits_error" in self.message:
+            what = f"the worker could not set its limits: {self.message['limits_error']}"
+        elif self.memory_hit(execution):
+            what = f"{memory_exceeded(execution, self.device)}; the worker's allocation failed"
         elif self.returncode is not None and self.returncode < 0:
-            what = f"the worker was killed by {_signal_name(-self.returncode)}"
+            what = f"the worker {signal_text(-self.returncode)}"
         elif self.returncode is None:
             what = "the fork server stopped before it could report how the worker ended"
         elif self.message and "internal_error" in self.message:
@@ -57,25 +74,24 @@ class WorkerExit:
         if self.last_step:
             notes.append(f"last step: {self.last_step}")
         if self.peak_rss_kib:
-            notes.append(f"peak RSS {_size(self.peak_rss_kib * 1024)}")
-        if execution.memory_limit and not self.timed_out:
-            notes.append(f"--memory-limit {_size(execution.memory_limit)}")
+            notes.append(f"peak RSS {size_text(self.peak_rss_kib * 1024)}")
+        if execution.memory_limit and not self.timed_out and "--memory-limit" not in what:
+            notes.append(f"--memory-limit {size_text(execution.memory_limit)}")
         return what + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return f"{signal.Signals(number).name} (signal {number})"
-    except ValueError:
-        return f"signal {number}"
+def memory_exceeded(execution: ExecutionOptions, device: str = "cpu") -> str:
+    """``exceeded --memory-limit (2.0 GiB)``, or the hard address-space limit (``ulimit -v``)
+    that this process was started under when that is the smaller one."""
+    import resource
 
+    from evalguard.sandbox import _address_space, size_text
 
-def _size(num_bytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if num_bytes < 1024 or unit == "GiB":
-            return f"{num_bytes:.0f} {unit}" if unit in ("B", "KiB") else f"{num_bytes:.1f} {unit}"
-        num_bytes /= 1024
-    return f"{num_bytes:.1f} TiB"   # pragma: no cover
+    memory, flag = execution.worker_memory(device)
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY and (not memory or hard < _address_space() + memory):
+        return f"exceeded the address-space hard limit this run was started under ({size_text(hard)}, ulimit -v)"
+    return f"exceeded {flag} ({size_text(memory)})"
 
 
 #: The worker's entry: this very evalguard (not whichever copy the interpreter finds first);
@@ -99,52 +115,21 @@ def _worker_env() -> dict:
 
 
 class _Deadline:
-    """``--timeout`` counts from the moment the worker is ready (interpreter and torch imported),
-    so a busy machine's slow start-up is not charged to the target; start-up itself gets
-    ``STARTUP_GRACE`` seconds on top."""
+    """The worker's wall-clock limit counts from the moment it is ready (interpreter and torch
+    imported), so a busy machine's slow start-up is not charged to the target; start-up itself
+    gets ``STARTUP_GRACE`` seconds on top."""
 
     STARTUP_GRACE = 120.0
 
-    def __init__(self, timeout: float | None):
+    def __init__(self, timeout: float):
         self.timeout = timeout
-        self.at = None if timeout is None else time.monotonic() + timeout + self.STARTUP_GRACE
+        self.at = time.monotonic() + timeout + self.STARTUP_GRACE
 
     def ready(self) -> None:
-        if self.timeout is not None:
-            self.at = time.monotonic() + self.timeout
+        self.at = time.monotonic() + self.timeout
 
-
-def _read_messages(fd: int, deadline: _Deadline, on_message) -> bool:
-    """Read JSON lines from the worker until it closes the channel; False when the deadline passed."""
-    buffer = b""
-    while True:
-        remaining = None if deadline.at is None else deadline.at - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return True
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                try:
-                    on_message(json.loads(line))
-                except ValueError:
-                    pass   # a torn line from a dying worker; the exit status says what happened
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)   # the worker leads its own group: its children go too
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def __call__(self) -> float:
+        return self.at
 
 
 class _SpawnedWorker:
@@ -165,7 +150,7 @@ class _SpawnedWorker:
             pass   # the worker died at once; its exit status says why
 
     def kill(self) -> None:
-        _kill_group(self.pid)
+        kill_group(self.pid)
 
     def reap(self) -> tuple[int | None, int | None]:
         """Exit code (negative: the signal) and peak RSS in KiB, from the kernel's accounting."""
@@ -189,7 +174,7 @@ class _ForkedWorker:
             raise _NoWorker(str(exc)) from None
 
     def kill(self) -> None:
-        _kill_group(self.pid)
+        kill_group(self.pid)
 
     def reap(self) -> tuple[int | None, int | None]:
         message = self._exit.get()
@@ -263,20 +248,26 @@ class LocalExecutor:
         return _SpawnedWorker(job, channel_fd, log)
 
     # ------------------------------------------------------------ one target
-    def _job(self, target: Target) -> bytes:
+    def _job(self, target: Target, scratch: str) -> bytes:
+        memory, flag = self.execution.worker_memory(self.options.device)
+        keep = self.options.keep_onnx
+        writable = [str(Path(keep).resolve().parent)] if keep else []
+        if self.options.device == "cuda":   # the driver talks to its device nodes by ioctl
+            writable += sorted(glob.glob("/dev/nvidia*"))
         return pickle.dumps({"target": target, "options": self.options, "overrides": self.overrides,
                              "sys_path": list(sys.path), "threads": self.threads,
-                             "memory_limit": self.execution.memory_limit})
+                             "memory_limit": memory, "memory_flag": flag,
+                             "scratch": scratch, "writable": writable})
 
     def audit(self, target: Target) -> tuple[TargetResult, list[Finding]]:
         if self._cancelled:
             raise RuntimeError("cancelled")
         self.progress.begin(target.display)
-        exit_info = WorkerExit(last_step="starting the worker")
+        exit_info = WorkerExit(last_step="starting the worker", device=self.options.device)
         read_fd, write_fd = os.pipe()
-        with tempfile.TemporaryFile() as log:
+        with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory(prefix="evalguard-worker-") as scratch:
             try:
-                worker = self._launch(self._job(target), write_fd, log)
+                worker = self._launch(self._job(target, scratch), write_fd, log)
             except BaseException:
                 os.close(read_fd)
                 raise
@@ -287,12 +278,13 @@ class LocalExecutor:
                 if self._cancelled:
                     worker.kill()
 
-            deadline = _Deadline(self.execution.timeout)
+            deadline = _Deadline(self.execution.worker_timeout())
 
             def on_message(message: dict) -> None:
                 if "ready" in message:
                     deadline.ready()
                     exit_info.last_step = "worker ready"
+                    self._warn_unconfined(target, message.get("notes") or [])
                 elif "step" in message:
                     exit_info.last_step = message["step"]
                     self.progress.step(message["step"], target.display)
@@ -300,16 +292,15 @@ class LocalExecutor:
                     exit_info.message = message
 
             try:
-                finished = _read_messages(read_fd, deadline, on_message)
+                finished = read_messages(read_fd, deadline, on_message)
                 if not finished:
                     exit_info.timed_out = True
                     worker.kill()
             finally:
-                os.close(read_fd)
                 exit_info.returncode, exit_info.peak_rss_kib = worker.reap()
                 with self._lock:
                     self._running.discard(worker)
-            self._replay_log(log, failed=exit_info.timed_out or exit_info.returncode != 0)
+            exit_info.log_tail = self._replay_log(log, failed=exit_info.timed_out or exit_info.returncode != 0)
         self.progress.finish(target.display)
         return self._outcome(target, exit_info)
 
@@ -321,11 +312,26 @@ class LocalExecutor:
             raise UsageError(message["usage_error"])
         if "result" in message and not exit_info.timed_out:
             result = message["result"]
-            return (target_from_dict(result["target"]),
-                    [finding_from_dict(f) for f in result["findings"]])
+            found = target_from_dict(result["target"]), [finding_from_dict(f) for f in result["findings"]]
+            return self._memory_named(found, exit_info)
         detail = f"{target.display}: {exit_info.cause(self.execution)}"
         not_checked = {rule: RuleCoverage(SKIPPED, detail) for rule in sorted(self.options.selected)}
         return TargetResult(target.display, "unknown", "error", detail, not_checked), []
+
+    def _warn_unconfined(self, target: Target, notes: list[str]) -> None:
+        """A limit or the write confinement that the worker could not set is said on stderr."""
+        missing = [note for note in notes if not note.startswith("capped at")]
+        if missing:
+            with self._log_lock:
+                self.progress.interject(f"warning: {target.display}: {'; '.join(missing)}\n", self.log_stream)
+
+    def _memory_named(self, found, exit_info: WorkerExit):
+        """A target that failed because an allocation hit the worker's address-space cap says so."""
+        result, findings = found
+        if result.status != "error" or not exit_info.memory_hit(self.execution):
+            return found
+        detail = f"{result.path}: {memory_exceeded(self.execution, self.options.device)}: {result.detail}"
+        return dataclasses.replace(result, detail=detail), findings
 
     def _replay_log(self, log, failed: bool) -> None:
         """What the worker printed goes to our stderr (never stdout: a report may be there);
@@ -333,13 +339,14 @@ class LocalExecutor:
         log.seek(0)
         data = log.read()
         if not data:
-            return
+            return ""
         if failed and len(data) > _LOG_TAIL:
             data = b"...\n" + data[-_LOG_TAIL:]
         with self._log_lock:
             self.progress.interject(data.decode("utf-8", "replace"), self.log_stream)
+        return data[-_LOG_TAIL:].decode("utf-8", "replace")
 
 
-def run_isolated(targets: list[Target], options: AuditOptions, overrides, execution: ExecutionOptions,
-                 progress) -> dict[Target, tuple[TargetResult, list[Finding]]]:
+def run_workers(targets: list[Target], options: AuditOptions, overrides, execution: ExecutionOptions,
+                progress) -> dict[Target, tuple[TargetResult, list[Finding]]]:
     return LocalExecutor(options, overrides, execution, progress).run(targets)

@@ -44,7 +44,8 @@ def audit_task(target: Target, options: AuditOptions, overrides: Mapping[str, Se
     from evalguard.reporters.json_report import finding_to_dict, target_to_dict
 
     worker._limit_threads(threads)
-    worker._limit_memory(memory_limit)
+    # limits only: Landlock would also cut the task off from Ray's own sockets and files
+    worker.enter({"memory_limit": memory_limit, "memory_flag": "--memory-limit", "scratch": None})
     try:
         result, findings = engine.audit_one(lambda: target.load(options), target.display, options, overrides)
     except UsageError as exc:

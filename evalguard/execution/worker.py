@@ -11,41 +11,21 @@ to the files the parent gave us as stdout and stderr.
 from __future__ import annotations
 
 import faulthandler
-import json
 import os
 import pickle
 import resource
 import sys
 
 
-def _sender(channel):
-    def send(message: dict) -> None:
-        channel.write(json.dumps(message) + "\n")
-        channel.flush()
+def enter(job: dict) -> list[str]:
+    """Limit and confine this worker with the sandbox's primitive: address space (``memory``),
+    writes only in the job's scratch folder (and the ``--keep-onnx`` folder). The limits that
+    could not be set come back as notes; ``SandboxError`` when no room is left at all."""
+    from evalguard import sandbox
 
-    return send
-
-
-def _address_space() -> int:
-    """Bytes of address space this process holds now (Linux; 0 where unknown)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _limit_memory(limit: int | None) -> None:
-    """Cap the address space at ``limit`` on top of what the worker holds once Python and torch
-    are loaded (a CUDA build of torch maps gigabytes of libraries before any work), so the
-    limit means the same on every build. Allocations past it fail (MemoryError, torch's
-    allocator error) instead of the kernel's out-of-memory killer taking other work with it."""
-    if limit:
-        cap = _address_space() + limit
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    limits = sandbox.Limits(wall_seconds=None, cpu_seconds=None, memory_bytes=job.get("memory_limit"),
+                            memory_flag=job.get("memory_flag") or "--memory-limit")
+    return sandbox.enter_child(limits, job.get("scratch"), tuple(job.get("writable", ())))
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -82,19 +62,27 @@ def run(job: dict, send) -> None:
 
 def serve_job(job: dict, channel_fd: int) -> None:
     """Audit the job's target, reporting over ``channel_fd``; closes it when done."""
-    channel = os.fdopen(channel_fd, "w", encoding="utf-8")
-    send = _sender(channel)
+    from evalguard import sandbox
+
+    def send(message: dict) -> None:
+        sandbox.send(channel_fd, message)
+
     faulthandler.enable()                 # a segfault or abort leaves a Python traceback in the log
     sys.path[:] = [*job["sys_path"], *(p for p in sys.path if p not in job["sys_path"])]
     _limit_threads(job.get("threads"))    # imports torch
-    _limit_memory(job.get("memory_limit"))
-    send({"ready": True})                 # --timeout counts from here: start-up is not the target's
+    try:
+        notes = enter(job)
+    except Exception as exc:  # noqa: BLE001 - the sandbox's SandboxError("limits"): say why, do nothing
+        send({"limits_error": str(exc)})
+        os.close(channel_fd)
+        return
+    send({"ready": True, "notes": notes})  # --timeout counts from here: start-up is not the target's
     try:
         run(job, send)
     except BaseException as exc:   # evalguard's own bug outside any target: say what, then die
         send({"internal_error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]})
         raise
-    channel.close()
+    os.close(channel_fd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,12 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_EXPRESSION = 2000
 MAX_DIGITS = 20
 MAX_EXPONENT = 64
+#: A static bound on what sympy may be asked to build from one expression (issue 25 item 8): a
+#: tower whose every exponent passes MAX_EXPONENT (``((s0+1)**64)**64``, Max/Min nested hundreds
+#: deep) costs sympy minutes. Real range constraints and guards are a few nodes deep.
+MAX_DEPTH = 24
+MAX_NODES = 400
+MAX_DEGREE = 64     # product of the exponents along any path from the root
 
 
 class Pt2Scan:
@@ -188,12 +194,12 @@ def _is_safe_target(target: str) -> bool:
     if not _OP_TARGET.match(target) or "__" in target:
         return False
     namespace, name = target.split(".")[2:4]
-    return namespace == "aten" and is_pure_op("aten", name)
+    return namespace in ("aten", "quantized") and is_pure_op(namespace, name)
 
 
 def _is_custom_op(target: str) -> bool:
     parts = target.split(".")
-    return parts[:2] == ["torch", "ops"] and len(parts) > 2 and parts[2] not in ("aten", "prim", "prims")
+    return parts[:2] == ["torch", "ops"] and len(parts) > 2 and parts[2] not in ("aten", "prim", "prims", "quantized")
 
 
 def _is_safe_expression(text, *, guard: bool) -> bool:
@@ -204,7 +210,35 @@ def _is_safe_expression(text, *, guard: bool) -> bool:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    return all(_safe_node(node, guard) and _small(node) for node in ast.walk(tree))
+    nodes = list(ast.walk(tree))
+    return (len(nodes) <= MAX_NODES and all(_safe_node(node, guard) and _small(node) for node in nodes)
+            and _bounded(tree.body, 0, 1))
+
+
+def _bounded(node: ast.AST, depth: int, degree: float) -> bool:
+    """Nesting depth and the compounded exponent along every path stay within the static bounds."""
+    if depth > MAX_DEPTH:
+        return False
+    exponent = _exponent(node)
+    if exponent is not None:
+        degree *= max(abs(exponent), 1)
+        if degree > MAX_DEGREE:
+            return False
+    return all(_bounded(child, depth + 1, degree) for child in ast.iter_child_nodes(node))
+
+
+def _exponent(node: ast.AST) -> float | None:
+    """The literal exponent of a power (``x**3``, ``Pow(x, 3)``, ``1 << 5`` counts 5), else None."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Pow, ast.LShift)):
+        right = node.right
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 2 and \
+            node.func.id in ("Pow", "PowByNatural", "FloatPow", "LShift"):
+        right = node.args[1]
+    else:
+        return None
+    if isinstance(right, ast.UnaryOp) and isinstance(right.operand, ast.Constant):
+        right = right.operand
+    return right.value if isinstance(right, ast.Constant) and isinstance(right.value, (int, float)) else None
 
 
 def _small(node: ast.AST) -> bool:

@@ -4,7 +4,9 @@ TorchScript archives carry their program as Python-syntax source in ``code/``; `
 compiles it and runs ``__setstate__``, and ``forward`` runs the rest. Here the source is only
 parsed with ``ast`` (never compiled) and every reference must be one of:
 
-* ``torch.<op>`` / ``ops.aten.<op>`` / ``ops.prim.<op>`` with ``<op>`` in ``pure_ops.txt``;
+* ``torch.<op>`` / ``ops.aten.<op>`` / ``ops.prim.<op>`` / ``ops.quantized.<op>`` with ``<op>``
+  allowed in ``ops.toml`` (the reviewed op list: every op family with the reason it is allowed
+  or excluded);
 * a class or function defined in the archive itself (``__torch__.…``);
 * a method call whose name is a pure op (tensor methods), a method defined in the archive, or
   a list/dict/str method; a TorchScript builtin (``len``, ``range``, ``getattr(self, "x")``…).
@@ -40,20 +42,32 @@ _TORCH_VALUES = frozenset({"float32", "float64", "float16", "bfloat16", "int64",
                            "contiguous_format", "channels_last", "preserve_format", "inf", "nan", "pi", "e"})
 
 
+#: ``__torch__.torch.classes.<ns>.<Name>`` is how archive code names a C++ class registered with
+#: torch; torch resolves it to the registered class first, so archive code under that path never
+#: defines it. These are the reviewed ones a program may hold: the packed weights of
+#: ``torch.ao.quantization`` modules (made by the allowed ``quantized::*_prepack`` ops).
+CUSTOM_CLASS_PREFIX = "__torch__.torch.classes."
+REVIEWED_CUSTOM_CLASSES = frozenset({"quantized.LinearPackedParamsBase", "quantized.Conv2dPackedParamsBase",
+                                     "quantized.Conv3dPackedParamsBase", "rnn.CellParamsBase"})
+
+#: Namespaces whose ops ``ops.toml`` reviews; any other namespace is a custom op.
+REVIEWED_NAMESPACES = ("aten", "prim", "quantized")
+
+
+@functools.lru_cache(maxsize=1)
+def op_table() -> dict[str, dict[str, dict[str, dict]]]:
+    """``ops.toml``: ``{namespace: {"allowed"|"excluded": {family: {"reason", "ops"}}}}``."""
+    import tomllib
+
+    data = resources.files("evalguard.loading").joinpath("ops.toml").read_bytes()
+    return tomllib.loads(data.decode("utf-8"))
+
+
 @functools.lru_cache(maxsize=1)
 def pure_ops() -> dict[str, frozenset[str]]:
-    """``{"aten": names, "prim": names}`` from ``pure_ops.txt``."""
-    section, table = "", {"aten": set(), "prim": set()}
-    text = resources.files("evalguard.loading").joinpath("pure_ops.txt").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        table[section].add(line)
-    return {key: frozenset(values) for key, values in table.items()}
+    """``{"aten": names, "prim": names, "quantized": names}``: the allowed ops of ``ops.toml``."""
+    return {namespace: frozenset(op for family in table.get("allowed", {}).values() for op in family["ops"])
+            for namespace, table in op_table().items()}
 
 
 def is_pure_op(namespace: str, name: str) -> bool:
@@ -74,6 +88,10 @@ def scan_torchscript_code(archive) -> list[str]:
         except (SyntaxError, ValueError):
             problems.append(f"unreadable program source ({inner})")
     defined, methods = _definitions(trees)
+    shadows = sorted(name for name in defined if name.startswith(CUSTOM_CLASS_PREFIX))
+    problems += [f"{name} defined in the archive's code (torch resolves that name to its registered C++ class, "
+                 "not to this code)" for name in shadows]
+    defined -= set(shadows)
     for inner, tree in trees.items():
         problems += _ProgramVisitor(inner, defined, methods).run(tree)
     return list(dict.fromkeys(problems))
@@ -171,6 +189,10 @@ class _ProgramVisitor(ast.NodeVisitor):
             self._check_torch(parts)
         elif root == "ops":
             self._check_ops(parts)
+        elif dotted.startswith(CUSTOM_CLASS_PREFIX):
+            name = ".".join(parts[3:5])
+            if name not in REVIEWED_CUSTOM_CLASSES:
+                self.report(f"{dotted} (a C++ custom class outside the reviewed list)")
         elif root == "__torch__":
             if dotted not in self.defined and not any(dotted.startswith(d + ".") for d in self.defined):
                 self.report(f"{dotted} (not defined in the archive)")
@@ -186,10 +208,10 @@ class _ProgramVisitor(ast.NodeVisitor):
         self.report(".".join(parts))
 
     def _check_ops(self, parts: list[str]) -> None:
-        if len(parts) == 3 and parts[1] in ("aten", "prim") and is_pure_op(parts[1], parts[2]):
+        if len(parts) == 3 and parts[1] in REVIEWED_NAMESPACES and is_pure_op(parts[1], parts[2]):
             return
         namespace = parts[1] if len(parts) > 1 else "?"
-        kind = "" if namespace in ("aten", "prim") else " (custom op namespace)"
+        kind = "" if namespace in REVIEWED_NAMESPACES else " (custom op namespace)"
         self.report(f"{'.'.join(parts)}{kind}")
 
     def visit_Name(self, node: ast.Name) -> None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from evalguard.errors import InternalError, RefusedTarget, TargetError, first_line
+from evalguard.errors import RefusedTarget, TargetError, first_line
 from evalguard.findings import Finding, Location
 from evalguard.loading.allowlist import ALLOWED, UNSAFE, AllowList
 from evalguard.loading.pickle_scan import GlobalRef
@@ -107,24 +107,10 @@ def refuse_container(path: Path, reason: str, kind: str = "unknown") -> RefusedT
 
 
 def trial_load(path: Path, how: str, names: list[str] = (), trust_modules=(), kind: str = "unknown") -> None:
-    """Load the file once in an isolated, limited process (``evalguard.sandbox``) before loading it here.
+    """See ``evalguard.loading.trial.trial_load`` (a program never loads in the audit's process)."""
+    from evalguard.loading.trial import trial_load as isolated_trial
 
-    A crash, hang or memory blow-up there refuses the file (EG905); an ordinary load error is a
-    ``TargetError`` with the loader's message.
-    """
-    from evalguard.sandbox import Limits, SandboxError, run_isolated
-
-    size = path.stat().st_size if path.is_file() else 0
-    limits = Limits(memory_bytes=(8 << 30) + 2 * size)
-    try:
-        run_isolated("evalguard.loading.trial:load", str(path.resolve()), how, list(names), list(trust_modules),
-                     limits=limits)
-    except SandboxError as exc:
-        if exc.reason == "setup":   # evalguard's child broke before the file was touched: EG900
-            raise InternalError("trial-load child set-up", exc) from None
-        if exc.reason == "error":
-            raise TargetError(f"{path}: cannot be loaded: {exc}") from None
-        raise refuse_container(path, f"loading it in an isolated process {exc}", kind=kind) from None
+    isolated_trial(path, how, names, trust_modules, kind=kind)
 
 
 def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:

@@ -24,6 +24,9 @@ def check_safetensors_header(path: Path) -> dict:
                                kind="safetensors")
     try:
         header = read_safetensors_header(path)
+    except RecursionError:
+        raise refuse_container(path, "safetensors header nested too deeply to read (a real header has three levels)",
+                               kind="safetensors") from None
     except (ValueError, OSError) as exc:
         raise TargetError(f"{path}: corrupt safetensors header ({first_line(exc)})") from None
     if not isinstance(header, dict) or not header:

@@ -1,11 +1,51 @@
-"""Child side of a trial load (run by ``evalguard.sandbox``, never in the audit's own process).
+"""Trial loads: a file whose loading runs more than torch's tensor rebuilding is loaded first in
+a sandboxed child (``evalguard.sandbox``), and audited only inside an isolated worker.
 
-The file has already passed the static vetting; the trial shows that loading (and touching
-what was loaded) neither crashes, hangs nor exhausts memory before the audit loads it for real.
+A trial is needed for TorchScript archives, ``.pt2`` programs and pickles whose globals reach
+outside torch and the standard library (numpy, ``--trust-module`` packages): loading those runs
+a program or a package's code. ``trial_load`` is called by the loaders at exactly that point:
+
+* in the audit's own process it raises ``NeedsWorker``: the engine then audits the target in a
+  worker process (``evalguard.execution.local``), limited and confined like the trial, so no
+  program of the file ever loads, or runs its forward, in the audit's process;
+* inside such a worker it loads the file once in a sandboxed child; a crash, hang or memory
+  blow-up there refuses the file (EG905), and only then does the worker load it for real.
+
+``load`` is the child side.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 _TOUCH_LIMIT = 10_000
+#: Room a trial load gets on top of its size at the start (plus twice the file's size).
+TRIAL_MEMORY = 8 << 30
+
+
+def trial_load(path: Path, how: str, names=(), trust_modules=(), kind: str = "unknown") -> None:
+    from evalguard import sandbox
+    from evalguard.errors import TargetError
+    from evalguard.execution import NeedsWorker
+    from evalguard.loading.safe_load import refuse_container
+
+    if not sandbox.in_isolated_child():
+        raise NeedsWorker(f"{path}: loading it needs an isolated worker ({how})")
+    size = path.stat().st_size if path.is_file() else 0
+    limits = sandbox.Limits(memory_bytes=TRIAL_MEMORY + 2 * size)
+    worker = sandbox.entered_limits()
+    if worker and worker.memory_bytes and worker.memory_bytes < limits.memory_bytes:
+        limits = sandbox.Limits(memory_bytes=worker.memory_bytes, memory_flag=worker.memory_flag)
+    try:
+        sandbox.run_isolated("evalguard.loading.trial:load", str(path.resolve()), how, list(names),
+                             list(trust_modules), limits=limits)
+    except sandbox.SandboxError as exc:
+        if exc.reason == "setup":   # evalguard's child broke before the file was touched: EG900
+            from evalguard.errors import InternalError
+
+            raise InternalError("trial-load child set-up", exc) from None
+        if exc.reason == "error":
+            raise TargetError(f"{path}: cannot be loaded: {exc}") from None
+        raise refuse_container(path, f"loading it in an isolated process {exc}", kind=kind) from None
 
 
 def load(path: str, how: str, names: list[str], trust_modules: list[str]) -> str:

@@ -296,7 +296,7 @@ def test_cli_reports_a_torchscript_payload_and_runs_nothing(tmp_path, marker, ru
 
 # -- benign files still load -----------------------------------------------------------------
 
-def test_benign_programs_and_archives_load_without_security_findings(tmp_path):
+def test_benign_programs_and_archives_load_without_security_findings(tmp_path, as_worker):
     scripted = P.torchscript(tmp_path, torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval(), "ok.pt")
     traced = tmp_path / "traced.pt"
     torch.jit.save(torch.jit.trace(torch.nn.Linear(4, 2).eval(), torch.randn(1, 4)), str(traced))

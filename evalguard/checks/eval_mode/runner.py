@@ -135,7 +135,9 @@ def call(model, inputs: ExampleInputs):
         with torch.no_grad():
             return model(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
+        # the TorchScript interpreter puts the real error (e.g. an allocation failure) last
+        message = (lines[-1] if "TorchScript interpreter" in lines[0] else lines[0])[:300]
         raise ForwardFailed(message) from exc
 
 
