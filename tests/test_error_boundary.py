@@ -130,10 +130,16 @@ def test_truncated_pickle_is_still_the_files_fault(run_cli, tmp_path):
     assert code == 2 and "corrupt" in err
 
 
-def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(run_cli, tmp_path, monkeypatch):
+def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(tmp_path, monkeypatch, as_worker):
+    """Inside the target's worker (the ``as_worker`` fixture: this process plays the worker, so
+    the forked trial child inherits the patch), the worker's own path: ``audit_one`` on the
+    target's loader, which trial-loads the TorchScript file in a sandboxed child."""
     import torch
 
     from evalguard import sandbox
+    from evalguard.engine import audit_one
+    from evalguard.execution import Target
+    from evalguard.subject import AuditOptions
 
     path = tmp_path / "scripted.pt"
     torch.jit.script(torch.nn.Linear(2, 2).eval()).save(str(path))
@@ -141,18 +147,15 @@ def test_bug_in_the_trial_child_set_up_is_eg900_not_a_refusal(run_cli, tmp_path,
     def broken(request):
         raise RuntimeError("trial set-up bug")
 
-    # The boundary that calls into the trial child: its set-up runs in the forked child, which
-    # inherits this patch (on a spawned child the patch would not apply).
     monkeypatch.setattr(sandbox, "_enter_trial", broken)
     monkeypatch.delenv("EVALGUARD_SANDBOX_SPAWN", raising=False)
-    code, out, err = run_cli("check", path, "--no-onnx", "--input-shape", "1x2", "--format", "json")
-    report = json.loads(out)
-    [crash] = crashes(report)
-    assert "trial-load child set-up" in crash["evidence"]["check"]
-    assert [f["rule"] for f in report["findings"]] == ["EG900"]        # no EG905 refusal
-    assert report["targets"][0]["status"] == "error"
-    assert "cannot be loaded" not in err and "refused" not in err
-    assert code == 2
+    options = AuditOptions(onnx_enabled=False)
+    target = Target(0, str(path), str(path))
+    result, findings = audit_one(lambda: target.load(options), target.display, options)
+    assert [f.rule for f in findings] == ["EG900"]                     # no EG905 refusal
+    assert "trial-load child set-up" in findings[0].evidence["check"]
+    assert result.status == "error"
+    assert "cannot be loaded" not in (result.detail or "") and "refused" not in (result.detail or "")
 
 
 TINY = ("import torch\n\ndef build():\n    torch.manual_seed(0)\n"
@@ -180,21 +183,25 @@ def test_bug_in_the_onnx_reference_rebuild_is_eg900_not_a_failed_forward(run_cli
     assert code == 2
 
 
-def test_bug_in_the_pt2_graph_rewrite_is_eg900_not_an_unloadable_file(run_cli, tmp_path, monkeypatch):
+def test_bug_in_the_pt2_graph_rewrite_is_eg900_not_an_unloadable_file(tmp_path, monkeypatch, as_worker):
+    """A .pt2 target is audited in its worker; this process plays the worker (``as_worker``) so
+    the patch reaches the rewrite, on the worker's own path (``audit_one`` on the target's loader)."""
     import torch
 
+    from evalguard.engine import audit_one
+    from evalguard.execution import Target
     from evalguard.loading import exported
+    from evalguard.subject import AuditOptions
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
     torch.export.save(torch.export.export(model.eval(), (torch.randn(2, 4),)), tmp_path / "m.pt2")
     monkeypatch.setattr(exported, "_TRAIN_ARG", None)      # the rewrite's own table breaks
-    code, out, err = run_cli("check", tmp_path / "m.pt2", "--no-onnx", "--format", "json")
-    report = json.loads(out)
-    [crash] = crashes(report)
-    assert ".pt2 graph rewrite" in crash["evidence"]["check"]
-    assert [f["rule"] for f in report["findings"]] == ["EG900"]
-    assert "cannot be loaded" not in err and "cannot be loaded" not in json.dumps(report)
-    assert code == 2
+    options = AuditOptions(onnx_enabled=False)
+    target = Target(0, str(tmp_path / "m.pt2"), str(tmp_path / "m.pt2"))
+    result, findings = audit_one(lambda: target.load(options), target.display, options)
+    assert [f.rule for f in findings] == ["EG900"]
+    assert ".pt2 graph rewrite" in findings[0].evidence["check"]
+    assert result.status == "error" and "cannot be loaded" not in (result.detail or "")
 
 
 @pytest.mark.parametrize("fmt, module", [("json", "json_report"), ("text", "text"), ("junit", "junit")])
