@@ -37,6 +37,9 @@ def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
     from_config = transformers_inputs(model, options.seed)
     if from_config is not None:
         return from_config
+    images = detection_inputs(model, options.seed)
+    if images is not None:
+        return images
     batch = 2
     for name, module in model.named_modules():
         kind = _layer_kind(module)
@@ -55,3 +58,26 @@ def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
         tensor = make_tensor(shape, dtype, high=high, seed=options.seed)
         return ExampleInputs(args=(tensor,), source=f"inferred from first layer {name or 'model'} ({kind})")
     return None
+
+
+#: torchvision's detection models (Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS, SSD, SSD-lite)
+#: normalise and resize their inputs with this transform; they take a list of images.
+DETECTION_TRANSFORM = "GeneralizedRCNNTransform"
+IMAGES = 2
+IMAGE_SIZE = 128
+
+
+def detection_inputs(model, seed: int = 0) -> ExampleInputs | None:
+    """A list of 2 RGB images in [0, 1] for a torchvision-style detection model (one whose
+    ``transform`` is a GeneralizedRCNNTransform); None for other models. The transform resizes
+    every image to the model's own size, so a small image is enough."""
+    import torch
+
+    transform = getattr(model, "transform", None)
+    if type(transform).__name__ != DETECTION_TRANSFORM:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, IMAGE_SIZE, IMAGE_SIZE, generator=generator) for _ in range(IMAGES)]
+    return ExampleInputs(args=(images,), source=f"a list of {IMAGES} images 3x{IMAGE_SIZE}x{IMAGE_SIZE} in [0, 1], "
+                                                f"for a detection model taking a list of images "
+                                                f"({type(model).__name__}, whose {DETECTION_TRANSFORM} resizes them)")

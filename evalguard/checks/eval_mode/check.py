@@ -32,7 +32,6 @@ from evalguard.checks.eval_mode.compare import (
     BATCH_TOLERANCE_FACTOR,
     Tolerance,
     compare_flat,
-    compare_rows,
     compute_dtype,
     worst,
 )
@@ -174,6 +173,15 @@ def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
 
 # --- EG102, EG103, EG104, EG107 --------------------------------------------------------------
 
+def _training_pass_failed(error: str) -> str:
+    """Why the served (training-mode) passes could not run; the eval-mode ones still do."""
+    reason = error.rpartition("): ")[2] or error
+    if "target" in reason.lower():
+        return (f"the training-mode forward needs targets ({reason}): the model computes losses in training "
+                f"mode, so its served-mode passes cannot run on inputs alone; the eval-mode passes still ran")
+    return f"the training-mode forward fails on the example inputs ({reason}); the eval-mode passes still ran"
+
+
 class PairedPasses:
     def __init__(self, subject: AuditSubject, options: AuditOptions, served_train: bool, fixed: bool = False):
         self.subject = subject
@@ -270,9 +278,13 @@ class PairedPasses:
         if self.options.wants("EG102", "EG107"):
             # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
             buffers = runner.Snapshot.take(work, parameters=False)
-            served = self._served_pass(work, inputs, findings)
-            if self.options.wants("EG102"):
-                findings.extend(self._served_pair(work, inputs, served))
+            try:
+                served = self._served_pass(work, inputs, findings)
+                if self.options.wants("EG102"):
+                    findings.extend(self._served_pair(work, inputs, served))
+            except TargetError as exc:   # e.g. a detection model: training mode needs targets
+                served = None
+                self.skip("EG102/EG107", _training_pass_failed(str(exc)))
             buffers.restore(work, parameters=False)
         if not self.options.wants("EG103", "EG104"):
             return findings
@@ -382,7 +394,7 @@ class PairedPasses:
             self.skip("EG104", failure)
             return None, None
         self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
-        diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
+        diffs = batching.compare_probe(probe, out, reference, self.batch_tol)
         if not diffs:
             self.skip("EG104", "no output can be compared sample by sample "
                                "(none keeps the batch dimension and its other dimensions)")

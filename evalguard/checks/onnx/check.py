@@ -399,9 +399,20 @@ class _ModelAudit:
     def _rows(self, outputs, expected, comparison: str, batch, histogram: bool):
         """Parity rows for the ONNX outputs against PyTorch leaves, paired by ``align``."""
         from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx import detection
 
         onnx_names = [o.name for o in self.session.get_outputs()]
         names = [n for n, _ in expected]
+        # detection outputs (boxes/scores/labels per image): matched boxes, not raw tensors
+        detected = detection.parity_rows(names, onnx_names, outputs, [t for _, t in expected],
+                                         self.options.tolerances, comparison=comparison, batch=batch)
+        if detected is not None:
+            rows, covered = detected
+            keep = [(n, o) for n, o in zip(onnx_names, outputs) if n not in covered]
+            rest = [(n, t) for n, t in expected if n not in covered]
+            self._note(f"detection outputs: {detection.METHOD}")
+            return rows + [onnx_compare.row(n, n, o, dict(rest)[n], self.options.tolerances, comparison=comparison,
+                                            batch=batch, histogram=histogram) for n, o in keep if n in dict(rest)], {}
         pairs, torch_only, onnx_only = onnx_compare.align(
             names, [tuple(t.shape) for _, t in expected], onnx_names, [tuple(o.shape) for o in outputs])
         if torch_only:
@@ -504,7 +515,9 @@ class _ModelAudit:
 
         batch = self.spec.batch()
         if batch is None:
-            self.out.skip("EG404", "no tensor input has a batch dimension")
+            self.out.skip("EG404", "the model takes a list of images: the exported graph has one input per image, "
+                                   "so the number of images is fixed at export and there is no batch axis to vary"
+                          if self.spec.image_list else "no tensor input has a batch dimension")
             return
         second, tensors, expected, source, error = self._other_batch()
         self.info["second_batch"] = source
