@@ -28,6 +28,15 @@ def _size(module, attribute: str, weight_dim: int) -> int:
     return int(module.weight.shape[weight_dim])
 
 
+def _float_dtype(module) -> str:
+    """The floating dtype of the layer's weight ("float32" when it has none or is not floating)."""
+    weight = getattr(module, "weight", None)
+    dtype = getattr(weight, "dtype", None)
+    if dtype is None or not dtype.is_floating_point:
+        return "float32"
+    return str(dtype).replace("torch.", "")
+
+
 def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
     """transformers models: from their forward signature and config; others: a batch of 2 shaped
     for the first Linear/Embedding/Conv found; None when unsure."""
@@ -55,6 +64,8 @@ def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
                 continue
         except (AttributeError, TypeError, RuntimeError, IndexError):
             continue  # a compiled layer that kept neither the attribute nor its weight
+        if dtype == "float32":
+            dtype = _float_dtype(module)   # a float16/bfloat16 model takes inputs of its own dtype
         tensor = make_tensor(shape, dtype, high=high, seed=options.seed)
         return ExampleInputs(args=(tensor,), source=f"inferred from first layer {name or 'model'} ({kind})")
     return None

@@ -285,6 +285,9 @@ class PairedPasses:
             except TargetError as exc:   # e.g. a detection model: training mode needs targets
                 served = None
                 self.skip("EG102/EG107", _training_pass_failed(str(exc)))
+                if not self.options.wants("EG103", "EG104"):
+                    work.eval()
+                    self._pass(work, inputs)   # a forward failing in eval mode too is the target's error
             buffers.restore(work, parameters=False)
         if not self.options.wants("EG103", "EG104"):
             return findings
