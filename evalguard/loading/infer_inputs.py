@@ -92,3 +92,10 @@ def detection_inputs(model, seed: int = 0) -> ExampleInputs | None:
     return ExampleInputs(args=(images,), source=f"a list of {IMAGES} images 3x{IMAGE_SIZE}x{IMAGE_SIZE} in [0, 1], "
                                                 f"for a detection model taking a list of images "
                                                 f"({type(model).__name__}, whose {DETECTION_TRANSFORM} resizes them)")
+
+
+def takes_image_list(inputs: ExampleInputs | None) -> bool:
+    """True for a detection model's list of images: they stay the inputs also with --onnx FILE
+    (whose graph has one input per image, not one list)."""
+    return inputs is not None and any(isinstance(a, list) and a and all(hasattr(t, "shape") for t in a)
+                                      for a in inputs.args)
