@@ -315,7 +315,10 @@ class _ModelAudit:
                 try:
                     self.session = onnx_runtime.session(path)
                 except Exception as exc:  # noqa: BLE001 - ORT rejects bad files in many ways
-                    self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}",
+                    from evalguard.checks.onnx.precision import load_hint
+
+                    self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}"
+                                       f"{load_hint(self.subject.model, str(exc))}",
                               {"onnx_file": path, "error": onnx_runtime.short(exc)})
                     self._skip_all(f"ONNX Runtime cannot load {path}")
                     return None

@@ -10,6 +10,13 @@ and weights (stale files, export-only ops, training-mode ops, batch-size constan
 measure bfloat16 rounding, which the paired passes judge with bfloat16 tolerances. float16 models
 run as they are (ONNX Runtime CPU has float16 kernels) with the float16 tolerances of
 ``compare.DEFAULT_TOLERANCES``.
+
+float16 and the TorchScript exporter: for some float16 models (GPT-2's LayerNorm) the TorchScript
+exporter writes a graph that binds one op's type parameter to float and float16 at once, which
+ONNX Runtime refuses to load. evalguard's own export validates the file by loading it and then
+falls back to the dynamo exporter, whose float16 graph loads (so the float16 model is exported
+and compared in float16, not upcast). A user's ``--onnx`` file with that defect is reported as
+unloadable (EG401) with ``load_hint`` naming the cause and the fix.
 """
 from __future__ import annotations
 
@@ -78,3 +85,13 @@ def float32_inputs(inputs: ExampleInputs) -> ExampleInputs:
 def float32_tensors(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The same for a flat list of input tensors."""
     return [_up(t) for t in tensors]
+
+
+def load_hint(model, error: str) -> str:
+    """Why ONNX Runtime may refuse a float16 model's file, when the error is a type clash."""
+    if not isinstance(model, torch.nn.Module) or "Type Error" not in error \
+            or not any(p.dtype == torch.float16 for p in model.parameters()):
+        return ""
+    return ("; the model is float16, and the TorchScript exporter (torch.onnx.export(..., dynamo=False)) "
+            "can bind one op's inputs to float and float16 at once, which ONNX Runtime refuses: re-export "
+            "with dynamo=True (evalguard's own export falls back to it)")
