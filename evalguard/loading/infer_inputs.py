@@ -14,6 +14,8 @@ def _layer_kind(module) -> str:
     for cls in (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d):
         if isinstance(module, cls):
             return cls.__name__
+    if type(module).__name__ == "Linear" and isinstance(getattr(module, "in_features", None), int):
+        return "Linear"   # torch.ao's quantized Linear (its weight is packed, in_features is kept)
     name = getattr(module, "original_name", "")
     return name if name in ("Linear", "Embedding", *_CONV_DIMS) else ""
 

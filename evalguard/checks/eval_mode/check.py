@@ -397,6 +397,10 @@ class PairedPasses:
             self.skip("EG104", failure)
             return None, None
         self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
+        quantized = batching.dynamic_quantized(work)
+        if quantized:   # int8 activation scales come from the whole batch: judged with the int8 budget
+            self.batch_tol = batching.int8_tolerance(reference, self.batch_tol)
+            self.notes.append(batching.int8_note(quantized))
         diffs = batching.compare_probe(probe, out, reference, self.batch_tol)
         if not diffs:
             self.skip("EG104", "no output can be compared sample by sample "
@@ -440,6 +444,7 @@ class PairedPasses:
     def _batch_finding(self, work, inputs, probe, diff: Difference) -> Finding:
         trace = locate(work, self._replay(work, inputs), self._replay(work, probe.inputs),
                        self.batch_tol, rows_mapper(probe.rows, probe.batch, probe.size))
+        trace = batching.without_quantized(work, trace)
         sources = trace.sources
         where = (f"first module: {_module_label(sources[0].module, sources[0].type)}"
                  if sources else trace.note or "module not identified")

@@ -154,6 +154,12 @@ class _ModelAudit:
         except TargetError as exc:
             self.out.error(str(exc))
             return self._done()
+        from evalguard.checks.onnx.precision import dynamic_quantized, quantized_skip_reason
+
+        quantized = dynamic_quantized(self.subject.model)
+        if quantized:
+            self._skip_all(quantized_skip_reason(quantized), backends=True)
+            return self._done()
         self.spec = CallSpec.of(inputs)
         if not self.spec.tensors:
             self._skip_all("the model's example inputs hold no tensors", backends=True)

@@ -95,3 +95,25 @@ def load_hint(model, error: str) -> str:
     return ("; the model is float16, and the TorchScript exporter (torch.onnx.export(..., dynamo=False)) "
             "can bind one op's inputs to float and float16 at once, which ONNX Runtime refuses: re-export "
             "with dynamo=True (evalguard's own export falls back to it)")
+
+
+def dynamic_quantized(model) -> str | None:
+    """The first module made by ``torch.ao.quantization.quantize_dynamic``, as ``name (Type)``."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for name, module in model.named_modules():
+        if is_dynamic_quantized(module):
+            return f"{name or '(root)'} ({type(module).__name__})"
+    return None
+
+
+def is_dynamic_quantized(module) -> bool:
+    return type(module).__module__.startswith(("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic"))
+
+
+def quantized_skip_reason(module: str) -> str:
+    """Why a dynamically quantized model gets no ONNX parity (measured with torch 2.13 and 2.14.1)."""
+    return (f"dynamically quantized model ({module}): torch's ONNX exporters cannot export torch.ao dynamic "
+            f"quantization (TorchScript: no symbolic for quantized::linear_dynamic; dynamo: its packed "
+            f"parameters cannot be traced); to deploy int8 ONNX, export the float model and quantize the "
+            f"file with onnxruntime.quantization.quantize_dynamic")
