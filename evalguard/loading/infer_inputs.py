@@ -51,6 +51,9 @@ def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
     images = detection_inputs(model, options.seed)
     if images is not None:
         return images
+    denoiser = diffusers_inputs(model, options.seed)
+    if denoiser is not None:
+        return denoiser
     batch = 2
     for name, module in model.named_modules():
         kind = _layer_kind(module)
@@ -101,3 +104,35 @@ def takes_image_list(inputs: ExampleInputs | None) -> bool:
     (whose graph has one input per image, not one list)."""
     return inputs is not None and any(isinstance(a, list) and a and all(hasattr(t, "shape") for t in a)
                                       for a in inputs.args)
+
+
+def diffusers_inputs(model, seed: int = 0) -> ExampleInputs | None:
+    """A diffusers UNet's ``sample`` (batch 2, ``in_channels``, ``sample_size``), a ``timestep`` per
+    sample and, for a conditional UNet, ``encoder_hidden_states`` of its ``cross_attention_dim``;
+    None for other models."""
+    import inspect
+
+    import torch
+
+    config = getattr(model, "config", None)
+    if type(model).__module__.split(".")[0] != "diffusers" or config is None:
+        return None
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    channels, size = getattr(config, "in_channels", None), getattr(config, "sample_size", None)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    if "sample" not in parameters or "timestep" not in parameters or not isinstance(channels, int) \
+            or not isinstance(size, int):
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    kwargs = {"sample": torch.randn(2, channels, size, size, generator=generator).to(dtype),
+              "timestep": torch.tensor([10, 500])}
+    what = f"sample 2x{channels}x{size}x{size}, timestep per sample"
+    cross = getattr(config, "cross_attention_dim", None)
+    if "encoder_hidden_states" in parameters and isinstance(cross, int):
+        kwargs["encoder_hidden_states"] = torch.randn(2, 4, cross, generator=generator).to(dtype)
+        what += f", encoder_hidden_states 2x4x{cross}"
+    return ExampleInputs(kwargs=kwargs, source=f"from {type(model).__name__}'s forward signature and config ({what})")
