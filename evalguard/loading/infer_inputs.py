@@ -31,12 +31,11 @@ def _size(module, attribute: str, weight_dim: int) -> int:
 
 
 def _float_dtype(module) -> str:
-    """The floating dtype of the layer's weight ("float32" when it has none or is not floating)."""
+    """float16/bfloat16 when the layer's weight is, else float32 (as before: --input-dtype picks others)."""
     weight = getattr(module, "weight", None)
     dtype = getattr(weight, "dtype", None)
-    if dtype is None or not dtype.is_floating_point:
-        return "float32"
-    return str(dtype).replace("torch.", "")
+    name = str(dtype).replace("torch.", "")
+    return name if name in ("float16", "bfloat16") else "float32"
 
 
 def infer_inputs(model, options: AuditOptions) -> ExampleInputs | None:
