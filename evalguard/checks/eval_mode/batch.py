@@ -137,7 +137,9 @@ def compare_probe(probe: BatchProbe, out: dict[str, torch.Tensor], reference: di
         mine = {name.removeprefix(f"output[{i}]"): t for name, t in out.items() if name.startswith(f"output[{i}]")}
         theirs = {name.removeprefix(f"output[{row}]"): t for name, t in reference.items()
                   if name.startswith(f"output[{row}]")}
-        found = detection.groups(list(theirs))
+        found = [p for p in detection.groups(list(theirs))
+                 if detection.is_detection(detection.by_group(theirs, p))
+                 and detection.is_detection(detection.by_group(mine, p))]
         for prefix in found:
             atol, rtol = tol.for_output(f"output[{row}]{prefix}.scores")
             diffs.append(detection.compare(f"output[{row}]{prefix}", detection.by_group(mine, prefix),

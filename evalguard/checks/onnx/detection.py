@@ -42,6 +42,14 @@ def groups(names: Sequence[str]) -> dict[str, dict[str, int]]:
     return {prefix: keys for prefix, keys in found.items() if all(k in keys for k in KEYS)}
 
 
+def is_detection(group: dict) -> bool:
+    """One image's detections: ``boxes`` of shape (N, 4) and ``scores`` of shape (N,) (a batched
+    (B, N, 4) tensor, e.g. DETR-style predictions, is compared as a tensor instead)."""
+    boxes, scores = group.get("boxes"), group.get("scores")
+    return (boxes is not None and scores is not None and boxes.dim() == 2 and boxes.shape[-1] == 4
+            and scores.dim() == 1 and len(scores) == len(boxes))
+
+
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU matrix of (x1, y1, x2, y2) boxes; 0 where a union is empty."""
     a, b = a.double(), b.double()
@@ -192,23 +200,25 @@ def by_group(leaves: dict[str, torch.Tensor], prefix: str, keys: dict[str, int] 
 
 
 def parity_rows(names: list[str], onnx_names: list[str], outputs, expected, tolerances, *,
-                comparison: str, batch) -> tuple[list[dict], dict] | None:
+                comparison: str, batch) -> tuple[list[dict], set[str]] | None:
     """ONNX parity rows for detection outputs, one per image, or None when the outputs are no
     detections or the file's outputs cannot be paired with them by name (our own export names
-    them after the PyTorch leaves). Other leaves are left to the caller (returned names)."""
+    them after the PyTorch leaves). Returns the rows and the leaf names they cover; the caller
+    compares the other leaves as tensors."""
     from evalguard.checks.onnx.compare import json_safe, tolerance
 
-    found = groups(names)
+    torch_by_name = dict(zip(names, expected))
+    found = {p: keys for p, keys in groups(names).items() if is_detection(by_group(torch_by_name, p))}
     if not found or not set(onnx_names) <= set(names):
         return None
     onnx_by_name = {n: torch.as_tensor(o) for n, o in zip(onnx_names, outputs)}
-    torch_by_name = dict(zip(names, expected))
-    rows = []
+    rows, compared = [], []
     for prefix in found:
         mine = by_group(torch_by_name, prefix)
         theirs = by_group(onnx_by_name, prefix)
-        if not all(k in theirs for k in KEYS):
-            continue
+        if not is_detection(theirs):
+            continue   # left to the tensor comparison (the caller gets it back as not covered)
+        compared.append(prefix)
         atol, rtol = tolerance(prefix + ".scores", prefix + ".scores", mine["scores"].dtype, tolerances)
         diff = compare(prefix, theirs, mine, atol, rtol)
         rows.append(json_safe({
@@ -220,9 +230,5 @@ def parity_rows(names: list[str], onnx_names: list[str], outputs, expected, tole
             "matched": diff.matched, "unmatched_at_ties": diff.tied, "unmatched": diff.unexplained,
             "max_score_diff": diff.max_score_diff, "max_box_diff": diff.max_box_diff,
             "method": METHOD, "summary": diff.describe()}))
-    covered = {f"{prefix}.{key}" for prefix in found for key in by_group(torch_by_name, prefix)}
+    covered = {f"{prefix}.{key}" for prefix in compared for key in by_group(torch_by_name, prefix)}
     return rows, covered
-
-
-def describe_row(row: dict) -> str:
-    return f"{row['output']}: {row['summary']}"
