@@ -27,7 +27,7 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
             from evalguard.loading.infer_inputs import infer_inputs
 
             inferred = infer_inputs(model, options)
-        if options.onnx_file and options.onnx_enabled:
+        if options.onnx_file and options.onnx_enabled and not _image_list(inferred):
             from evalguard.loading.onnx_file import onnx_inputs_for
 
             return onnx_inputs_for(options.onnx_file, options, hint=inferred)
@@ -37,6 +37,12 @@ def default_inputs_resolver(options: AuditOptions, model=None, extra_hint: str =
                           "pass --input-shape or --example-inputs")
 
     return resolve
+
+
+def _image_list(inputs) -> bool:
+    from evalguard.loading.infer_inputs import takes_image_list
+
+    return takes_image_list(inputs)
 
 
 def load_factory_subject(options: AuditOptions) -> AuditSubject:

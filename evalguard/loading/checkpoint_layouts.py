@@ -43,7 +43,27 @@ def is_state_dict(obj) -> bool:
     if not all(isinstance(k, str) for k in obj):
         return False
     return any(is_tensor(v) for v in obj.values()) and all(
-        is_tensor(v) or k.endswith("_extra_state") for k, v in obj.items())
+        is_tensor(v) or k.endswith("_extra_state") or _quantized_entry(k, v) for k, v in obj.items())
+
+
+#: torch.ao's quantized modules save their packed weights under these key endings: the packed
+#: (weight, bias) tuple of tensors, and its dtype (e.g. ``0._packed_params._packed_params``).
+PACKED_PARAMS = ("._packed_params._packed_params", "._packed_params.dtype")
+
+
+def _quantized_entry(key: str, value) -> bool:
+    """A quantized module's packed-parameter entry (``quantize_dynamic`` and static quantization)."""
+    import torch
+
+    if key.endswith(PACKED_PARAMS[1]):
+        return isinstance(value, torch.dtype)
+    if key.endswith(PACKED_PARAMS[0]) or key.endswith("._packed_params"):
+        return isinstance(value, (tuple, list)) and all(is_tensor(v) or v is None for v in value)
+    return False
+
+
+def is_quantized_state_dict(state_dict: Mapping) -> bool:
+    return any(isinstance(k, str) and k.endswith(PACKED_PARAMS) for k in state_dict)
 
 
 def is_optimizer_state(obj) -> bool:
@@ -153,6 +173,7 @@ def apply_state_dict(model, state_dict: Mapping, *, path: str, spec: str) -> dic
 
     target = model.state_dict()
     renamed, prefix = _match_keys(state_dict, target)
+    renamed = _with_metadata(renamed, state_dict, prefix)
     if is_transformers_model(model):
         info = _apply_with_transformers(model, renamed, path=path, spec=spec)
         if info is not None:
@@ -222,6 +243,23 @@ def _untied(model, missing, loaded: set) -> list[str]:
     tensors.update(model.named_buffers(remove_duplicate=False))
     loaded_ids = {id(tensors[k]) for k in loaded if k in tensors}
     return [k for k in missing if id(tensors.get(k)) not in loaded_ids]
+
+
+def _with_metadata(renamed: dict, state_dict: Mapping, prefix: str):
+    """``renamed`` with the state_dict's per-module versions (``_metadata``), re-keyed by ``prefix``.
+    Modules read their version when loading: torch.ao's quantized Linear without it takes the
+    legacy layout and looks for a ``weight`` key that its packed-params state_dict lacks."""
+    from collections import OrderedDict
+
+    metadata = getattr(state_dict, "_metadata", None)
+    if not isinstance(metadata, Mapping):
+        return renamed
+    out = OrderedDict(renamed)
+    stem = prefix[:-1] if prefix.endswith(".") else prefix
+    out._metadata = OrderedDict(
+        (key if not stem else ("" if key == stem else key[len(prefix):]), value)
+        for key, value in metadata.items() if not stem or key == stem or key.startswith(prefix))
+    return out
 
 
 def _match_keys(state_dict: Mapping, target: Mapping) -> tuple[dict, str]:

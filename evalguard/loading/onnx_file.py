@@ -142,8 +142,13 @@ def onnx_example_inputs(path, proto, options: AuditOptions, hint: ExampleInputs 
     from evalguard.loading.inputs import make_tensor
 
     hints = list(hint.args) if hint is not None else []
+    specs = list(graph_inputs(proto))
+    # keyword inputs (transformers models): the file's inputs carry the keywords' names
+    keyword = hint is not None and bool(hint.kwargs) and all(gi.name in hint.kwargs for gi in specs)
+    if keyword:
+        hints = [hint.kwargs[gi.name] for gi in specs]
     args, described, notes = [], [], []
-    for index, gi in enumerate(graph_inputs(proto)):
+    for index, gi in enumerate(specs):
         dtype = options.input_dtype or gi.dtype
         if dtype is None:
             raise TargetError(f"cannot generate ONNX input {gi.name!r} of element type {gi.elem} for {path}; "
@@ -161,7 +166,10 @@ def onnx_example_inputs(path, proto, options: AuditOptions, hint: ExampleInputs 
         source += f" (dynamic dims: {', '.join(notes)})"
     if options.input_dtype:
         source += f" (--input-dtype {options.input_dtype})"
-    return ExampleInputs(args=tuple(args), source=source, names=tuple(gi.name for gi in graph_inputs(proto)))
+    names = tuple(gi.name for gi in graph_inputs(proto))
+    if keyword:
+        return ExampleInputs(kwargs={gi.name: value for gi, value in zip(specs, args)}, source=source, names=names)
+    return ExampleInputs(args=tuple(args), source=source, names=names)
 
 
 def onnx_inputs_for(onnx_file: str, options: AuditOptions, hint: ExampleInputs | None = None) -> ExampleInputs:

@@ -24,6 +24,43 @@ def _listing(names: Iterable[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
+#: Rebuild helpers of widely used packages that are deliberately not admitted, and the route that
+#: works instead. ``kernels._internals.layer.layer._rebuild_kernel_func(module_name, func_name)``
+#: (transformers >= 5 with ``kernels`` installed pickles its kernel-function modules this way)
+#: imports the module named by a string in the file and instantiates a class found there: the
+#: file, not the user, would choose what is imported, so trusting a package cannot make it safe.
+STATE_DICT_ROUTE = ("save the weights instead (save_pretrained(folder) and audit the folder, or "
+                    "torch.save(model.state_dict()) and pass --model MODULE:CALLABLE that builds the model)")
+_NOT_ADMITTED = {
+    "kernels._internals.": ("the `kernels` package's rebuild helper imports a module named in the file and "
+                            "instantiates a class from it, so it is never admitted (the file would choose what "
+                            "is imported); " + STATE_DICT_ROUTE),
+}
+
+
+def route_hint(names: Iterable[str]) -> str:
+    """``; <why and what to do instead>`` for refused globals with a known working route, else ``""``."""
+    for name in names:
+        for prefix, hint in _NOT_ADMITTED.items():
+            if name.startswith(prefix):
+                return f"; {hint}"
+    return ""
+
+
+def unpickler_reason(exc: BaseException) -> str:
+    """torch's own reason from a weights-only refusal (its message opens with a long preamble
+    about ``weights_only``; the reason is the ``WeightsUnpickler error:`` line), with the route
+    that works where the reason is a known limit of torch's loader."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    reason = text.split(marker, 1)[1].strip().splitlines()[0].strip() if marker in text else first_line(exc)
+    if reason.startswith("Can only SETITEMS") or reason.startswith("Can only SETITEM"):
+        got = reason.rpartition("but got ")[2].strip("<>' ").removeprefix("class '")
+        reason = (f"torch's weights-only loader cannot fill {got} (a dict subclass) item by item "
+                  f"(SETITEMS), whatever is trusted; save model.state_dict() and pass --model MODULE:CALLABLE")
+    return reason
+
+
 def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
         problems: Iterable[str] = (), unsafe_ops: Iterable[str] = ()) -> list[tuple[object, str]]:
     """Allowed ``(object, "module.name")`` pairs to register, or ``RefusedTarget``.
@@ -69,7 +106,7 @@ def _unsafe_finding(path: Path, unsafe: dict[str, dict], problems: list[str]) ->
         parts.append(f"holds {len(problems)} construct(s) that would run code: {_listing(problems)}")
     return Finding(
         rule="EG901",
-        message=f"{'; '.join(parts)}; the file was not loaded",
+        message=f"{'; '.join(parts)}; the file was not loaded{route_hint(unsafe)}",
         location=Location(path=str(path)),
         evidence={"globals": sorted(unsafe), "details": [unsafe[k] for k in sorted(unsafe)],
                   **({"constructs": problems} if problems else {})},
@@ -116,7 +153,7 @@ def trial_load(path: Path, how: str, names: list[str] = (), trust_modules=(), ki
 def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:
     reasons = []
     if unsafe:
-        reasons.append(f"unsafe globals {_listing(unsafe)}")
+        reasons.append(f"unsafe globals {_listing(unsafe)}{route_hint(unsafe)}")
     if problems:
         reasons.append("code-running constructs")
     if untrusted:
@@ -144,6 +181,6 @@ def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool, tr
         with torch.serialization.safe_globals(register):
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        raise TargetError(f"{path}: torch's weights-only loader refused it: {first_line(exc)}") from exc
+        raise TargetError(f"{path}: torch's weights-only loader refused it: {unpickler_reason(exc)}") from exc
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
         raise TargetError(f"{path}: cannot be loaded (truncated or corrupt?): {first_line(exc)}") from exc

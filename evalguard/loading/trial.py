@@ -49,6 +49,8 @@ def trial_load(path: Path, how: str, names=(), trust_modules=(), kind: str = "un
 
 
 def load(path: str, how: str, names: list[str], trust_modules: list[str]) -> str:
+    import pickle
+
     import torch
 
     if how == "torch-load":
@@ -71,7 +73,12 @@ def load(path: str, how: str, names: list[str], trust_modules: list[str]) -> str
         with torch.serialization.safe_globals(register):
             with open(path, "rb") as handle:
                 mmap = handle.read(4) == b"PK\x03\x04"
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except pickle.UnpicklingError as exc:   # torch's reason, not its multi-line preamble
+                from evalguard.loading.safe_load import unpickler_reason
+
+                raise pickle.UnpicklingError(unpickler_reason(exc)) from None
         _touch(obj)
         return type(obj).__name__
     if how == "torchscript":

@@ -32,7 +32,6 @@ from evalguard.checks.eval_mode.compare import (
     BATCH_TOLERANCE_FACTOR,
     Tolerance,
     compare_flat,
-    compare_rows,
     compute_dtype,
     worst,
 )
@@ -187,6 +186,15 @@ def training_mode_findings(path: str, rows: list[ModeRow], fixed: bool = False,
 
 # --- EG102, EG103, EG104, EG107 --------------------------------------------------------------
 
+def _training_pass_failed(error: str) -> str:
+    """Why the served (training-mode) passes could not run; the eval-mode ones still do."""
+    reason = error.rpartition("): ")[2] or error
+    if "target" in reason.lower():
+        return (f"the training-mode forward needs targets ({reason}): the model computes losses in training "
+                f"mode, so its served-mode passes cannot run on inputs alone; the eval-mode passes still ran")
+    return f"the training-mode forward fails on the example inputs ({reason}); the eval-mode passes still ran"
+
+
 class PairedPasses:
     def __init__(self, subject: AuditSubject, options: AuditOptions, served_train: bool, fixed: bool = False):
         self.subject = subject
@@ -284,9 +292,16 @@ class PairedPasses:
         if self.options.wants("EG102", "EG107"):
             # Train-mode passes move BatchNorm statistics even under no_grad: put them back before eval.
             buffers = runner.Snapshot.take(work, parameters=False)
-            served = self._served_pass(work, inputs, findings)
-            if self.options.wants("EG102"):
-                findings.extend(self._served_pair(work, inputs, served))
+            try:
+                served = self._served_pass(work, inputs, findings)
+                if self.options.wants("EG102"):
+                    findings.extend(self._served_pair(work, inputs, served))
+            except TargetError as exc:   # e.g. a detection model: training mode needs targets
+                served = None
+                self.skip("EG102/EG107", _training_pass_failed(str(exc)))
+                if not self.options.wants("EG103", "EG104"):
+                    work.eval()
+                    self._pass(work, inputs)   # a forward failing in eval mode too is the target's error
             buffers.restore(work, parameters=False)
         if not self.options.wants("EG103", "EG104"):
             return findings
@@ -401,7 +416,11 @@ class PairedPasses:
             self.skip("EG104", failure)
             return None, None
         self.batch_probe = {"batch": batch, "rows": probe.rows, "companions": probe.companions}
-        diffs = compare_rows(out, reference, probe.rows, batch, probe.size, self.batch_tol)
+        quantized = batching.dynamic_quantized(work)
+        if quantized:   # int8 activation scales come from the whole batch: judged with the int8 budget
+            self.batch_tol = batching.int8_tolerance(reference, self.batch_tol)
+            self.notes.append(batching.int8_note(quantized))
+        diffs = batching.compare_probe(probe, out, reference, self.batch_tol)
         if not diffs:
             self.skip("EG104", "no output can be compared sample by sample "
                                "(none keeps the batch dimension and its other dimensions)")
@@ -444,6 +463,7 @@ class PairedPasses:
     def _batch_finding(self, work, inputs, probe, diff: Difference) -> Finding:
         trace = locate(work, self._replay(work, inputs), self._replay(work, probe.inputs),
                        self.batch_tol, rows_mapper(probe.rows, probe.batch, probe.size))
+        trace = batching.without_quantized(work, trace)
         sources = trace.sources
         where = (f"first module: {_module_label(sources[0].module, sources[0].type)}"
                  if sources else trace.note or "module not identified")

@@ -154,6 +154,12 @@ class _ModelAudit:
         except TargetError as exc:
             self.out.error(str(exc))
             return self._done()
+        from evalguard.checks.onnx.precision import dynamic_quantized, quantized_skip_reason
+
+        quantized = dynamic_quantized(self.subject.model)
+        if quantized:
+            self._skip_all(quantized_skip_reason(quantized), backends=True)
+            return self._done()
         self.spec = CallSpec.of(inputs)
         if not self.spec.tensors:
             self._skip_all("the model's example inputs hold no tensors", backends=True)
@@ -319,7 +325,10 @@ class _ModelAudit:
                 try:
                     self.session = onnx_runtime.session(path)
                 except Exception as exc:  # noqa: BLE001 - ORT rejects bad files in many ways
-                    self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}",
+                    from evalguard.checks.onnx.precision import load_hint
+
+                    self._add("EG401", f"ONNX Runtime cannot load {path}: {onnx_runtime.short(exc)}"
+                                       f"{load_hint(self.subject.model, str(exc))}",
                               {"onnx_file": path, "error": onnx_runtime.short(exc)})
                     self._skip_all(f"ONNX Runtime cannot load {path}")
                     return None
@@ -403,9 +412,20 @@ class _ModelAudit:
     def _rows(self, outputs, expected, comparison: str, batch, histogram: bool):
         """Parity rows for the ONNX outputs against PyTorch leaves, paired by ``align``."""
         from evalguard.checks.onnx import compare as onnx_compare
+        from evalguard.checks.onnx import detection
 
         onnx_names = [o.name for o in self.session.get_outputs()]
         names = [n for n, _ in expected]
+        # detection outputs (boxes/scores/labels per image): matched boxes, not raw tensors
+        detected = detection.parity_rows(names, onnx_names, outputs, [t for _, t in expected],
+                                         self.options.tolerances, comparison=comparison, batch=batch)
+        if detected is not None:
+            rows, covered = detected
+            keep = [(n, o) for n, o in zip(onnx_names, outputs) if n not in covered]
+            rest = [(n, t) for n, t in expected if n not in covered]
+            self._note(f"detection outputs: {detection.METHOD}")
+            return rows + [onnx_compare.row(n, n, o, dict(rest)[n], self.options.tolerances, comparison=comparison,
+                                            batch=batch, histogram=histogram) for n, o in keep if n in dict(rest)], {}
         pairs, torch_only, onnx_only = onnx_compare.align(
             names, [tuple(t.shape) for _, t in expected], onnx_names, [tuple(o.shape) for o in outputs])
         if torch_only:
@@ -507,7 +527,9 @@ class _ModelAudit:
 
         batch = self.spec.batch()
         if batch is None:
-            self.out.skip("EG404", "no tensor input has a batch dimension")
+            self.out.skip("EG404", "the model takes a list of images: the exported graph has one input per image, "
+                                   "so the number of images is fixed at export and there is no batch axis to vary"
+                          if self.spec.image_list else "no tensor input has a batch dimension")
             return
         second, tensors, expected, source, error = self._other_batch()
         self.info["second_batch"] = source

@@ -165,6 +165,8 @@ def failing(rows: list[dict]) -> list[dict]:
 
 def describe_failure(r: dict) -> str:
     """``output.logits: max abs 0.07 (atol 1e-4), 12.5% of elements out of tolerance``."""
+    if "summary" in r:   # detection rows (checks/onnx/detection.py): matched boxes, not elements
+        return f"{r['output']}: {r['summary']}"
     if r.get("shape_mismatch"):
         return f"{r['output']}: shape {r['onnx_shape']} in ONNX vs {r['shape']} in PyTorch"
     share = r["mismatched_fraction"]

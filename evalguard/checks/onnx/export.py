@@ -42,29 +42,48 @@ class CallSpec:
     kwargs: dict
     names: list[str]
     tensors: list[torch.Tensor]
+    #: True when the tensors come from a positional list of tensors (a detection model's list of
+    #: images): each image is its own graph input, so the number of images is fixed at export
+    #: and no tensor dimension is a batch axis.
+    image_list: bool = False
 
     @classmethod
     def of(cls, inputs: ExampleInputs) -> CallSpec:
-        names, tensors = [], []
+        names, tensors, image_list = [], [], False
         for index, value in enumerate(inputs.args):
             if isinstance(value, torch.Tensor):
                 names.append(f"arg{index}")
                 tensors.append(value)
+            elif is_tensor_list(value):
+                image_list = True
+                names += [f"arg{index}_{j}" for j in range(len(value))]
+                tensors += list(value)
         for key, value in inputs.kwargs.items():
             if isinstance(value, torch.Tensor):
                 names.append(str(key))
                 tensors.append(value)
-        return cls(tuple(inputs.args), dict(inputs.kwargs), names, tensors)
+        return cls(tuple(inputs.args), dict(inputs.kwargs), names, tensors, image_list)
 
     def rebuild(self, tensors) -> tuple[tuple, dict]:
         """The (args, kwargs) of a forward call with ``tensors`` in the graph-input slots."""
         it = iter(tensors)
-        args = tuple(next(it) if isinstance(v, torch.Tensor) else v for v in self.args)
+
+        def slot(value):
+            if isinstance(value, torch.Tensor):
+                return next(it)
+            if is_tensor_list(value):
+                return [next(it) for _ in value]
+            return value
+
+        args = tuple(slot(v) for v in self.args)
         kwargs = {k: (next(it) if isinstance(v, torch.Tensor) else v) for k, v in self.kwargs.items()}
         return args, kwargs
 
     def batch(self) -> int | None:
-        """The first dimension shared by the tensor inputs (the first one decides)."""
+        """The first dimension shared by the tensor inputs (the first one decides); None for a
+        list of images, whose length is fixed in the exported graph."""
+        if self.image_list:
+            return None
         for tensor in self.tensors:
             if tensor.dim() >= 1:
                 return int(tensor.shape[0])
@@ -84,6 +103,11 @@ class CallSpec:
             reps = -(-new_batch // tensor.shape[0])
             out.append(tensor.repeat((reps,) + (1,) * (tensor.dim() - 1))[:new_batch].clone())
         return out
+
+
+def is_tensor_list(value) -> bool:
+    """A non-empty list/tuple of tensors passed as one argument (e.g. a detection model's images)."""
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, torch.Tensor) for v in value)
 
 
 class FlatModel(nn.Module):

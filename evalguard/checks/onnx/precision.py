@@ -10,6 +10,13 @@ and weights (stale files, export-only ops, training-mode ops, batch-size constan
 measure bfloat16 rounding, which the paired passes judge with bfloat16 tolerances. float16 models
 run as they are (ONNX Runtime CPU has float16 kernels) with the float16 tolerances of
 ``compare.DEFAULT_TOLERANCES``.
+
+float16 and the TorchScript exporter: for some float16 models (GPT-2's LayerNorm) the TorchScript
+exporter writes a graph that binds one op's type parameter to float and float16 at once, which
+ONNX Runtime refuses to load. evalguard's own export validates the file by loading it and then
+falls back to the dynamo exporter, whose float16 graph loads (so the float16 model is exported
+and compared in float16, not upcast). A user's ``--onnx`` file with that defect is reported as
+unloadable (EG401) with ``load_hint`` naming the cause and the fix.
 """
 from __future__ import annotations
 
@@ -78,3 +85,35 @@ def float32_inputs(inputs: ExampleInputs) -> ExampleInputs:
 def float32_tensors(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The same for a flat list of input tensors."""
     return [_up(t) for t in tensors]
+
+
+def load_hint(model, error: str) -> str:
+    """Why ONNX Runtime may refuse a float16 model's file, when the error is a type clash."""
+    if not isinstance(model, torch.nn.Module) or "Type Error" not in error \
+            or not any(p.dtype == torch.float16 for p in model.parameters()):
+        return ""
+    return ("; the model is float16, and the TorchScript exporter (torch.onnx.export(..., dynamo=False)) "
+            "can bind one op's inputs to float and float16 at once, which ONNX Runtime refuses: re-export "
+            "with dynamo=True (evalguard's own export falls back to it)")
+
+
+def dynamic_quantized(model) -> str | None:
+    """The first module made by ``torch.ao.quantization.quantize_dynamic``, as ``name (Type)``."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    for name, module in model.named_modules():
+        if is_dynamic_quantized(module):
+            return f"{name or '(root)'} ({type(module).__name__})"
+    return None
+
+
+def is_dynamic_quantized(module) -> bool:
+    return type(module).__module__.startswith(("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic"))
+
+
+def quantized_skip_reason(module: str) -> str:
+    """Why a dynamically quantized model gets no ONNX parity (measured with torch 2.13 and 2.14.1)."""
+    return (f"dynamically quantized model ({module}): torch's ONNX exporters cannot export torch.ao dynamic "
+            f"quantization (TorchScript: no symbolic for quantized::linear_dynamic; dynamo: its packed "
+            f"parameters cannot be traced); to deploy int8 ONNX, export the float model and quantize the "
+            f"file with onnxruntime.quantization.quantize_dynamic")
