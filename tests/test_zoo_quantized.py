@@ -5,8 +5,8 @@ run, EG104 judges rows with the int8 budget (dynamic quantization takes each act
 from the whole batch), ONNX parity is skipped with the reason (torch's exporters cannot export
 dynamic quantization). A planted batch-statistics bug is still EG104 under that budget.
 
-Full pickles (``torch.save(model)``) of quantized models depend on the pickle allow-list
-admitting torch.ao's classes (another branch); those tests are xfail until it lands.
+Full pickles (``torch.save(model)``) of quantized models load through the pickle allow-list's
+torch.ao classes and are audited in an isolated worker.
 """
 from __future__ import annotations
 
@@ -107,9 +107,6 @@ def test_batch_statistics_bug_in_a_quantized_model_is_still_eg104(run_cli):
     assert finding["location"]["module"] == "1"
 
 
-@pytest.mark.xfail(strict=False, reason="full pickles of torch.ao quantized modules need the pickle allow-list "
-                                        "to admit their classes (branch i25-scan) and the quantized:: ops "
-                                        "(branch i25-isolation)")
 @pytest.mark.parametrize("name", ["mlp", "bert"])
 def test_quantized_full_pickle_audits_clean(name, run_cli, tmp_path):
     path = tmp_path / f"{name}.pt"
