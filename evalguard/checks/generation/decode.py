@@ -104,7 +104,7 @@ def compare(rule: str, comparison: str, prompt: int, prompt_length: int, referen
     failing, divergence = None, None
     for step, (expected, actual) in enumerate(zip(reference.logits, other.logits)):
         difference = compare_tensors("logits", actual, expected, atol, rtol)
-        diffs.append(round(difference.max_abs_diff, 9))
+        diffs.append(float(f"{difference.max_abs_diff:.6g}"))   # 6 significant digits
         if failing is None and not difference.matches:
             failing = step
         if reference.tokens[step] != other.tokens[step]:

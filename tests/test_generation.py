@@ -1,0 +1,131 @@
+"""Generation parity (--generate N, EG408-EG410): the step comparison, when the family runs, and
+what its facts say. The rules' bad/good examples run through tests/test_rule_examples.py."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalguard.checks.generation.decode import Decode, compare
+from evalguard.checks.generation.facts import DIFFERS, MATCHES, TIE, GenerationFacts
+from evalguard.facts import from_json, to_json
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "rules"
+GENERATION = ("EG408", "EG409", "EG410")
+
+
+def decode(tokens, rows):
+    return Decode(list(tokens), [torch.tensor(r, dtype=torch.float32) for r in rows])
+
+
+def test_equal_decodes_match_with_a_difference_per_step():
+    ref = decode([1, 0], [[0.0, 1.0], [1.0, 0.0]])
+    row = compare("EG409", "a vs b", 0, 5, ref, decode([1, 0], [[0.0, 1.0 + 2 ** -20], [1.0, 0.0]]), 1e-4, 1e-3)
+    assert row.status == MATCHES and row.first_divergence is None and row.first_failing_step is None
+    assert row.steps == 2 and row.max_abs_diff == pytest.approx((2 ** -20, 0.0), rel=1e-5)
+
+
+def test_a_near_tie_that_flips_a_token_is_a_tie_not_a_difference():
+    ref = decode([1, 0], [[0.50000, 0.50001], [1.0, 0.0]])
+    other = decode([0, 1], [[0.50001, 0.50000], [0.0, 1.0]])
+    row = compare("EG408", "a vs b", 1, 5, ref, other, 1e-4, 1e-3)
+    assert row.status == TIE
+    assert (row.first_divergence.step, row.first_divergence.position) == (0, 5)
+    assert row.steps == 1   # nothing after the tokens part is compared: the contexts differ
+
+
+def test_logits_beyond_tolerance_differ_from_the_first_failing_step_to_the_divergence():
+    ref = decode([1, 1, 1], [[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    other = decode([1, 1, 0], [[0.0, 1.0], [0.0, 0.8], [0.0, -1.0]])
+    row = compare("EG409", "a vs b", 0, 8, ref, other, 1e-4, 1e-3)
+    assert row.status == DIFFERS and row.first_failing_step == 1
+    d = row.first_divergence
+    assert (d.step, d.position, d.expected_token, d.actual_token) == (2, 10, 1, 0)
+    assert row.max_abs_diff == pytest.approx((0.0, 0.2, 2.0))
+
+
+def test_facts_round_trip_through_json():
+    ref = decode([1, 0], [[0.0, 1.0], [1.0, 0.0]])
+    row = compare("EG410", "a vs b", 0, 5, ref, decode([0, 0], [[1.0, 0.0], [1.0, 0.0]]), 1e-4, 1e-3)
+    facts = GenerationFacts(8, ("prompt 0: 5 tokens",), "onnxruntime", 0.5, (row,), ("a note",))
+    assert from_json(GenerationFacts, json.loads(json.dumps(to_json(facts)))) == facts
+
+
+def _coverage(report) -> dict:
+    [target] = report["targets"]
+    return {rule: target["coverage"][rule] for rule in GENERATION}
+
+
+def test_generation_is_off_without_the_flag(run_cli, tmp_path):
+    factory = tmp_path / "m.py"
+    factory.write_text("import torch\ndef build_model():\n    return torch.nn.Linear(4, 2).eval()\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build_model", "--input-shape", "2x4", "--no-onnx",
+                             "--format", "json")
+    assert code == 0, err
+    for run in _coverage(json.loads(out)).values():
+        assert run["status"] == "not-applicable" and "--generate N" in run["reason"]
+
+
+def test_a_model_that_does_not_generate_is_skipped_with_the_reason(run_cli, tmp_path):
+    factory = tmp_path / "m.py"
+    factory.write_text("import torch\ndef build_model():\n    return torch.nn.Linear(4, 2).eval()\n")
+    code, out, err = run_cli("check", "--model", f"{factory}:build_model", "--input-shape", "2x4", "--no-onnx",
+                             "--generate", "4", "--format", "json")
+    assert code == 0, err
+    for run in _coverage(json.loads(out)).values():
+        assert run["status"] == "skipped" and "generates" in run["reason"]
+
+
+def test_a_negative_token_count_is_a_usage_error(run_cli):
+    code, _, err = run_cli("check", "--model", "x.py:f", "--generate", "-1")
+    assert code == 2 and err.startswith("error:") and "--generate" in err
+
+
+@pytest.mark.realmodel
+def test_an_encoder_decoder_is_skipped_with_the_reason():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from evalguard.checks.generation.check import run
+    from evalguard.subject import AuditOptions, AuditSubject
+
+    model = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                                                d_kv=8)).eval()
+    outcome = run(AuditSubject("t5", "live-module", model=model),
+                  AuditOptions(selected=frozenset(GENERATION), generate=4))
+    assert not outcome.findings
+    assert all(outcome.coverage[r].status == "skipped" and "encoder-decoder" in outcome.coverage[r].reason
+               for r in GENERATION)
+
+
+@pytest.mark.realmodel
+def test_a_clean_llama_reports_every_step_of_every_comparison(run_cli):
+    """The product path on the EG408 good example: three comparisons per prompt, N steps each,
+    all within tolerance, the runtime named, the facts in the JSON report."""
+    code, out, err = run_cli("check", "--model", f"{EXAMPLES / 'EG408' / 'good.py'}:build_model", "--generate", "6",
+                             "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert all(run["status"] == "passed" for run in _coverage(report).values())
+    facts = report["targets"][0]["facts"]["generation"]
+    assert facts["steps"] == 6 and "onnxruntime" in facts["runtime"] and facts["export_seconds"] > 0
+    rows = facts["comparisons"]
+    assert sorted({(r["rule"], r["prompt"]) for r in rows}) == [(rule, p) for rule in GENERATION for p in (0, 1)]
+    for row in rows:
+        assert row["status"] in ("matches", "tie")
+        if row["status"] == "matches":
+            assert row["steps"] == 6 and len(row["max_abs_diff"]) == 6 and max(row["max_abs_diff"]) < 1e-4
+
+
+@pytest.mark.realmodel
+def test_the_planted_cache_bug_is_located_at_the_first_cached_step(run_cli):
+    code, out, err = run_cli("check", "--model", f"{EXAMPLES / 'EG409' / 'bad.py'}:build_model", "--generate", "8",
+                             "--no-onnx", "--format", "json")
+    assert code == 1, err
+    report = json.loads(out)
+    [finding] = [f for f in report["findings"] if f["rule"] == "EG409"]
+    rows = finding["evidence"]["comparisons"]
+    # the prompt pass fills the cache correctly: step 0 matches, the first cached step (1) is wrong
+    assert all(r["first_failing_step"] == 1 and r["max_abs_diff"][0] < 1e-4 for r in rows)
+    assert "from step 1" in finding["message"]
