@@ -129,3 +129,21 @@ def test_the_planted_cache_bug_is_located_at_the_first_cached_step(run_cli):
     # the prompt pass fills the cache correctly: step 0 matches, the first cached step (1) is wrong
     assert all(r["first_failing_step"] == 1 and r["max_abs_diff"][0] < 1e-4 for r in rows)
     assert "from step 1" in finding["message"]
+
+
+@pytest.mark.realmodel
+def test_a_clean_gpt2_decodes_the_same_in_onnx_runtime_with_its_cache():
+    """A second architecture (learned absolute positions, Conv1D projections) through EG408."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from evalguard.checks.generation.check import run
+    from evalguard.subject import AuditOptions, AuditSubject
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64)).eval()
+    outcome = run(AuditSubject("gpt2", "live-module", model=model),
+                  AuditOptions(selected=frozenset({"EG408"}), generate=8))
+    assert outcome.coverage["EG408"].status == "ran" and not outcome.findings
+    [facts] = outcome.facts
+    assert [row.prompt for row in facts.comparisons] == [0, 1]
+    assert all(max(row.max_abs_diff) < 1e-4 for row in facts.comparisons)
