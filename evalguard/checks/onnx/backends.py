@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from evalguard.checks.onnx import backend_openvino
 from evalguard.checks.onnx import compare as onnx_compare
 from evalguard.checks.onnx.console import progress, quiet
 from evalguard.checks.onnx.export import WRAPPED, CallSpec, FlatModel, shorten_error
@@ -71,9 +72,10 @@ def variants(wanted: list[str], device: str, torch_reason: str | None = None,
     """The CPU variant of every wanted backend and, with ``--device cuda``, a CUDA variant of each
     after them. ``torch_reason`` says why PyTorch cannot use a GPU here, ``ort_reason`` why ONNX
     Runtime's CUDA provider cannot (``cuda.unavailable_reason``); each skips the variants that need it."""
-    plan = [Variant(name) for name in wanted]
+    plan = [Variant(name, CPU, backend_openvino.unavailable_reason(name)) for name in wanted]
     if device == CUDA:
-        plan += [Variant(name, CUDA, torch_reason or (ort_reason if name in ORT_BACKENDS else None))
+        plan += [Variant(name, CUDA, backend_openvino.unavailable_reason(name, CUDA) or torch_reason
+                         or (ort_reason if name in ORT_BACKENDS else None))
                  for name in wanted]
     return plan
 
@@ -217,7 +219,7 @@ def _aoti(flat, spec, onnx_path, workdir, device):
 
 
 _BUILDERS = {"ort-optimized": _ort_optimized, "torchscript": _torchscript, "torch-compile": _torch_compile,
-             "aoti": _aoti}
+             "aoti": _aoti, **backend_openvino.BUILDERS}
 
 
 def median_ms(run: Callable[[], Any], runs: int = RUNS) -> float:

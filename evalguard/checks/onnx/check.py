@@ -180,7 +180,8 @@ class _ModelAudit:
                     if not self.expected:
                         self._skip_all("the model returns no tensors", backends=True)
                         return self._done()
-                    needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
+                    needs_file = self.options.wants(*ONNX_RULES) or bool(
+                        {"ort-optimized", "openvino-onnx"} & set(self.options.backends))
                     path = self._onnx_file(tmp) if needs_file else None
                     if path is not None:
                         self._check_file(path)
@@ -603,7 +604,9 @@ class _ModelAudit:
             table.append(self._onnxruntime_fact(batches, onnx_backends, onnx_compare))
         flat = FlatModel(self.model, self.spec)
         for v in plan:
-            if v.device == onnx_backends.CPU:
+            if v.device == onnx_backends.CPU and v.skip_reason:   # an optional backend not installed
+                table.append(BackendFact(v.backend, onnx_backends.SKIPPED, skip_reason=v.skip_reason))
+            elif v.device == onnx_backends.CPU:
                 with self._file_batches(v, self.model, batches, self._reference) as inputs:
                     table.append(self._variant(v, flat, inputs, onnx_path, tmp))
         cuda = [v for v in plan if v.device == onnx_backends.CUDA]
