@@ -181,7 +181,7 @@ class _ModelAudit:
                         self._skip_all("the model returns no tensors", backends=True)
                         return self._done()
                     needs_file = self.options.wants(*ONNX_RULES) or bool(
-                        {"ort-optimized", "openvino-onnx"} & set(self.options.backends))
+                        {"ort-optimized", "openvino-onnx", "ort-int8"} & set(self.options.backends))
                     path = self._onnx_file(tmp) if needs_file else None
                     if path is not None:
                         self._check_file(path)
@@ -726,8 +726,9 @@ class _ModelAudit:
             except Exception as exc:  # noqa: BLE001 - e.g. a batch size baked in at build time
                 failed_at = (b, onnx_backends.build_error(exc))
                 break
-            rows += [onnx_compare.row(n, n, o, e, self.options.tolerances, comparison=comparison, batch=b,
-                                      histogram=False) for o, (n, e) in zip(outputs, expected)]
+            rows += [(built.judge or _as_is)(onnx_compare.row(n, n, o, e, self.options.tolerances,
+                                                              comparison=comparison, batch=b, histogram=False), o, e)
+                     for o, (n, e) in zip(outputs, expected)]
             if plain is not None:
                 plain_rows += [onnx_compare.row(n, n, o, e, self.options.tolerances,
                                                 comparison=f"ort-plain vs torch-{device}", batch=b, histogram=False)
@@ -779,6 +780,10 @@ class _ModelAudit:
         if self.notes:
             self.info["notes"] = self.notes
         self.out.fact(_facts(self.info))
+
+
+def _as_is(row, actual, expected):
+    return row
 
 
 def _same_constants(a, b) -> bool:
