@@ -72,7 +72,8 @@ def cli() -> None:
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
 @click.option("--backends", metavar="LIST", default=None,
               help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
-                   "ort-optimized, torch-compile, aoti, torchscript, openvino, openvino-onnx (evalguard[openvino]), ort-int8.")
+                   "ort-optimized, torch-compile, aoti, torchscript, openvino, openvino-onnx (evalguard[openvino]), "
+                   "ort-int8.")
 @click.option("--generate", "generate", type=click.IntRange(min=0), default=0, metavar="N",
               help="Greedy-decode N tokens per prompt (transformers LMs): eager vs ONNX Runtime with its KV cache, "
                    "cache vs no cache, padded batch vs one prompt (EG408-EG410; default 0: off).")

@@ -57,7 +57,8 @@ def cache_shapes(model) -> list[tuple[int, ...]]:
         raise RuntimeError(f"the model's cache ({type(present).__name__}) is not a per-layer key/value cache")
     shapes = []
     for layer in layers:
-        shapes += [(1, layer.keys.shape[1], 0, layer.keys.shape[3]), (1, layer.values.shape[1], 0, layer.values.shape[3])]
+        shapes += [(1, layer.keys.shape[1], 0, layer.keys.shape[3]),
+                   (1, layer.values.shape[1], 0, layer.values.shape[3])]
     return shapes
 
 
