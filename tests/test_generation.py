@@ -147,3 +147,23 @@ def test_a_clean_gpt2_decodes_the_same_in_onnx_runtime_with_its_cache():
     [facts] = outcome.facts
     assert [row.prompt for row in facts.comparisons] == [0, 1]
     assert all(max(row.max_abs_diff) < 1e-4 for row in facts.comparisons)
+
+
+@pytest.mark.realmodel
+def test_a_half_precision_llama_runs_the_pytorch_rules_and_says_why_eg408_did_not():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from evalguard.checks.generation.check import run
+    from evalguard.subject import AuditOptions, AuditSubject
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=64)).to(torch.float16).eval()
+    outcome = run(AuditSubject("llama16", "live-module", model=model),
+                  AuditOptions(selected=frozenset(GENERATION), generate=4))
+    assert outcome.coverage["EG408"].status == "skipped" and "float32" in outcome.coverage["EG408"].reason
+    assert outcome.coverage["EG409"].status == outcome.coverage["EG410"].status == "ran"
+    [facts] = outcome.facts
+    assert {row.atol for row in facts.comparisons} == {1e-2}   # float16 logits get float16 tolerances
+    assert not outcome.findings

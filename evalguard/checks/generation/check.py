@@ -89,14 +89,13 @@ class _Audit:
             self.out.skip(RULES, f"generate() failed on the model: {type(exc).__name__}: {_first_line(exc)}")
             return self._done()
         if self.options.wants("EG409"):
-            with quiet():
-                others = [decode.generate(self.model, p[None], torch.ones_like(p)[None], self.steps, False)[0]
-                          for p in self.prompts]
-            self._judge("EG409", others)
+            self._decode("EG409", "generate(use_cache=False)", lambda: [
+                decode.generate(self.model, p[None], torch.ones_like(p)[None], self.steps, False)[0]
+                for p in self.prompts])
         if self.options.wants("EG410"):
             ids, mask = decode.left_padded(self.prompts, decode.pad_id(self.model.config))
-            with quiet():
-                self._judge("EG410", decode.generate(self.model, ids, mask, self.steps, True))
+            self._decode("EG410", "generate() on the left-padded batch",
+                         lambda: decode.generate(self.model, ids, mask, self.steps, True))
         if self.options.wants("EG408"):
             self._runtime()
         self._done()
@@ -119,7 +118,20 @@ class _Audit:
                                        f"{type(exc).__name__}: {_first_line(exc)}")
                 return
             self.runtime = "onnxruntime (CPU), decoder step with past key values (TorchScript export)"
-            self._judge("EG408", [onnx_step.greedy(session, shapes, p, self.steps) for p in self.prompts])
+            self._decode("EG408", "ONNX Runtime decoding the exported step",
+                         lambda: [onnx_step.greedy(session, shapes, p, self.steps) for p in self.prompts])
+
+    def _decode(self, rule: str, what: str, make) -> None:
+        """Run the other side's decodes and judge them; one that raises leaves the rule skipped."""
+        from evalguard.checks.onnx.console import quiet
+
+        try:
+            with quiet():
+                others = make()
+        except Exception as exc:  # noqa: BLE001 - the model (or runtime) fails on this path: say so
+            self.out.skip(rule, f"{what} failed: {type(exc).__name__}: {_first_line(exc)}")
+            return
+        self._judge(rule, others)
 
     def _judge(self, rule: str, others) -> None:
         from evalguard.checks.generation import decode

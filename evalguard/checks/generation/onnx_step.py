@@ -48,13 +48,18 @@ class _Step(nn.Module):
 
 
 def cache_shapes(model) -> list[tuple[int, ...]]:
-    """(batch, heads, 0, head dim) of each past tensor, read from a one-token eager pass."""
+    """(batch, heads, 0, head dim) of each past tensor, read from a one-token eager pass (float32
+    caches only: ONNX Runtime's CPU provider runs the float32 graphs this check exports)."""
     with torch.no_grad():
         out = model(input_ids=torch.zeros((1, 1), dtype=torch.long), use_cache=True)
     present = getattr(out, "cache", None) or out.past_key_values
     layers = getattr(present, "layers", None)
     if not layers or any(not hasattr(layer, "keys") for layer in layers):
         raise RuntimeError(f"the model's cache ({type(present).__name__}) is not a per-layer key/value cache")
+    dtypes = {layer.keys.dtype for layer in layers}
+    if dtypes != {torch.float32}:
+        raise RuntimeError(f"the cache holds {', '.join(sorted(str(d) for d in dtypes))} tensors; the exported "
+                           "step is run with float32 caches only")
     shapes = []
     for layer in layers:
         shapes += [(1, layer.keys.shape[1], 0, layer.keys.shape[3]),
