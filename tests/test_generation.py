@@ -84,19 +84,24 @@ def test_a_negative_token_count_is_a_usage_error(run_cli):
 
 
 @pytest.mark.realmodel
-def test_an_encoder_decoder_is_skipped_with_the_reason():
+def test_an_encoder_decoder_runs_the_pytorch_rules_and_says_why_eg408_did_not():
     from transformers import T5Config, T5ForConditionalGeneration
 
     from evalguard.checks.generation.check import run
     from evalguard.subject import AuditOptions, AuditSubject
 
+    torch.manual_seed(0)
     model = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32, num_layers=1, num_heads=2,
                                                 d_kv=8)).eval()
     outcome = run(AuditSubject("t5", "live-module", model=model),
                   AuditOptions(selected=frozenset(GENERATION), generate=4))
     assert not outcome.findings
-    assert all(outcome.coverage[r].status == "skipped" and "encoder-decoder" in outcome.coverage[r].reason
-               for r in GENERATION)
+    assert outcome.coverage["EG408"].status == "skipped" and "encoder-decoder" in outcome.coverage["EG408"].reason
+    assert outcome.coverage["EG409"].status == outcome.coverage["EG410"].status == "ran"
+    [facts] = outcome.facts
+    assert {(row.rule, row.prompt) for row in facts.comparisons} == {(r, p) for r in ("EG409", "EG410")
+                                                                      for p in (0, 1)}
+    assert all(row.status in ("matches", "tie") for row in facts.comparisons)
 
 
 @pytest.mark.realmodel

@@ -37,11 +37,13 @@ def unsupported(model) -> str | None:
     if not callable(can_generate) or not can_generate():
         return "the model is not a transformers model that generates (no can_generate())"
     config = getattr(model, "config", None)
-    if getattr(config, "is_encoder_decoder", False):
-        return "encoder-decoder generation parity is not implemented yet (decoder-only models only)"
     if not isinstance(getattr(config, "vocab_size", None), int):
         return "the model's config has no vocab_size to draw prompts from"
     return None
+
+
+def encoder_decoder(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
 def pad_id(config) -> int:
@@ -83,12 +85,30 @@ def generate(model, ids: torch.Tensor, mask: torch.Tensor, steps: int, use_cache
 
     config = GenerationConfig(max_new_tokens=steps, min_new_tokens=0, do_sample=False, num_beams=1,
                               eos_token_id=None, pad_token_id=pad_id(model.config), use_cache=use_cache,
-                              output_logits=True, return_dict_in_generate=True)
+                              output_logits=True, return_dict_in_generate=True,
+                              decoder_start_token_id=_start_token(model), bos_token_id=_own(model, "bos_token_id"))
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-    new = out.sequences[:, ids.shape[1]:]
+    new = out.sequences[:, -steps:]   # exactly ``steps`` new tokens: no EOS stop
     return [Decode([int(t) for t in new[row]], [step[row].detach().float() for step in out.logits])
             for row in range(ids.shape[0])]
+
+
+def _own(model, name: str):
+    """The model's own generation config's value for ``name``, else its config's (None if neither)."""
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _start_token(model):
+    """An encoder-decoder's decoder start token (T5: the pad token); None for decoder-only models."""
+    if not encoder_decoder(model):
+        return None
+    start = _own(model, "decoder_start_token_id")
+    return pad_id(model.config) if start is None else start
 
 
 def tolerances(dtype: torch.dtype, overrides) -> tuple[float, float]:
@@ -98,8 +118,11 @@ def tolerances(dtype: torch.dtype, overrides) -> tuple[float, float]:
 
 
 def compare(rule: str, comparison: str, prompt: int, prompt_length: int, reference: Decode, other: Decode,
-            atol: float, rtol: float) -> DecodeComparison:
-    """Step by step while the tokens agree, and the step where they part (see the module doc)."""
+            atol: float, rtol: float, first_position: int | None = None) -> DecodeComparison:
+    """Step by step while the tokens agree, and the step where they part (see the module doc).
+    ``first_position`` is the sequence index of the first new token: the prompt's length for a
+    decoder-only model (the default), 1 for an encoder-decoder's decoder (after its start token)."""
+    start = prompt_length if first_position is None else first_position
     diffs: list[float] = []
     failing, divergence = None, None
     for step, (expected, actual) in enumerate(zip(reference.logits, other.logits)):
@@ -108,7 +131,7 @@ def compare(rule: str, comparison: str, prompt: int, prompt_length: int, referen
         if failing is None and not difference.matches:
             failing = step
         if reference.tokens[step] != other.tokens[step]:
-            divergence = Divergence(step, prompt_length + step, reference.tokens[step], other.tokens[step])
+            divergence = Divergence(step, start + step, reference.tokens[step], other.tokens[step])
             break
     status = DIFFERS if failing is not None else (TIE if divergence else MATCHES)
     return DecodeComparison(rule, comparison, prompt, prompt_length, len(diffs), tuple(diffs), atol, rtol,

@@ -18,7 +18,9 @@ class Divergence:
     """Where two greedy decodes first pick different tokens."""
 
     step: int                        # 0 = the first generated token
-    position: int                    # index in the sequence (prompt tokens first), in the row's own prompt
+    #: index in the decoded sequence: the prompt's own tokens first for a decoder-only model (not
+    #: counting padding), the decoder's sequence (start token at 0) for an encoder-decoder
+    position: int
     expected_token: int              # the reference's token
     actual_token: int
 
