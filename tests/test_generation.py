@@ -172,3 +172,20 @@ def test_a_half_precision_llama_runs_the_pytorch_rules_and_says_why_eg408_did_no
     [facts] = outcome.facts
     assert {row.atol for row in facts.comparisons} == {1e-2}   # float16 logits get float16 tolerances
     assert not outcome.findings
+
+
+@pytest.mark.realmodel
+def test_an_export_that_passes_one_forward_pass_fails_generation_from_the_first_cached_step(run_cli):
+    """The EG408 bad example: EG401 (one forward pass, no cache, as Optimum's validation) passes,
+    and the exported decoder with its cache differs from the first step that reads the cache."""
+    code, out, err = run_cli("check", "--model", f"{EXAMPLES / 'EG408' / 'bad.py'}:build_model", "--generate", "8",
+                             "--format", "json")
+    assert code == 1, err
+    report = json.loads(out)
+    [target] = report["targets"]
+    assert target["coverage"]["EG401"]["status"] == "passed"
+    assert _coverage(report)["EG409"]["status"] == _coverage(report)["EG410"]["status"] == "passed"
+    [finding] = report["findings"]
+    assert finding["rule"] == "EG408"
+    for row in finding["evidence"]["comparisons"]:
+        assert row["first_failing_step"] == 1 and row["max_abs_diff"][0] < 1e-4
