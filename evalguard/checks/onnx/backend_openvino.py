@@ -28,11 +28,9 @@ def unavailable_reason(name: str, device: str = "cpu") -> str | None:
         return None
     if device != "cpu":
         return NO_CUDA
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return NOT_INSTALLED
-    return None
+    import importlib.util
+
+    return None if importlib.util.find_spec("openvino") is not None else NOT_INSTALLED
 
 
 def _compile(model, notes: list[str]):

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from evalguard.checks.onnx import backend_int8, backend_openvino
+from evalguard.checks.onnx import backend_executorch, backend_int8, backend_openvino
 from evalguard.checks.onnx import compare as onnx_compare
 from evalguard.checks.onnx.console import progress, quiet
 from evalguard.checks.onnx.export import WRAPPED, CallSpec, FlatModel, shorten_error
@@ -81,8 +81,9 @@ def variants(wanted: list[str], device: str, torch_reason: str | None = None,
 
 
 def _optional_reason(name: str, device: str) -> str | None:
-    """Why an optional backend (OpenVINO, ort-int8) cannot run on ``device`` here, else None."""
-    return backend_openvino.unavailable_reason(name, device) or backend_int8.unavailable_reason(name, device)
+    """Why an optional backend (OpenVINO, ort-int8, ExecuTorch) cannot run on ``device`` here, else None."""
+    return (backend_openvino.unavailable_reason(name, device) or backend_int8.unavailable_reason(name, device)
+            or backend_executorch.unavailable_reason(name, device))
 
 
 def coverage_gap(table) -> str | None:
@@ -226,7 +227,8 @@ def _aoti(flat, spec, onnx_path, workdir, device):
 
 
 _BUILDERS = {"ort-optimized": _ort_optimized, "torchscript": _torchscript, "torch-compile": _torch_compile,
-             "aoti": _aoti, **backend_openvino.BUILDERS, backend_int8.NAME: backend_int8.build}
+             "aoti": _aoti, **backend_openvino.BUILDERS, backend_int8.NAME: backend_int8.build,
+             backend_executorch.NAME: backend_executorch.build}
 _JUDGES = {backend_int8.NAME: backend_int8.judge}
 
 
