@@ -73,7 +73,7 @@ def cli() -> None:
 @click.option("--backends", metavar="LIST", default=None,
               help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
                    "ort-optimized, torch-compile, aoti, torchscript, openvino, openvino-onnx (evalguard[openvino]), "
-                   "ort-int8.")
+                   "ort-int8, executorch (evalguard[executorch]).")
 @click.option("--generate", "generate", type=click.IntRange(min=0), default=0, metavar="N",
               help="Greedy-decode N tokens per prompt (transformers LMs): eager vs ONNX Runtime with its KV cache, "
                    "cache vs no cache, padded batch vs one prompt (EG408-EG410; default 0: off).")
