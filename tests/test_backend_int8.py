@@ -60,3 +60,10 @@ def test_argmax_agreement_counts_near_ties_as_agreeing():
 def test_cuda_variant_is_skipped_with_the_reason():
     [cpu, cuda] = backends.variants(["ort-int8"], "cuda")
     assert cpu.skip_reason is None and cuda.skip_reason == backend_int8.CPU_ONLY
+
+
+def test_a_nan_output_never_passes_the_budget():
+    expected = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    row = backend_int8.judge({"output": "y", "passed": False}, torch.tensor([[float("nan"), 0.0], [0.0, 1.0]]),
+                             expected)
+    assert row["passed"] is False and "relative error" in row["budget_failure"]

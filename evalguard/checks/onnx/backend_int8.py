@@ -19,6 +19,8 @@ ranking layers by the error they add are not implemented yet.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 NAME = "ort-int8"
@@ -65,7 +67,7 @@ def judge(row: dict, actual: torch.Tensor, expected: torch.Tensor) -> dict:
     relative = float((a - e).norm()) / norm if norm > 0 else float((a - e).norm())
     verdict = {"quantization_budget": dict(BUDGET), "relative_error": round(relative, 6)}
     broken = []
-    if relative > BUDGET["relative_error"]:
+    if not math.isfinite(relative) or relative > BUDGET["relative_error"]:   # NaN never passes
         broken.append(f"relative error {relative:.3g} > budget {BUDGET['relative_error']}")
     if expected.is_floating_point() and expected.dim() >= 2 and expected.shape[-1] >= 2:
         agreement = argmax_agreement(a, e)
