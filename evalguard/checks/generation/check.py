@@ -49,21 +49,24 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     if reason:
         out.skip(RULES, reason)
         return out.done()
-    with _eval_copy(subject) as model:
+    try:
+        context = _eval_model(subject)
+    except Exception as exc:  # noqa: BLE001 - the user's model is not ours to run in place: say why not
+        out.skip(RULES, f"the model cannot be deep-copied ({type(exc).__name__}: {_first_line(exc)})")
+        return out.done()
+    with context as model:
         _Audit(subject, options, out, model, steps).run()
     return out.done()
 
 
-@contextlib.contextmanager
-def _eval_copy(subject: AuditSubject):
-    """The model in eval mode: the audit's own object in place (modes put back), a copy of the user's."""
+def _eval_model(subject: AuditSubject):
+    """A context giving the model in eval mode: the audit's own object in place (modes put back),
+    a deep copy of the user's (a factory's or a live model)."""
     from evalguard.checks.running import in_eval_mode
 
     if subject.owns_model:
-        with in_eval_mode(subject.model) as model:
-            yield model
-    else:
-        yield copy.deepcopy(subject.model).eval()
+        return in_eval_mode(subject.model)
+    return contextlib.nullcontext(copy.deepcopy(subject.model).eval())
 
 
 class _Audit:
