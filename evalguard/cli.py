@@ -72,7 +72,11 @@ def cli() -> None:
 @click.option("--keep-onnx", type=click.Path(), metavar="DIR", help="Keep the exported ONNX file in DIR.")
 @click.option("--backends", metavar="LIST", default=None,
               help="Deployment backends compared with eager PyTorch, comma-separated: onnxruntime (default), "
-                   "ort-optimized, torch-compile, aoti, torchscript.")
+                   "ort-optimized, torch-compile, aoti, torchscript, openvino, openvino-onnx (evalguard[openvino]), "
+                   "ort-int8, executorch (evalguard[executorch]).")
+@click.option("--generate", "generate", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Greedy-decode N tokens per prompt (transformers LMs): eager vs ONNX Runtime with its KV cache, "
+                   "cache vs no cache, padded batch vs one prompt (EG408-EG410; default 0: off).")
 @click.option("--format", "--output-format", "fmt", type=click.Choice(list(FORMATS)), default="text",
               show_default=True,
               help="Report format; github prints GitHub Actions annotations (workflow commands), "
@@ -111,7 +115,7 @@ def cli() -> None:
               help="Add '# evalguard: ignore[RULE]' to the line of each source finding (adopting evalguard), then exit 0.")
 @_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
-          onnx_exporter, keep_onnx, backends, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
+          onnx_exporter, keep_onnx, backends, generate, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
           device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
           fix, unsafe_fixes, diff, add_noqa, stdin_filename, **execution_flags) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources ('-': a Python source on stdin)."""
@@ -120,7 +124,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
     request = CheckRequest(
         targets=list(targets), model_factory=model_factory, trust_modules=list(trust_module),
         input_shapes=list(input_shape), input_dtype=input_dtype, example_inputs=example_inputs,
-        onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, backends=backends, fmt=fmt, output=output,
+        onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, backends=backends, generate=generate, fmt=fmt, output=output,
         extra_reports=list(extra_reports), fail_on=fail_on,
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
         extend_select=_split_ids(extend_select), extend_ignore=_split_ids(extend_ignore),

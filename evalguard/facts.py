@@ -276,3 +276,13 @@ class OnnxFacts:
 #: family name -> class, for reading reports back
 FACT_TYPES = {cls.family: cls for cls in (LoadFacts, InputFacts, ModeFacts, ArchitectureFacts,
                                            OptimizerFacts, OnnxFacts)}
+
+
+def _register_family_facts() -> None:
+    """Facts a family package declares itself (the generation family's), read back by merge."""
+    from evalguard.checks.generation.facts import GenerationFacts
+
+    FACT_TYPES[GenerationFacts.family] = GenerationFacts
+
+
+_register_family_facts()

@@ -32,6 +32,7 @@ class CheckRequest:
     onnx_exporter: str | None = None
     keep_onnx: str | None = None
     backends: str | None = None                 # --backends LIST
+    generate: int = 0                           # --generate N (0: off)
     fmt: str = "text"
     output: str | None = None
     extra_reports: list[str] = field(default_factory=list)   # "FORMAT:FILE"
@@ -165,6 +166,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         keep_onnx=request.keep_onnx,
         onnx_exporter=request.onnx_exporter or config.onnx_exporter or "auto",
         backends=backends,
+        generate=request.generate or 0,
         allow_stochastic=tuple(request.allow_stochastic or config.allow_stochastic),
         tolerances=dict(config.tolerances),
         exclude=tuple(request.exclude or config.exclude),

@@ -70,6 +70,7 @@ class AuditOptions:
     keep_onnx: str | None = None                 # --keep-onnx DIR
     onnx_exporter: str = "auto"                  # auto | torchscript | dynamo: tried first
     backends: tuple[str, ...] = ("onnxruntime",)  # --backends: deployment backends compared with eager
+    generate: int = 0                            # --generate N: greedy tokens per prompt (0: off)
     allow_stochastic: tuple[str, ...] = ()       # module-name globs (MC dropout)
     tolerances: Mapping[str, Any] = field(default_factory=dict)   # {"atol":..., "rtol":..., "outputs": {name: {...}}}
     exclude: tuple[str, ...] = ()                # glob patterns skipped when walking directories

@@ -11,7 +11,7 @@ from evalguard.checks import implemented_rules
 
 REPO = Path(__file__).resolve().parent.parent
 DESIGN_IDS = {f"EG{n}" for n in (101, 102, 103, 104, 105, 106, 107, 201, 202, 203, 204, 205, 206, 207, 208,
-                                 301, 302, 401, 402, 403, 404, 405, 406, 407, 900, 901, 902, 903, 904, 905)}
+                                 301, 302, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 900, 901, 902, 903, 904, 905)}
 
 
 def test_catalogue_holds_exactly_the_design_ids():

@@ -70,7 +70,8 @@ def by_backend(seen) -> dict:
 def test_parse_backends_keeps_order_drops_repeats_and_rejects_unknown_names():
     assert parse_backends(None) == ("onnxruntime",)
     assert parse_backends("torchscript, onnxruntime,torchscript") == ("torchscript", "onnxruntime")
-    assert set(BACKENDS) == {"onnxruntime", "ort-optimized", "torch-compile", "aoti", "torchscript"}
+    assert set(BACKENDS) == {"onnxruntime", "ort-optimized", "torch-compile", "aoti", "torchscript", "openvino",
+                            "openvino-onnx", "ort-int8", "executorch"}
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         parse_backends("onnxruntime,tensorrt")
 
@@ -78,7 +79,7 @@ def test_parse_backends_keeps_order_drops_repeats_and_rejects_unknown_names():
 def test_unknown_backend_is_a_usage_error(run_cli):
     code, _, err = run_cli("check", "--model", "x.py:f", "--backends", "onnxruntime,tvm")
     assert code == 2
-    known = "onnxruntime, ort-optimized, torch-compile, aoti, torchscript"
+    known = "onnxruntime, ort-optimized, torch-compile, aoti, torchscript, openvino, openvino-onnx, ort-int8, executorch"
     assert err.strip().splitlines() == [f"error: --backends: unknown backend 'tvm' (known: {known})"]
 
 

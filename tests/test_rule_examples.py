@@ -2,7 +2,7 @@
 and its good.py nothing at all.
 
 Model examples declare AUDIT = "model", INPUT_SHAPES, EXPECTED_RULES (and optionally
-INPUT_DTYPE, ONNX, BACKENDS for --backends); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
+INPUT_DTYPE, ONNX, BACKENDS for --backends, GENERATE for --generate N); source examples declare AUDIT = "source" and mark lines with `# [EG301]`;
 checkpoint examples (optimizer-state rules) declare AUDIT = "checkpoint", EXPECTED_RULES and a
 ``build_checkpoint(path)`` that saves the checkpoint audited with ``--model file.py:build_model``;
 program examples (EG904) declare AUDIT = "program", EXPECTED_RULES and a ``build_program(path)``
@@ -87,6 +87,8 @@ def audit(run_cli, path: Path, spec: dict, tmp_path: Path) -> dict:
             args.append("--no-onnx")
         if "BACKENDS" in spec:
             args += ["--backends", spec["BACKENDS"]]
+        if "GENERATE" in spec:
+            args += ["--generate", str(spec["GENERATE"])]
     code, out, err = run_cli("check", *args, "--format", "json")
     report = json.loads(out)
     refused = any(target["status"] == "refused" for target in report["targets"])

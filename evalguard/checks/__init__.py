@@ -14,7 +14,7 @@ import importlib
 
 from evalguard.checks.spec import CheckSpec
 
-FAMILIES = ("eval_mode", "architecture", "weights", "optimizer", "source", "onnx")
+FAMILIES = ("eval_mode", "architecture", "weights", "optimizer", "source", "onnx", "generation")
 
 CHECKS: tuple[CheckSpec, ...] = tuple(
     importlib.import_module(f"evalguard.checks.{family}").CHECK for family in FAMILIES)

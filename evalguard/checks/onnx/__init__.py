@@ -11,7 +11,8 @@ CHECK = CheckSpec("onnx-parity", ("EG401", "EG402", "EG403", "EG404", "EG405", "
                   disabled_reason="ONNX checks turned off (--no-onnx)")
 
 #: Deployment backends for --backends; onnxruntime is EG401's own session (the default).
-BACKENDS = ("onnxruntime", "ort-optimized", "torch-compile", "aoti", "torchscript")
+BACKENDS = ("onnxruntime", "ort-optimized", "torch-compile", "aoti", "torchscript", "openvino", "openvino-onnx",
+            "ort-int8", "executorch")
 
 
 def parse_backends(text: str | None) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from evalguard.checks.onnx import backend_executorch, backend_int8, backend_openvino
 from evalguard.checks.onnx import compare as onnx_compare
 from evalguard.checks.onnx.console import progress, quiet
 from evalguard.checks.onnx.export import WRAPPED, CallSpec, FlatModel, shorten_error
@@ -71,11 +72,18 @@ def variants(wanted: list[str], device: str, torch_reason: str | None = None,
     """The CPU variant of every wanted backend and, with ``--device cuda``, a CUDA variant of each
     after them. ``torch_reason`` says why PyTorch cannot use a GPU here, ``ort_reason`` why ONNX
     Runtime's CUDA provider cannot (``cuda.unavailable_reason``); each skips the variants that need it."""
-    plan = [Variant(name) for name in wanted]
+    plan = [Variant(name, CPU, _optional_reason(name, CPU)) for name in wanted]
     if device == CUDA:
-        plan += [Variant(name, CUDA, torch_reason or (ort_reason if name in ORT_BACKENDS else None))
+        plan += [Variant(name, CUDA, _optional_reason(name, CUDA) or torch_reason
+                         or (ort_reason if name in ORT_BACKENDS else None))
                  for name in wanted]
     return plan
+
+
+def _optional_reason(name: str, device: str) -> str | None:
+    """Why an optional backend (OpenVINO, ort-int8, ExecuTorch) cannot run on ``device`` here, else None."""
+    return (backend_openvino.unavailable_reason(name, device) or backend_int8.unavailable_reason(name, device)
+            or backend_executorch.unavailable_reason(name, device))
 
 
 def coverage_gap(table) -> str | None:
@@ -118,6 +126,8 @@ class Built:
     seconds: float
     plain: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None   # ort-optimized's plain session
     notes: list[str] = field(default_factory=list)
+    #: re-judges a parity row against another standard (ort-int8: its quantization budget)
+    judge: Callable[[dict, torch.Tensor, torch.Tensor], dict] | None = None
 
 
 def build(name: str, flat: FlatModel, spec: CallSpec, onnx_path: str | None, workdir: str,
@@ -129,7 +139,7 @@ def build(name: str, flat: FlatModel, spec: CallSpec, onnx_path: str | None, wor
     with progress(f"building the {label} backend"), quiet(), exact_kernels(device):
         run, plain, notes = _BUILDERS[name](flat, spec, onnx_path, workdir, device)
         run(list(spec.tensors))   # compilers build lazily: the first call is part of the build
-    return Built(run, round(time.perf_counter() - start, 3), plain, notes)
+    return Built(run, round(time.perf_counter() - start, 3), plain, notes, _JUDGES.get(name))
 
 
 def _to(device: str, tensors) -> list[torch.Tensor]:
@@ -217,7 +227,9 @@ def _aoti(flat, spec, onnx_path, workdir, device):
 
 
 _BUILDERS = {"ort-optimized": _ort_optimized, "torchscript": _torchscript, "torch-compile": _torch_compile,
-             "aoti": _aoti}
+             "aoti": _aoti, **backend_openvino.BUILDERS, backend_int8.NAME: backend_int8.build,
+             backend_executorch.NAME: backend_executorch.build}
+_JUDGES = {backend_int8.NAME: backend_int8.judge}
 
 
 def median_ms(run: Callable[[], Any], runs: int = RUNS) -> float:

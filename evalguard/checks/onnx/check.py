@@ -186,7 +186,8 @@ class _ModelAudit:
                     if not self.expected:
                         self._skip_all("the model returns no tensors", backends=True)
                         return self._done()
-                    needs_file = self.options.wants(*ONNX_RULES) or "ort-optimized" in self.options.backends
+                    needs_file = self.options.wants(*ONNX_RULES) or bool(
+                        {"ort-optimized", "openvino-onnx", "ort-int8"} & set(self.options.backends))
                     path = self._onnx_file(tmp) if needs_file else None
                     if path is not None:
                         self._check_file(path)
@@ -628,7 +629,9 @@ class _ModelAudit:
             table.append(self._onnxruntime_fact(batches, onnx_backends, onnx_compare))
         flat = FlatModel(self.model, self.spec)
         for v in plan:
-            if v.device == onnx_backends.CPU:
+            if v.device == onnx_backends.CPU and v.skip_reason:   # an optional backend not installed
+                table.append(BackendFact(v.backend, onnx_backends.SKIPPED, skip_reason=v.skip_reason))
+            elif v.device == onnx_backends.CPU:
                 with self._file_batches(v, self.model, batches, self._reference) as inputs:
                     table.append(self._variant(v, flat, inputs, onnx_path, tmp))
         cuda = [v for v in plan if v.device == onnx_backends.CUDA]
@@ -748,8 +751,9 @@ class _ModelAudit:
             except Exception as exc:  # noqa: BLE001 - e.g. a batch size baked in at build time
                 failed_at = (b, onnx_backends.build_error(exc))
                 break
-            rows += [onnx_compare.row(n, n, o, e, self.options.tolerances, comparison=comparison, batch=b,
-                                      histogram=False) for o, (n, e) in zip(outputs, expected)]
+            rows += [(built.judge or _as_is)(onnx_compare.row(n, n, o, e, self.options.tolerances,
+                                                              comparison=comparison, batch=b, histogram=False), o, e)
+                     for o, (n, e) in zip(outputs, expected)]
             if plain is not None:
                 plain_rows += [onnx_compare.row(n, n, o, e, self.options.tolerances,
                                                 comparison=f"ort-plain vs torch-{device}", batch=b, histogram=False)
@@ -800,6 +804,10 @@ class _ModelAudit:
         if self.notes:
             self.info["notes"] = self.notes
         self.out.fact(_facts(self.info))
+
+
+def _as_is(row, actual, expected):
+    return row
 
 
 def _same_constants(a, b) -> bool:

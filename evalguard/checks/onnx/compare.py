@@ -169,6 +169,8 @@ def describe_failure(r: dict) -> str:
         return f"{r['output']}: {r['summary']}"
     if r.get("shape_mismatch"):
         return f"{r['output']}: shape {r['onnx_shape']} in ONNX vs {r['shape']} in PyTorch"
+    if r.get("budget_failure"):   # a quantized backend's row (backend_int8.judge)
+        return f"{r['output']}: {r['budget_failure']}"
     share = r["mismatched_fraction"]
     share_text = f"{share * 100:.3g}%" if isinstance(share, float) else str(share)
     return (f"{r['output']}: max abs error {r['max_abs_diff']} (atol {r['atol']:g}, rtol {r['rtol']:g}), "
