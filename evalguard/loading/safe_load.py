@@ -164,6 +164,15 @@ def _refusal_line(path: Path, unsafe, problems, untrusted) -> str:
 #: Globals from these packages only rebuild tensors and plain data; anything else (numpy, trusted
 #: packages) makes the load happen once in the isolated trial process first.
 _NO_TRIAL_ROOTS = ("torch", "builtins", "collections", "_codecs", "datetime", "argparse", "pathlib")
+#: torch globals that still run native code on the file's data: a ScriptObject's BUILD calls the
+#: registered C++ class's ``__setstate__`` (quantized packed weights re-pack the file's tensors).
+_TRIAL_ANYWAY = frozenset({"torch.ScriptObject"})
+
+
+def needs_trial(names) -> bool:
+    """Whether loading a pickle with these globals runs more than torch's tensor rebuilding: then
+    it is loaded first in the isolated trial (and the target is audited in a worker)."""
+    return any(name.split(".")[0] not in _NO_TRIAL_ROOTS or name in _TRIAL_ANYWAY for name in names)
 
 
 def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool, trust_modules=(),
@@ -174,7 +183,7 @@ def torch_load(path: Path, register: list[tuple[object, str]], *, mmap: bool, tr
     import torch
 
     names = [name for _obj, name in register]
-    if any(name.split(".")[0] not in _NO_TRIAL_ROOTS for name in names):
+    if needs_trial(names):
         trial_load(path, "torch-load", names, trust_modules, kind=kind)
 
     try:

@@ -31,7 +31,7 @@ def quantized(kind: str) -> nn.Module:
 
 
 @pytest.mark.parametrize("kind", ["int8-linear", "fp16", "lstm"])
-def test_quantize_dynamic_model_saved_whole_loads_as_saved(tmp_path, kind):
+def test_quantize_dynamic_model_saved_whole_loads_as_saved(tmp_path, kind, as_worker):
     model = quantized(kind)
     path = tmp_path / f"{kind}.pt"
     torch.save(model, path)
@@ -44,6 +44,17 @@ def test_quantize_dynamic_model_saved_whole_loads_as_saved(tmp_path, kind):
         got, want = got[0], want[0]
     assert torch.equal(got, want)
     assert type(subject.model[0]).__module__.startswith("torch.ao.nn.quantized.dynamic")
+
+
+def test_quantized_pickle_is_loaded_in_a_worker_not_in_the_audit_process(tmp_path):
+    """Re-packing quantized weights runs torch's native ``__setstate__`` on the file's tensors:
+    outside a worker the loader hands the target to one (NeedsWorker) instead of loading it here."""
+    from evalguard.execution import NeedsWorker
+
+    path = tmp_path / "int8.pt"
+    torch.save(quantized("int8-linear"), path)
+    with pytest.raises(NeedsWorker):
+        load_target(str(path), AuditOptions())
 
 
 def test_cli_audits_an_int8_model_with_no_security_finding(tmp_path, run_cli):
