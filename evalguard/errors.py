@@ -60,3 +60,10 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message as one line for an ``error:`` line (its class name if empty)."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+class NeedsWorker(BaseException):
+    """Raised by a loader in the audit's own process when loading the target would run a program
+    (TorchScript, ``.pt2``) or package code (see ``evalguard.loading.trial``): the orchestrator
+    audits that target in an isolated worker instead. A ``BaseException`` so that no loader's
+    ``except Exception`` turns it into an error of the file."""

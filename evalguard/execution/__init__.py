@@ -12,20 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from evalguard.errors import UsageError
+from evalguard.errors import NeedsWorker, UsageError  # noqa: F401 - NeedsWorker re-exported
 
 T = TypeVar("T")
 
 #: Wall-clock limit per worker process when ``--timeout`` is not given: a program that hangs
 #: (a ``while`` loop in a TorchScript method) ends as that target's error, never a hung run.
 DEFAULT_TIMEOUT = 900.0
-
-
-class NeedsWorker(BaseException):
-    """Raised by a loader in the audit's own process when loading the target would run a program
-    (TorchScript, ``.pt2``) or package code (see ``evalguard.loading.trial``): the engine audits
-    that target in an isolated worker instead. A ``BaseException`` so that no loader's
-    ``except Exception`` turns it into an error of the file."""
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

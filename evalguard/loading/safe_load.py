@@ -14,6 +14,7 @@ from evalguard.errors import RefusedTarget, TargetError, first_line
 from evalguard.findings import Finding, Location
 from evalguard.loading.allowlist import ALLOWED, UNSAFE, AllowList
 from evalguard.loading.pickle_scan import GlobalRef
+from evalguard.loading.refusal import refuse_container, unpickler_reason  # noqa: F401 - loaders import them here
 
 _SHOWN = 5
 
@@ -45,20 +46,6 @@ def route_hint(names: Iterable[str]) -> str:
             if name.startswith(prefix):
                 return f"; {hint}"
     return ""
-
-
-def unpickler_reason(exc: BaseException) -> str:
-    """torch's own reason from a weights-only refusal (its message opens with a long preamble
-    about ``weights_only``; the reason is the ``WeightsUnpickler error:`` line), with the route
-    that works where the reason is a known limit of torch's loader."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    reason = text.split(marker, 1)[1].strip().splitlines()[0].strip() if marker in text else first_line(exc)
-    if reason.startswith("Can only SETITEMS") or reason.startswith("Can only SETITEM"):
-        got = reason.rpartition("but got ")[2].strip("<>' ").removeprefix("class '")
-        reason = (f"torch's weights-only loader cannot fill {got} (a dict subclass) item by item "
-                  f"(SETITEMS), whatever is trusted; save model.state_dict() and pass --model MODULE:CALLABLE")
-    return reason
 
 
 def vet(path: Path, refs: list[GlobalRef], allowlist: AllowList, kind: str,
@@ -134,13 +121,6 @@ def unsafe_op_finding(path: Path, ops: list[str]) -> Finding:
                    message=(f"the saved program calls {len(ops)} operation(s) outside the pure-tensor allow-list: "
                             f"{_listing(ops)}; nothing of it was run"),
                    evidence={"operations": ops})
-
-
-def refuse_container(path: Path, reason: str, kind: str = "unknown") -> RefusedTarget:
-    """EG905: the file cannot be vetted exactly as it would be loaded (or blew a limit)."""
-    finding = Finding(rule="EG905", location=Location(path=str(path)),
-                      message=f"{reason}; the file was not loaded", evidence={"reason": reason})
-    return RefusedTarget(f"{path}: not loaded: {reason}", [finding], kind=kind)
 
 
 def trial_load(path: Path, how: str, names: list[str] = (), trust_modules=(), kind: str = "unknown") -> None:

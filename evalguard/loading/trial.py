@@ -24,9 +24,8 @@ TRIAL_MEMORY = 8 << 30
 
 def trial_load(path: Path, how: str, names=(), trust_modules=(), kind: str = "unknown") -> None:
     from evalguard import sandbox
-    from evalguard.errors import TargetError
-    from evalguard.execution import NeedsWorker
-    from evalguard.loading.safe_load import refuse_container
+    from evalguard.errors import NeedsWorker, TargetError
+    from evalguard.loading.refusal import refuse_container
 
     if not sandbox.in_isolated_child():
         raise NeedsWorker(f"{path}: loading it needs an isolated worker ({how})")
@@ -76,7 +75,7 @@ def load(path: str, how: str, names: list[str], trust_modules: list[str]) -> str
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
             except pickle.UnpicklingError as exc:   # torch's reason, not its multi-line preamble
-                from evalguard.loading.safe_load import unpickler_reason
+                from evalguard.loading.refusal import unpickler_reason
 
                 raise pickle.UnpicklingError(unpickler_reason(exc)) from None
         _touch(obj)

@@ -49,7 +49,7 @@ def test_quantize_dynamic_model_saved_whole_loads_as_saved(tmp_path, kind, as_wo
 def test_quantized_pickle_is_loaded_in_a_worker_not_in_the_audit_process(tmp_path):
     """Re-packing quantized weights runs torch's native ``__setstate__`` on the file's tensors:
     outside a worker the loader hands the target to one (NeedsWorker) instead of loading it here."""
-    from evalguard.execution import NeedsWorker
+    from evalguard.errors import NeedsWorker
 
     path = tmp_path / "int8.pt"
     torch.save(quantized("int8-linear"), path)

@@ -205,7 +205,7 @@ def parity_rows(names: list[str], onnx_names: list[str], outputs, expected, tole
     detections or the file's outputs cannot be paired with them by name (our own export names
     them after the PyTorch leaves). Returns the rows and the leaf names they cover; the caller
     compares the other leaves as tensors."""
-    from evalguard.checks.onnx.compare import json_safe, tolerance
+    from evalguard.checks.onnx.compare import rounded, tolerance
 
     torch_by_name = dict(zip(names, expected))
     found = {p: keys for p, keys in groups(names).items() if is_detection(by_group(torch_by_name, p))}
@@ -221,7 +221,7 @@ def parity_rows(names: list[str], onnx_names: list[str], outputs, expected, tole
         compared.append(prefix)
         atol, rtol = tolerance(prefix + ".scores", prefix + ".scores", mine["scores"].dtype, tolerances)
         diff = compare(prefix, theirs, mine, atol, rtol)
-        rows.append(json_safe({
+        rows.append(rounded({
             "output": prefix, "onnx_output": ", ".join(f"{prefix}.{k}" for k in theirs), "comparison": comparison,
             "batch": batch, "shape": [len(mine["boxes"])], "dtype": "detections", "atol": atol, "rtol": rtol,
             "passed": diff.passed, "max_abs_diff": max(diff.max_score_diff, diff.max_box_diff),
