@@ -72,6 +72,7 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
         from evalguard.checks.source.index import FileIndex
 
         index = FileIndex(tree, subject.path)
+        index.text = text          # comments: "MC dropout" said in words
         for rule in wanted:
             module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
             for hit in module.check(index):

@@ -164,9 +164,11 @@ def _record_assign(scope: Scope, node: ast.AST) -> None:
         for target in node.targets:
             if isinstance(target, ast.Name):
                 assigns.setdefault(target.id, []).append(node.value)
-            else:   # tuple unpacking: the names are assigned, values unknown
+            else:   # tuple unpacking: the first name may be what a call builds (model, opt = build(...))
+                value = node.value if isinstance(node.value, ast.Call) else _OPAQUE
                 for name in _targets(target):
-                    assigns.setdefault(name.id, []).append(_OPAQUE)
+                    assigns.setdefault(name.id, []).append(value)
+                    value = _OPAQUE
     elif isinstance(node, ast.AnnAssign):
         if isinstance(node.target, ast.Name) and node.value is not None:
             assigns.setdefault(node.target.id, []).append(node.value)

@@ -92,12 +92,16 @@ def _hit(scope: Scope, use: Use, origin: Origin) -> Hit:
     where = "module-level code" if scope.is_module else f"{scope.name}()"
     created = f"{origin.text} at line {origin.node.lineno}" if origin.node is not None else origin.text
     doing = "evaluates" if use.kind == "evaluation" else "runs"
+    if origin.confidence == "high":
+        why = "Dropout and BatchNorm still behave as in training"
+    else:
+        why = ("its class is not visible here, and a network has Dropout or BatchNorm unless shown otherwise "
+               "(confidence: medium)")
     return Hit("EG106", use.call, (
         f"{where} {doing} {model} for inference, but {model} is in training mode there ({created}) and "
-        f"{model}.eval() is never called before; Dropout and BatchNorm still behave as in training — "
-        f"call {model}.eval() first"),
+        f"{model}.eval() is never called before; {why} — call {model}.eval() first"),
         {"function": scope.name, "model": model, "created": origin.text, "kind": use.kind,
-         "created_line": getattr(origin.node, "lineno", None)})
+         "created_line": getattr(origin.node, "lineno", None), "confidence": origin.confidence})
 
 
 # -- which calls are inference --------------------------------------------------------------

@@ -1,0 +1,257 @@
+"""EG106 from semantics (issue 27): networks of unseen class, call sites across files, explicit
+``train()`` before inference, a trainer's own ``eval()``, and the confidence of each finding."""
+import textwrap
+
+import pytest
+
+from evalguard.checks.source.check import run
+from evalguard.subject import AuditOptions, AuditSubject
+
+OPTIONS = AuditOptions(selected=frozenset({"EG106"}))
+
+
+def eg106(source: str, path: str = "serve.py") -> list[tuple[int, str, str]]:
+    subject = AuditSubject(path=path, kind="python-source", source_text=textwrap.dedent(source))
+    return [(f.location.line, f.evidence["model"], f.evidence["confidence"])
+            for f in run(subject, OPTIONS).findings]
+
+
+def eg106_in(folder, name: str) -> list[tuple[int, str, str]]:
+    subject = AuditSubject(path=str(folder / name), kind="python-source")
+    return [(f.location.line, f.evidence["model"], f.evidence["confidence"])
+            for f in run(subject, OPTIONS).findings]
+
+
+def write(folder, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+MEDIUM = {
+    "builder-outside-the-project": """\
+        import torch
+        from mylib import build_model
+        model = build_model(cfg)
+        with torch.no_grad():
+            out = model(x)
+        """,
+    "registry-entry": """\
+        import torch
+        import torchvision.models as models
+        net = models.__dict__[args.arch](num_classes=10)
+        with torch.no_grad():
+            for images, _ in val_loader:
+                out = net(images)
+        """,
+    "config-system": """\
+        import torch
+        from hydra.utils import instantiate
+        model = instantiate(cfg.model)
+        with torch.no_grad():
+            out = model(batch)
+        """,
+    "module-methods-on-an-unknown-object": """\
+        import torch
+        def serve(registry, name, batch):
+            model = registry.get(name)
+            model.load_state_dict(torch.load("w.pt", weights_only=True))
+            with torch.no_grad():
+                return model(batch)
+        """,
+    "outside-package": """\
+        import torch
+        import open_clip
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+        with torch.no_grad():
+            features = model.encode_image(preprocess(image))
+            logits = model(image)
+        """,
+    "requires-grad-off-is-not-eval": """\
+        import torch
+        from mylib import load_model
+        model = load_model("ckpt")
+        model.requires_grad_(False)
+        with torch.no_grad():
+            out = model(x)
+        """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEDIUM))
+def test_a_network_of_unseen_class_is_reported_with_medium_confidence(name):
+    found = eg106(MEDIUM[name])
+    assert len(found) == 1 and found[0][2] == "medium", found
+    model = found[0][1]
+    fixed = MEDIUM[name].replace("with torch.no_grad():", f"{model}.eval()\nwith torch.no_grad():")
+    if name == "module-methods-on-an-unknown-object":
+        fixed = MEDIUM[name].replace("    with torch", "    model.eval()\n    with torch")
+    assert eg106(fixed) == []
+
+
+def test_a_helper_called_from_another_file_is_judged_from_its_callers(tmp_path):
+    write(tmp_path, {
+        "models.py": """\
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.body = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+                def forward(self, x):
+                    return self.body(x)
+            """,
+        "utils/metrics.py": """\
+            import torch
+            def evaluate(model, loader):
+                with torch.no_grad():
+                    return [model(x) for x, _ in loader]
+            """,
+        "main.py": """\
+            from models import Net
+            from utils.metrics import evaluate
+            model = Net()
+            print(evaluate(model, test_loader))
+            """,
+        "requirements.txt": "torch\n",
+    })
+    assert eg106_in(tmp_path, "utils/metrics.py") == [(4, "model", "high")]
+    main = tmp_path / "main.py"
+    main.write_text(main.read_text().replace("model = Net()\n", "model = Net()\nmodel.eval()\n"))
+    assert eg106_in(tmp_path, "utils/metrics.py") == []
+
+
+def test_an_evaluator_receives_its_model_from_a_caller_in_another_file(tmp_path):
+    write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/evaluator.py": """\
+            import torch
+            class Evaluator:
+                def __init__(self, model, loader):
+                    self.model = model
+                    self.loader = loader
+                def run(self):
+                    with torch.no_grad():
+                        return [self.model(x) for x in self.loader]
+            """,
+        "run.py": """\
+            import torchvision
+            from pkg.evaluator import Evaluator
+            Evaluator(torchvision.models.resnet18(), loader).run()
+            """,
+    })
+    assert eg106_in(tmp_path, "pkg/evaluator.py") == [(8, "self.model", "high")]
+    run_py = tmp_path / "run.py"
+    run_py.write_text(run_py.read_text().replace("resnet18()", "resnet18().eval()"))
+    assert eg106_in(tmp_path, "pkg/evaluator.py") == []
+
+
+def test_a_parameter_is_taken_for_a_network_only_when_someone_passes_one():
+    lone = textwrap.dedent("""\
+        import torch
+        def evaluate(model, loader):
+            with torch.no_grad():
+                return [model(x) for x in loader]
+        """)
+    assert eg106(lone) == []
+    called = lone + "def main(model, loader):\n    print(evaluate(model, loader))\n"
+    assert eg106(called) == [(4, "model", "medium")]
+
+
+EXPLICIT_TRAIN = """\
+    import torch
+    from models import Net
+    def predict(loader):
+        model = Net()
+        model.load_state_dict(torch.load("w.pt", weights_only=True))
+        model.train()
+        with torch.no_grad():
+            return [model(x).argmax(1) for x in loader]
+    """
+
+
+def test_train_before_inference_that_trains_nothing_is_the_bug():
+    # the outputs are collected, but over different batches: one pass each, not MC dropout
+    found = eg106(EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]",
+                                         "preds = []\n        for x in loader:\n"
+                                         "            preds.append(model(x).argmax(1))\n        return preds"))
+    assert [(line, model) for line, model, _ in found] == [(9, "model")] or found == [], found
+
+
+@pytest.mark.parametrize("shape", [
+    "return torch.stack([model(x) for _ in range(20)]).mean(0)",          # passes aggregated
+    "for x in loader:\n            model(x)",                              # outputs thrown away: BN stats
+])
+def test_deliberate_training_mode_is_left_alone(shape):
+    source = EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]", shape)
+    assert eg106(source) == []
+
+
+def test_mc_dropout_said_in_a_comment_is_left_alone():
+    source = EXPLICIT_TRAIN.replace("model.train()", "model.train()  # keep dropout on: MC dropout")
+    assert eg106(source) == []
+
+
+def test_a_plain_forward_after_train_is_reported():
+    source = EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]",
+                                    "x = next(iter(loader))\n        return model(x).argmax(1)")
+    assert [(line, model) for line, model, _ in eg106(source)] == [(9, "model")]
+
+
+def test_a_trainers_own_eval_method_is_not_mode_handling():
+    source = """\
+        import torch
+        import torchvision
+        class Trainer:
+            def __init__(self):
+                self.model = torchvision.models.resnet18()
+            def eval(self, loader):
+                return self.test(loader)
+            def test(self, loader):
+                self.eval  # a reference, not nn.Module.eval
+                with torch.no_grad():
+                    return [self.model(x) for x in loader]
+            def run(self, loader):
+                self.eval(loader)
+        """
+    assert eg106(source) == [(11, "self.model", "high")]
+    assert eg106(source.replace("self.eval  # a reference", "self.model.eval()  # a reference")) == []
+
+
+def test_a_module_running_itself_with_a_hand_written_training_branch():
+    source = """\
+        import torch
+        from torch import nn
+        import torch.nn.functional as F
+        class Scorer(nn.Module):
+            def forward(self, x):
+                if self.training:
+                    x = x + torch.randn_like(x)
+                return x
+            def predict_proba(self, x):
+                with torch.no_grad():
+                    return F.softmax(self(x), -1)
+        """
+    assert eg106(source) == [(11, "self", "high")]
+
+
+def test_a_module_with_layers_from_elsewhere_running_itself_is_medium():
+    source = """\
+        import torch
+        from torch import nn
+        from somewhere import make_body
+        class Scorer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = make_body()
+            def forward(self, x):
+                return self.body(x)
+            def embed(self, x):
+                with torch.no_grad():
+                    return self.forward(x)
+            def predict(self, x):
+                with torch.no_grad():
+                    return self(x)
+        """
+    found = eg106(source)
+    assert found and {c for _, _, c in found} == {"medium"}, found
