@@ -255,3 +255,29 @@ def test_a_module_with_layers_from_elsewhere_running_itself_is_medium():
         """
     found = eg106(source)
     assert found and {c for _, _, c in found} == {"medium"}, found
+
+
+def eg105(source: str) -> list[int]:
+    subject = AuditSubject(path="attn.py", kind="python-source", source_text=textwrap.dedent(source))
+    return [f.location.line for f in run(subject, AuditOptions(selected=frozenset({"EG105"}))).findings]
+
+
+ATTENTION = """\
+    import torch
+    from torch import nn
+    from .kernels import pick_attention
+    class Attention(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+            self._attention_call = pick_attention()
+        def forward(self, q, k, v):
+            return self._attention_call(q, k, v, dropout_p=self.p)
+    """
+
+
+def test_attention_dropout_through_an_attribute_is_reported():
+    assert eg105(ATTENTION) == [10]
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p if self.training else 0.0")) == []
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=0.0")) == []
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p, training=self.training")) == []

@@ -29,7 +29,7 @@ RULE_MODULES = {
 #: Text a file must contain for a rule to possibly fire (every spelling the rule understands
 #: contains it); files without it skip that rule, and files without any skip the analysis.
 TRIGGERS = {
-    "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),
+    "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),   # dropout_p= contains "dropout"
     "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle|test|val|eval|"
                         r"detect|__call__|forward"),
     "EG201": re.compile(r"Dropout"),
