@@ -76,6 +76,8 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
         for rule in wanted:
             module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
             for hit in module.check(index):
+                if options.min_confidence == "high" and hit.evidence.get("confidence") == "medium":
+                    continue
                 line, column = hit.node.lineno, hit.node.col_offset + 1
                 out.add(Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),
                                 evidence=dict(hit.evidence)))
