@@ -281,3 +281,27 @@ def test_attention_dropout_through_an_attribute_is_reported():
     assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p if self.training else 0.0")) == []
     assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=0.0")) == []
     assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p, training=self.training")) == []
+
+
+def test_min_confidence_on_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "serve.py").write_text(textwrap.dedent(MEDIUM["builder-outside-the-project"]))
+    (tmp_path / "sure.py").write_text(textwrap.dedent("""\
+        import torch
+        import torchvision
+        model = torchvision.models.resnet18()
+        with torch.no_grad():
+            out = model(x)
+        """))
+
+    def confidences(*extra):
+        done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                               "--format", "json", "--exit-zero", *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return sorted(f["evidence"]["confidence"] for f in json.loads(done.stdout)["findings"])
+
+    assert confidences() == ["high", "medium"]
+    assert confidences("--min-confidence", "high") == ["high"]
