@@ -41,6 +41,9 @@ AGGREGATE = re.compile(r"(^|\.)(stack|cat|mean|var|std|append|extend|vstack|hsta
 #: Parameters named like a network.
 STRICT_MODEL_NAME = re.compile(r"^_?(model|net|network|classifier|encoder|backbone)$|_(model|net)$|^(model|net)_",
                                re.IGNORECASE)
+#: Classes that hold a model handed to them: their ``__init__`` callers are read across the project.
+HOLDER_CLASS = re.compile(r"(Predictor|Evaluator|Tester|Trainer|Runner|Engine|Inferencer|Validator|Wrapper|Pipeline|"
+                          r"Server|Handler|Service|Solver|Agent|Learner|Experiment|Model|Net|Classifier)\w*$")
 #: Functions whose whole job is evaluation or inference (a plain no_grad block is not enough).
 INFERENCE_FUNCTION = re.compile(r"^_*(predict|infer|inference|evaluate|evaluation|validate|validation|test|"
                                 r"eval|run_eval|run_test|run_inference)(_|$)|_(predict|inference|evaluate|"
@@ -491,6 +494,8 @@ class Tracer:
     def _find_call_sites(self, target: Scope) -> list[tuple[Tracer, Scope, ast.Call]]:
         sites = [(self, caller, call) for caller, call in self._call_sites(target)]
         cls = target.cls
+        if not (HOLDER_CLASS.search(cls.name) if cls is not None else INFERENCE_FUNCTION.search(target.name)):
+            return sites       # other files are read only for evaluation/inference code and model holders
         if cls is not None and target.name == "__init__":
             defined, name = cls, cls.name
             sites += [(self, caller, call) for caller in self.index.scopes for call in caller.calls()

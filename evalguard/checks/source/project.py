@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,13 +293,12 @@ def _call_mode(index: FileIndex, call: ast.Call, depth: int) -> bool | None:
 # -- call sites across the project ------------------------------------------------------------
 #: At most this many files are read when looking for the callers of one function.
 MAX_PROJECT_FILES = 4000
-MAX_CALLER_FILES = 200
+MAX_CALLER_FILES = 12
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages", "build", "dist", "venv"}
 _MARKERS = (".git", "setup.py", "pyproject.toml", "setup.cfg", "requirements.txt")
 _ROOTS: dict[str, str] = {}
 _TREES: dict[str, list[str]] = {}
-_TEXTS: dict[str, str] = {}
-_CANDIDATES: dict[tuple[str, str], list[str]] = {}
+_WORDS: dict[str, list[tuple[str, str]]] = {}
 
 
 def project_root(path: str) -> str:
@@ -340,31 +338,33 @@ def _project_files(root: str) -> list[str]:
     return _TREES[root]
 
 
-def _text(path: str) -> str:
-    if path not in _TEXTS:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                _TEXTS[path] = handle.read(MAX_FILE_BYTES)
-        except OSError:
-            _TEXTS[path] = ""
-    return _TEXTS[path]
+def _texts(root: str) -> list[tuple[str, str]]:
+    """(path, text) of every project file (read once per root and process)."""
+    if root not in _WORDS:
+        texts = []
+        for path in _project_files(root):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    texts.append((path, handle.read(MAX_FILE_BYTES)))
+            except OSError:
+                continue
+        _WORDS[root] = texts
+    return _WORDS[root]
 
 
 def callers(index: FileIndex, target: ast.AST, name: str) -> list[tuple[FileIndex, Scope, ast.Call]]:
     """Calls in other files of the project that resolve to ``target`` (a function or class named
-    ``name`` defined at the top level of ``index``'s file)."""
+    ``name`` defined at the top level of ``index``'s file). A name called from more than
+    ``MAX_CALLER_FILES`` files is a shared utility: its callers are not read (too many to weigh)."""
     if not index.path:
         return []
     here = os.path.abspath(index.path)
-    root = project_root(here)
-    key = (root, name)
-    if key not in _CANDIDATES:
-        pattern = re.compile(rf"\b{re.escape(name)}\s*\(")
-        _CANDIDATES[key] = [f for f in _project_files(root) if pattern.search(_text(f))][:MAX_CALLER_FILES]
+    needle = f"{name}("
+    candidates = [f for f, text in _texts(project_root(here)) if needle in text and f != here]
+    if len(candidates) > MAX_CALLER_FILES:
+        return []
     found = []
-    for path in _CANDIDATES[key]:
-        if path == here:
-            continue
+    for path in candidates:
         other = file_index(path)
         if other is None:
             continue
