@@ -16,6 +16,8 @@ from evalguard.checks.source.index import (
     FileIndex,
     Scope,
     call_arg,
+    calls_in,
+    item_name,
     spelled,
 )
 
@@ -32,6 +34,7 @@ WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.Da
 #: torch.nn classes whose output depends on the mode (a Linear or a loss does not).
 TORCH_NN_MODE_DEPENDENT = project.MODE_LAYERS | {"torch.nn.Sequential", "torch.nn.ModuleDict"}
 MAX_DEPTH = 10
+GRAD_OFF_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
 #: Names and comments that say the training mode at inference is on purpose.
 DELIBERATE = re.compile(r"\bmc\b|mc_|_mc\b|monte|mcdropout|mc.dropout|bayes|uncertaint|stochastic|ensemble|"
                         r"recalib|calibrat|\bbn\b|bn_|_bn\b|batchnorm|batch.norm|running.stat|bn.stat|swa",
@@ -106,6 +109,9 @@ class Use:
 def key_of(node: ast.AST, selves: set[str]):
     if isinstance(node, ast.Name) and node.id not in selves:
         return ("name", node.id)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id not in selves \
+            and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return ("name", item_name(node))             # cfg["net"]: an entry of a dict, as a name
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in selves:
         return ("self", node.attr)
     return None
@@ -162,6 +168,11 @@ def position(node: ast.AST) -> tuple[int, int]:
 def has_backward(calls) -> bool:
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
                for n in calls)
+
+
+def _turns_grad_off(scope: Scope) -> bool:
+    return any(isinstance(c.func, (ast.Attribute, ast.Name)) and spelled(c.func).endswith(GRAD_OFF_NAMES)
+               for c in scope.calls())
 
 
 def _is_param(scope: Scope, name: str) -> bool:
@@ -265,6 +276,8 @@ class Tracer:
         return Origin("train", None, reason, "medium")
 
     def _network_methods(self, scope: Scope, key) -> str | None:
+        if key[0] == "name" and key[1].endswith('"]'):
+            return self._entry_methods(key[1])
         if key[0] == "self":
             cls = class_of(scope)
             scopes = [m for _, m in self._class_methods(cls)] if cls is not None else []
@@ -284,6 +297,21 @@ class Tracer:
                     # a tensor moves too, but is never called: a called object with .to() is a module
                     return f"{key_name(key) if key[0] == 'name' else 'self.' + key[1]}.{func.attr}() is called on it"
         return None
+
+    def _entry_methods(self, name: str) -> str | None:
+        """A dict entry (``cfg["net"]``): module methods called on the same entry anywhere in the file
+        make it a network, unless an ``.eval()`` on that entry is seen too."""
+        entry = name[name.index("["):]
+        found = None
+        for _, call in calls_in(self.index):
+            func = call.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Subscript) \
+                    and isinstance(func.value.slice, ast.Constant) and f'["{func.value.slice.value}"]' == entry:
+                if _is_eval_call(self.index, call, self.index.module):
+                    return None
+                if func.attr in NETWORK_METHODS | {"to", "cuda"}:
+                    found = f"{spelled(func)}() is called on the same entry"
+        return found
 
     def _self_call(self, scope: Scope) -> Origin:
         cls = class_of(scope)
@@ -478,10 +506,21 @@ class Tracer:
                 origins.append(EVAL_ORIGIN if state == "eval" else
                                Origin("train", node, f"{spelled(node.func)}() in {caller.name}() before the call"))
                 continue
-            origins.append(tracer._origin_of_value(caller, arg, depth + 1))
+            origin = tracer._origin_of_value(caller, arg, depth + 1)
+            if origin.state == "unknown" and key is not None and tracer._trains(caller, key):
+                origin = Origin("train", call, f"{caller.name}() trains {key_name(key)} (backward()) and then passes it",
+                                "medium")
+            origins.append(origin)
         if not origins or any(o.state == "unknown" for o in origins):
             return Origin.combine([o for o in origins if o.state in ("eval", "static")])
         return Origin.combine(origins)
+
+    def _trains(self, scope: Scope, key) -> bool:
+        """The function runs the object and calls backward(): the object is a network in training mode."""
+        if not has_backward(scope.calls()):
+            return False
+        selves = scope.self_names()
+        return any(key_of(c.func, selves) == key for c in scope.calls())
 
     def _all_call_sites(self, target: Scope) -> list[tuple[Tracer, Scope, ast.Call]]:
         """Call sites of a function (or of a class, for its ``__init__``) in this file and, for
@@ -494,7 +533,8 @@ class Tracer:
     def _find_call_sites(self, target: Scope) -> list[tuple[Tracer, Scope, ast.Call]]:
         sites = [(self, caller, call) for caller, call in self._call_sites(target)]
         cls = target.cls
-        if not (HOLDER_CLASS.search(cls.name) if cls is not None else INFERENCE_FUNCTION.search(target.name)):
+        if not (HOLDER_CLASS.search(cls.name) if cls is not None else
+                INFERENCE_FUNCTION.search(target.name) or _turns_grad_off(target)):
             return sites       # other files are read only for evaluation/inference code and model holders
         if cls is not None and target.name == "__init__":
             defined, name = cls, cls.name
@@ -610,12 +650,19 @@ class Tracer:
         named like one (``build_model``, ``load_net``, ``instantiate``), or a registry entry
         (``models.__dict__[arch](...)``, ``MODELS[name](...)``)."""
         func = call.func
+        if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
+                and func.args:                  # getattr(torchvision.models, name)(...)
+            func = ast.Subscript(value=func.args[0], slice=func.args[1] if len(func.args) > 1 else func.args[0])
+            ast.copy_location(func, call)
         if isinstance(func, ast.Subscript):
             container = func.value
             if isinstance(container, ast.Attribute) and container.attr == "__dict__":
                 container = container.value
             label = spelled(container).rsplit(".", 1)[-1]
-            return f"{spelled(func)}(...), a network registry entry" if REGISTRY_NAME.search(label) else None
+            qualified = self.index.qualname(container) or self.index.aliases.get(getattr(container, "id", ""), "")
+            if REGISTRY_NAME.search(label) or (qualified + ".").startswith(NETWORK_PACKAGES):
+                return f"{spelled(call.func)}(...), a network registry entry"
+            return None
         full = self.index.qualname(func) or ""
         imported = self.index.imports.get(func.value.id if isinstance(func, ast.Attribute) and isinstance(
             func.value, ast.Name) else func.id if isinstance(func, ast.Name) else "")
