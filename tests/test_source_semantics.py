@@ -305,3 +305,51 @@ def test_min_confidence_on_the_command_line(tmp_path):
 
     assert confidences() == ["high", "medium"]
     assert confidences("--min-confidence", "high") == ["high"]
+
+
+def notebook(cells: list[tuple[str, str]]) -> str:
+    import json
+
+    return json.dumps({"cells": [{"cell_type": kind, "metadata": {}, "source": text.splitlines(keepends=True),
+                                  **({"outputs": [], "execution_count": None} if kind == "code" else {})}
+                                 for kind, text in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
+                      indent=1)
+
+
+NOTEBOOK = [
+    ("markdown", "# Inference\n"),
+    ("code", "%matplotlib inline\nimport torch\n!pip install timm\nimport timm\n"),
+    ("code", "%%bash\nls -l\n"),
+    ("code", "model = timm.create_model('resnet50', pretrained=True)\nmodel?\n"),
+    ("code", "with torch.no_grad():\n    out = model(torch.randn(1, 3, 224, 224))\n"),
+]
+
+
+def test_notebooks_are_checked_cell_by_cell_when_walking_a_folder(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "infer.ipynb").write_text(notebook(NOTEBOOK))
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                           "--format", "json", "--exit-zero"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    assert [(f["rule"], f["evidence"]["cell"], f["evidence"]["cell_line"]) for f in findings] == [("EG106", 5, 2)]
+    assert "(cell 5:line 2)" in findings[0]["message"]
+    fixed = [*NOTEBOOK[:4], ("code", "model.eval()\n"), NOTEBOOK[4]]
+    (tmp_path / "infer.ipynb").write_text(notebook(fixed))
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                           "--format", "json"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["findings"] == [], done.stdout + done.stderr
+
+
+def test_a_file_named_ipynb_that_is_no_notebook_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "broken.ipynb").write_text("not json")
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path / "broken.ipynb")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "not a Jupyter notebook" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
