@@ -219,11 +219,33 @@ def _uses(index: FileIndex, scope: Scope) -> Iterator[Use]:
             yield Use(call, SELF_CALL, kind)       # self(x) in a module's own predict()
             continue
         key = key_of(func, selves)
-        if key is None or (key[0] == "self" and (submodules or _is_method(scope, key[1]))):
+        if key is not None and key[0] == "self" and not submodules and _is_method(scope, key[1]):
+            yield from _through_helper(index, scope, call, key[1], kind)
+            continue
+        if key is None or (key[0] == "self" and submodules):
             continue
         if key[0] == "name" and _never_a_model(index, key[1]):
             continue
         yield Use(call, key, kind)
+
+
+def _through_helper(index: FileIndex, scope: Scope, call: ast.Call, name: str, kind: str) -> Iterator[Use]:
+    """``self._forward_pass(batch)`` in inference code: the models the helper runs (``self.<attr>(...)``)
+    run in inference too, at this call. A helper that switches a model's mode itself is left to it."""
+    tracer = Tracer.of(index)
+    cls = class_of(scope)
+    for helper in index.functions_named(name):
+        if helper.cls is not cls or helper is scope:
+            continue
+        selves = helper.self_names()
+        for inner in helper.calls():
+            func = inner.func
+            if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:
+                func = func.value
+            key = key_of(func, selves)
+            if key is None or key[0] != "self" or _is_method(helper, key[1]) or tracer._events(helper, key):
+                continue
+            yield Use(call, key, kind)
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:

@@ -170,6 +170,15 @@ def has_backward(calls) -> bool:
                for n in calls)
 
 
+def _feeds_call(loop: ast.AST, call: ast.Call) -> bool:
+    """Whether the loop's variables reach the call's arguments (each pass sees other data)."""
+    targets = [loop.target] if isinstance(loop, (ast.For, ast.AsyncFor)) else \
+        [g.target for g in loop.generators] if isinstance(loop, (ast.ListComp, ast.GeneratorExp)) else []
+    names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name) and n.id != "_"}
+    used = {n.id for a in [*call.args, *(k.value for k in call.keywords)] for n in ast.walk(a) if isinstance(n, ast.Name)}
+    return bool(names & used)
+
+
 def _turns_grad_off(scope: Scope) -> bool:
     return any(isinstance(c.func, (ast.Attribute, ast.Name)) and spelled(c.func).endswith(GRAD_OFF_NAMES)
                for c in scope.calls())
@@ -246,13 +255,13 @@ class Tracer:
                 return True                      # model.train(was_training): the mode is restored
         for loop in scope.nodes():
             if not isinstance(loop, (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.GeneratorExp)) or \
-                    not any(n is use.call for n in ast.walk(loop)):
-                continue
+                    not any(n is use.call for n in ast.walk(loop)) or _feeds_call(loop, use.call):
+                continue                         # passes over different batches are plain inference
             if isinstance(loop, (ast.ListComp, ast.GeneratorExp)):
                 return True                      # [model(x) for _ in range(n)]: the passes are collected
             end = getattr(loop, "end_lineno", loop.lineno) + 3   # collected in the loop or right after it
             if any(AGGREGATE.search(spelled(c.func)) for c in scope.calls() if loop.lineno <= c.lineno <= end):
-                return True                      # several stochastic passes whose outputs are collected
+                return True                      # several stochastic passes over the same input, collected
         return False
 
     def _comments(self, scope: Scope) -> str:
