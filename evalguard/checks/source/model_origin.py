@@ -274,6 +274,9 @@ class Tracer:
     def _used_as_network(self, scope: Scope, use: Use) -> Origin:
         """An object of untraceable origin that is used as a network: module-only methods on it, or a
         parameter named like a model run by a function named like evaluation or inference."""
+        if use.key[0] == "name" and _is_param(scope, use.key[1]) and not (
+                INFERENCE_FUNCTION.search(scope.name) or self._all_call_sites(scope)):
+            return UNKNOWN_ORIGIN    # a utility handed any module by callers unseen: they decide its mode
         reason = self._network_methods(scope, use.key)
         if reason is None and use.key[0] == "name" and STRICT_MODEL_NAME.search(use.key[1]) \
                 and _is_param(scope, use.key[1]) and INFERENCE_FUNCTION.search(scope.name) \
