@@ -391,3 +391,24 @@ def test_a_helper_shared_with_training_runs_the_model_in_validation():
     assert eg106(HELPER) == [(21, "self.model", "high")]
     fixed = HELPER.replace("        with torch.no_grad():", "        self.model.eval()\n        with torch.no_grad():")
     assert eg106(fixed) == []
+
+
+def test_fix_writes_the_notebook_back_unchanged_outside_the_edit(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    raw = notebook(NOTEBOOK)
+    path = tmp_path / "infer.ipynb"
+    path.write_text(raw)
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(path), "--select", "EG106", "--fix",
+                           "--unsafe-fixes", "--format", "json", "--exit-zero"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["findings"] == []
+    after = path.read_text()
+    cells = json.loads(after)["cells"]
+    assert "".join(cells[4]["source"]) == "model.eval()\nwith torch.no_grad():\n    out = model(torch.randn(1, 3, 224, 224))\n"
+    assert cells[:4] == json.loads(raw)["cells"][:4]                 # magics and shell lines kept
+    expected = json.loads(raw)
+    expected["cells"][4]["source"] = cells[4]["source"]
+    assert after == json.dumps(expected, indent=1)                    # byte for byte elsewhere

@@ -4,13 +4,15 @@ Location contract (documented in README): a finding in ``nb.ipynb`` keeps ``path
 and ``line``/``column`` count in this *joined text*, where each code cell starts with one marker line
 ``# %% [cell N]`` (N counts every cell of the notebook, markdown too, from 1). ``cell_location``
 turns a joined line into (cell, line in the cell); checks put both into the evidence (``cell``,
-``cell_line``) and the text reads ``nb.ipynb:cell 3:line 4``. IPython magics (``%...``, ``%%...``
+``cell_line``) and the message starts with ``(cell 3:line 4)``. ``write_back`` puts a ``--fix``
+edit of the joined text back into the cells, leaving every other byte of the file as it was. IPython magics (``%...``, ``%%...``
 cells), shell lines (``!...``) and help lines (``x?``) become blank lines, so lines never shift; a
 cell that still is not valid Python is blanked too (a notebook may keep a broken cell).
 """
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import re
 
@@ -63,3 +65,56 @@ def cell_location(text: str, line: int) -> tuple[int, int] | None:
         if found:
             return int(found.group(1)), line - index - 1
     return None
+
+
+def _dumps_like(raw: str):
+    """A serializer that writes this notebook back byte for byte (Jupyter's own settings are tried), or None."""
+    data = json.loads(raw)
+    for sort_keys in (True, False):
+        for indent in (1, 2, 4, None):
+            for ascii_only in (False, True):
+                def dumps(obj, s=sort_keys, i=indent, a=ascii_only):
+                    return json.dumps(obj, sort_keys=s, indent=i, ensure_ascii=a) + ("\n" if raw.endswith("\n") else "")
+                if dumps(data) == raw:
+                    return dumps
+    return None
+
+
+def write_back(raw: str, before: str, after: str) -> str | None:
+    """The notebook with the edits made to its joined text (``before`` -> ``after``) put into its code
+    cells; every other byte stays as it was. None when that cannot be promised (a notebook whose
+    JSON is not laid out as Jupyter writes it, or an edit across cells)."""
+    dumps = _dumps_like(raw)
+    old_cells, new_cells = _split(before), _split(after)
+    if dumps is None or old_cells.keys() != new_cells.keys():
+        return None
+    data = json.loads(raw)
+    for number, new_lines in new_cells.items():
+        old_lines = old_cells[number]
+        if new_lines == old_lines:
+            continue
+        cell = data["cells"][number - 1]
+        original = _cell_lines(cell.get("source"))
+        merged: list[str] = []
+        matcher = difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            merged += original[i1:i2] if tag == "equal" else new_lines[j1:j2]
+        source = cell.get("source")
+        text = "\n".join(merged)
+        if ("".join(source) if isinstance(source, list) else str(source or "")).endswith("\n"):
+            text += "\n"                                  # the cell keeps its own trailing newline
+        cell["source"] = text.splitlines(keepends=True) if isinstance(source, list) else text
+    return dumps(data)
+
+
+def _split(text: str) -> dict[int, list[str]]:
+    cells: dict[int, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        found = MARKER.match(line)
+        if found:
+            current = int(found.group(1))
+            cells[current] = []
+        elif current is not None:
+            cells[current].append(line)
+    return cells
