@@ -170,6 +170,18 @@ def has_backward(calls) -> bool:
                for n in calls)
 
 
+SUBMODULE_ITERATORS = {"children", "named_children", "modules", "named_modules"}
+
+
+def _submodule_loop(scope: Scope, name: str) -> bool:
+    for node in scope.nodes():
+        if isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(node.iter, ast.Call) \
+                and isinstance(node.iter.func, ast.Attribute) and node.iter.func.attr in SUBMODULE_ITERATORS \
+                and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node.target)):
+            return True
+    return False
+
+
 def _feeds_call(loop: ast.AST, call: ast.Call) -> bool:
     """Whether the loop's variables reach the call's arguments (each pass sees other data)."""
     targets = [loop.target] if isinstance(loop, (ast.For, ast.AsyncFor)) else \
@@ -274,6 +286,8 @@ class Tracer:
     def _used_as_network(self, scope: Scope, use: Use) -> Origin:
         """An object of untraceable origin that is used as a network: module-only methods on it, or a
         parameter named like a model run by a function named like evaluation or inference."""
+        if use.key[0] == "name" and _submodule_loop(scope, use.key[1]):
+            return UNKNOWN_ORIGIN    # for name, module in model.named_children(): a layer, run on its own
         if use.key[0] == "name" and _is_param(scope, use.key[1]) and not (
                 INFERENCE_FUNCTION.search(scope.name) or self._all_call_sites(scope)):
             return UNKNOWN_ORIGIN    # a utility handed any module by callers unseen: they decide its mode
@@ -335,6 +349,8 @@ class Tracer:
         if verdict is True:
             return Origin("train", None, f"{cls.name} holds Dropout/BatchNorm-like layers and {scope.name}() runs "
                                          "it without self.eval()")
+        if not project.is_module_class(project.Symbol(self.index, cls), by_forward=False):
+            return UNKNOWN_ORIGIN     # a forward() alone (a pipeline, a runner) does not make an nn.Module
         return Origin("train", None, f"{cls.name} is an nn.Module whose layers are not all known here (a base or "
                                      f"submodule outside this project, or a subclass's) and {scope.name}() runs it "
                                      "without self.eval()", "medium")
@@ -679,10 +695,14 @@ class Tracer:
         imported = self.index.imports.get(func.value.id if isinstance(func, ast.Attribute) and isinstance(
             func.value, ast.Name) else func.id if isinstance(func, ast.Name) else "")
         module = imported[0] if imported else ""
-        if (full or module + ".").startswith(NETWORK_PACKAGES) or module.split(".")[0] + "." in NETWORK_PACKAGES:
-            return f"{spelled(func)}(...) from {module or full.split('.')[0]}"
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if NETWORK_FACTORY.search(short) and project.resolve(self.index, func) is None:
+        package = (full or module + ".").startswith(NETWORK_PACKAGES) or module.split(".")[0] + "." in NETWORK_PACKAGES
+        if package and (NETWORK_FACTORY.search(short) or ".models." in full or ".networks." in full):
+            return f"{spelled(func)}(...) from {module or full.split('.')[0]}"      # not timm.data.create_transform
+        # a builder function (imported or a module's), not an accessor on an object (x.get_encoder())
+        function = isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                                                  and func.value.id in self.index.imports)
+        if function and NETWORK_FACTORY.search(short) and project.resolve(self.index, func) is None:
             return f"{spelled(func)}(...), a model builder outside this project"
         return None
 

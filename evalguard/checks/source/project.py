@@ -172,13 +172,14 @@ def resolve(index: FileIndex, expr: ast.AST) -> Symbol | None:
     return None
 
 
-def is_module_class(symbol: Symbol, depth: int = 0) -> bool:
-    """Whether a class is (probably) an nn.Module: its bases, resolved across files, or a ``forward``."""
+def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> bool:
+    """Whether a class is (probably) an nn.Module: its bases, resolved across files, or a ``forward``
+    (unless ``by_forward`` is False)."""
     cls = symbol.node
     for base in cls.bases:
         if _base_is_module(symbol.index, base, depth):
             return True
-    return any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+    return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
 
 
 def has_no_mode(symbol: Symbol) -> bool:
