@@ -638,6 +638,10 @@ class Tracer:
         key = key_of(value, selves)
         if key is not None:
             return self.origin_of_key(scope, key, depth + 1)
+        if isinstance(value, ast.Subscript):       # engine.model_parts[0], self.models[name]: a container of networks
+            label = spelled(value.value).rsplit(".", 1)[-1]
+            if MODEL_NAME.search(label):
+                return Origin("train", value, f"{spelled(value)}, an entry of {label}", "medium")
         if not isinstance(value, ast.Call):
             return UNKNOWN_ORIGIN
         return self._origin_of_call(scope, value, depth)

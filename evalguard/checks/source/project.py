@@ -179,6 +179,8 @@ def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> 
     for base in cls.bases:
         if _base_is_module(symbol.index, base, depth):
             return True
+    if has_no_mode(symbol):
+        return False      # no base, no eval()/train(): a forward() makes an adapter around a model
     return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
 
 
