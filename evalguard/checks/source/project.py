@@ -179,9 +179,17 @@ def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> 
     for base in cls.bases:
         if _base_is_module(symbol.index, base, depth):
             return True
-    if has_no_mode(symbol):
-        return False      # no base, no eval()/train(): a forward() makes an adapter around a model
+    if has_no_mode(symbol) and not _builds_layers(symbol):
+        return False      # no base, no eval()/train(), no layers: a forward() makes an adapter around a model
     return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+
+
+def _builds_layers(symbol: Symbol) -> bool:
+    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module."""
+    index = symbol.index
+    return any(isinstance(n, ast.Call) and (index.qualname(n.func) or "").startswith("torch.nn.")
+               and not (index.qualname(n.func) or "").startswith("torch.nn.functional.")
+               for n in ast.walk(symbol.node))
 
 
 def has_no_mode(symbol: Symbol) -> bool:
