@@ -97,6 +97,8 @@ def cli() -> None:
 @click.option("--allow-stochastic", multiple=True, metavar="GLOB",
               help="Module-name glob whose randomness is intended (MC dropout): reported as info.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files when walking folders.")
+@click.option("--min-confidence", type=click.Choice(["high", "medium"]), default=None,
+              help="Source rules: report only findings at least this sure (default medium: both).")
 @click.option("--baseline", type=click.Path(), metavar="FILE",
               help="Report only findings not in FILE; the file is written when it does not exist.")
 @click.option("--config", "config_file", type=click.Path(), metavar="FILE",
@@ -116,8 +118,8 @@ def cli() -> None:
 @_execution_options
 def check(targets, model_factory, trust_module, input_shape, input_dtype, example_inputs, onnx_file, no_onnx,
           onnx_exporter, keep_onnx, backends, generate, fmt, output, extra_reports, fail_on, select, extend_select, ignore, extend_ignore,
-          device, seed, allow_stochastic, exclude, baseline, config_file, debug, exit_zero, statistics, quiet,
-          fix, unsafe_fixes, diff, add_noqa, stdin_filename, **execution_flags) -> int:
+          device, seed, allow_stochastic, exclude, min_confidence, baseline, config_file, debug, exit_zero, statistics,
+          quiet, fix, unsafe_fixes, diff, add_noqa, stdin_filename, **execution_flags) -> int:
     """Audit model files, checkpoints, ONNX files and Python sources ('-': a Python source on stdin)."""
     from evalguard.run_check import CheckRequest, execute
 
@@ -128,7 +130,8 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
         extra_reports=list(extra_reports), fail_on=fail_on,
         select=_split_ids(select), ignore=_split_ids(ignore), device=device, seed=seed,
         extend_select=_split_ids(extend_select), extend_ignore=_split_ids(extend_ignore),
-        allow_stochastic=list(allow_stochastic), exclude=list(exclude), baseline=baseline,
+        allow_stochastic=list(allow_stochastic), exclude=list(exclude), min_confidence=min_confidence,
+        baseline=baseline,
         config_file=config_file, debug=debug, argv=list(sys.argv[1:]), **execution_flags,
         exit_zero=exit_zero, statistics=statistics, quiet=quiet,
         fix=fix, unsafe_fixes=unsafe_fixes, diff=diff, add_noqa=add_noqa,

@@ -45,6 +45,7 @@ class CheckRequest:
     seed: int | None = None
     allow_stochastic: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    min_confidence: str | None = None            # --min-confidence high|medium
     baseline: str | None = None
     config_file: str | None = None
     debug: bool = False
@@ -171,6 +172,7 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         tolerances=dict(config.tolerances),
         exclude=tuple(request.exclude or config.exclude),
         debug=request.debug,
+        min_confidence=request.min_confidence or "medium",
     )
 
 

@@ -75,6 +75,7 @@ class AuditOptions:
     tolerances: Mapping[str, Any] = field(default_factory=dict)   # {"atol":..., "rtol":..., "outputs": {name: {...}}}
     exclude: tuple[str, ...] = ()                # glob patterns skipped when walking directories
     debug: bool = False                          # print tracebacks of target errors and crashed checks
+    min_confidence: str = "medium"               # --min-confidence: "high" drops medium-confidence findings
 
     def wants(self, *rules: str) -> bool:
         """True when at least one of ``rules`` will be reported: lets checks skip work."""

@@ -18,10 +18,10 @@ from evalguard.subject import AuditOptions
 DEVSET = Path(__file__).resolve().parent / "devset" / "source"
 BUGS = tomllib.loads((DEVSET / "manifest.toml").read_text())["bug"]
 SOURCE_RULES = frozenset({"EG105", "EG106", "EG201", "EG301", "EG903"})
-#: Lowest recall accepted per rule on this set, and over all rules together (issue 15's targets:
-#: EG106 >= 12 of 16, all source rules >= 20 of 27).
-MIN_RECALL = {"EG106": 12 / 16, "EG105": 1.0, "EG201": 1.0, "EG301": 1.0, "EG903": 1.0}
-MIN_TOTAL_RECALL = 20 / 27
+#: Lowest recall accepted per rule on this set, and over all rules together. This is the *tuning*
+#: set (issue 27: 26 EG106 bugs, all caught when written); the held-out recall is measured elsewhere.
+MIN_RECALL = {"EG106": 24 / 26, "EG105": 1.0, "EG201": 1.0, "EG301": 1.0, "EG903": 1.0}
+MIN_TOTAL_RECALL = 32 / 34
 
 
 def findings_in(tmp_path: Path, entry: str, variant: str) -> dict[str, set[str]]:

@@ -194,13 +194,6 @@ GOOD = {
             with torch.no_grad():
                 return model(x)
         """,
-    "opaque-factory-is-unknown": """\
-        import torch
-        from mylib import build_model
-        model = build_model(cfg)
-        with torch.no_grad():
-            model(x)
-        """,
     "batchnorm-recalibration": """\
         import torch
         from models import Net

@@ -76,7 +76,7 @@ class Target:
 
     @property
     def is_source(self) -> bool:
-        return self.path is not None and self.path.endswith(".py")
+        return self.path is not None and self.path.endswith((".py", ".ipynb"))
 
     def load(self, options):
         from evalguard.loading import load_factory_subject, load_target

@@ -66,7 +66,7 @@ def sites_by_file(findings: Iterable) -> dict[str, list[Site]]:
     for finding in findings:
         loc = finding.location
         if finding.rule in FIXERS and loc.line is not None and loc.column is not None \
-                and loc.path.endswith(".py"):
+                and loc.path.endswith((".py", ".ipynb")):
             evidence = finding.evidence if isinstance(finding.evidence, Mapping) else {}
             grouped.setdefault(loc.path, []).append(Site(finding.rule, loc.line, loc.column, evidence))
     return grouped
@@ -90,5 +90,20 @@ def fix_findings(findings: Iterable, unsafe: bool = False) -> list[FileFix]:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--fix: cannot read {path}: {exc.strerror}") from None
-        fixes.append(fix_text(text, sites, unsafe, path))
+        fixes.append(_fix_notebook(text, sites, unsafe, path) if path.endswith(".ipynb")
+                     else fix_text(text, sites, unsafe, path))
     return fixes
+
+
+def _fix_notebook(raw: str, sites: list[Site], unsafe: bool, path: str) -> FileFix:
+    """A notebook is fixed in its joined code cells and written back unchanged outside the edits;
+    when that cannot be promised its sites are left unfixed."""
+    from evalguard.checks.source.notebook import code_of, write_back
+
+    joined = code_of(raw, path)
+    fixed = fix_text(joined, sites, unsafe, path)
+    after = write_back(raw, joined, fixed.after) if fixed.changed else raw
+    if after is None:
+        return FileFix(path, raw, raw, unfixable=[*fixed.applied, *fixed.unfixable],
+                       unsafe_skipped=fixed.unsafe_skipped)
+    return FileFix(path, raw, after, fixed.applied, fixed.unsafe_skipped, fixed.unfixable)

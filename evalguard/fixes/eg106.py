@@ -29,7 +29,7 @@ def _model(call: cst.Call, site, ctx) -> str | None:
                 expression = cst.parse_expression(text)
             except cst.ParserSyntaxError:
                 continue
-            if isinstance(expression, (cst.Name, cst.Attribute)):
+            if isinstance(expression, (cst.Name, cst.Attribute, cst.Subscript)):   # cfg["net"] too
                 return text
     return None
 

@@ -72,6 +72,10 @@ def load_source_subject(path: Path) -> AuditSubject:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TargetError(f"{path}: not a UTF-8 Python source file") from None
+    if path.suffix == ".ipynb":      # the code cells joined, magics blanked (checks/source/notebook.py)
+        from evalguard.checks.source.notebook import code_of
+
+        text = code_of(text, str(path))
     return AuditSubject(path=str(path), kind="python-source", source_text=text)
 
 
@@ -88,7 +92,7 @@ def load_target(path: str, options: AuditOptions) -> AuditSubject:
         from evalguard.loading.formats import load_model_file
 
         return load_model_file(target, options)
-    if target.suffix == ".py":
+    if target.suffix in (".py", ".ipynb"):
         return load_source_subject(target)
     from evalguard.loading.formats import load_model_file
 

@@ -28,7 +28,7 @@ def is_model_folder(path: Path) -> bool:
 
 
 def is_target_file(name: str) -> bool:
-    return name.endswith(".py") or name.lower().endswith(MODEL_SUFFIXES)
+    return name.endswith((".py", ".ipynb")) or name.lower().endswith(MODEL_SUFFIXES)
 
 
 def sniffs_as_model(path: str) -> bool:

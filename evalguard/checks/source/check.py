@@ -29,7 +29,7 @@ RULE_MODULES = {
 #: Text a file must contain for a rule to possibly fire (every spelling the rule understands
 #: contains it); files without it skip that rule, and files without any skip the analysis.
 TRIGGERS = {
-    "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),
+    "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),   # dropout_p= contains "dropout"
     "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle|test|val|eval|"
                         r"detect|__call__|forward"),
     "EG201": re.compile(r"Dropout"),
@@ -57,8 +57,17 @@ def preload() -> None:
 def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
     out = Outcome(options, RULE_MODULES)
     text = subject.source_text
+    notebook = subject.path.endswith(".ipynb")
     if text is None:
         text = Path(subject.path).read_text(encoding="utf-8")
+        if notebook:
+            from evalguard.checks.source.notebook import code_of
+
+            try:
+                text = code_of(text, subject.path)
+            except TargetError as exc:
+                out.error(str(exc))
+                return out.done()
     try:
         tree = parse(text, subject.path)   # always: a syntax error is reported even if no rule applies
     except TargetError as exc:
@@ -72,11 +81,28 @@ def run(subject: AuditSubject, options: AuditOptions) -> CheckOutcome:
         from evalguard.checks.source.index import FileIndex
 
         index = FileIndex(tree, subject.path)
+        index.text = text          # comments: "MC dropout" said in words
         for rule in wanted:
             module = importlib.import_module(f"evalguard.checks.source.{RULE_MODULES[rule]}")
             for hit in module.check(index):
+                if options.min_confidence == "high" and hit.evidence.get("confidence") == "medium":
+                    continue
                 line, column = hit.node.lineno, hit.node.col_offset + 1
-                out.add(Finding(hit.rule, hit.message, Location(path=subject.path, line=line, column=column),
-                                evidence=dict(hit.evidence)))
+                evidence, message = dict(hit.evidence), hit.message
+                if notebook:
+                    evidence, message = _in_cell(text, line, evidence, message)
+                out.add(Finding(hit.rule, message, Location(path=subject.path, line=line, column=column),
+                                evidence=evidence))
             out.ran(rule)
     return out.done()
+
+
+def _in_cell(text: str, line: int, evidence: dict, message: str) -> tuple[dict, str]:
+    """Notebook findings also name the cell and the line in it (see ``notebook``)."""
+    from evalguard.checks.source.notebook import cell_location
+
+    where = cell_location(text, line)
+    if where is None:
+        return evidence, message
+    cell, cell_line = where
+    return {**evidence, "cell": cell, "cell_line": cell_line}, f"(cell {cell}:line {cell_line}) {message}"

@@ -38,7 +38,7 @@ DROPOUT_FUNCS = {
                                     "feature_dropout", "feature_dropout_", "feature_alpha_dropout",
                                     "feature_alpha_dropout_", "native_dropout")},
 }
-SDPA = {F + "scaled_dot_product_attention"}
+SDPA = {F + "scaled_dot_product_attention"}  # also any attention callable given dropout_p=
 #: Dropout modules: built and applied on the spot (``nn.Dropout(p)(x)``) they are always in training mode.
 DROPOUT_MODULES = {f"torch.nn.{n}" for n in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
                                              "FeatureAlphaDropout")}
@@ -76,9 +76,18 @@ def _judge(index: FileIndex, scope: Scope, call: ast.Call) -> Hit | None:
     name = index.qualname(call.func)
     if name in DROPOUT_FUNCS:
         return _judge_dropout(index, scope, call, name)
-    if name in SDPA:
+    if name in SDPA or _attention_indirection(call, name):
         return _judge_sdpa(index, scope, call)
     return None
+
+
+def _attention_indirection(call: ast.Call, name: str | None) -> bool:
+    """An attention function reached through an attribute or a helper's choice
+    (``self._attention_call(q, k, v, dropout_p=self.p)``): it gets a ``dropout_p`` and no mode."""
+    if name and name.startswith("torch."):
+        return False
+    keywords = {kw.arg for kw in call.keywords}
+    return "dropout_p" in keywords and not keywords & {"training", "train", "is_training", "deterministic"}
 
 
 def _judge_dropout(index, scope, call, name) -> Hit | None:

@@ -155,6 +155,11 @@ def _targets(target: ast.expr) -> Iterator[ast.Name]:
         yield from _targets(target.value)
 
 
+def item_name(node: ast.Subscript) -> str:
+    """``cfg["net"]`` as one name: dict entries holding models are traced like variables."""
+    return f'{node.value.id}["{node.slice.value}"]'
+
+
 _OPAQUE = ast.Constant(value=UNKNOWN)    # "assigned, value unknown"
 
 
@@ -164,9 +169,14 @@ def _record_assign(scope: Scope, node: ast.AST) -> None:
         for target in node.targets:
             if isinstance(target, ast.Name):
                 assigns.setdefault(target.id, []).append(node.value)
-            else:   # tuple unpacking: the names are assigned, values unknown
+            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and \
+                    isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str):
+                assigns.setdefault(item_name(target), []).append(node.value)   # cfg["net"] = Net()
+            else:   # tuple unpacking: the first name may be what a call builds (model, opt = build(...))
+                value = node.value if isinstance(node.value, ast.Call) else _OPAQUE
                 for name in _targets(target):
-                    assigns.setdefault(name.id, []).append(_OPAQUE)
+                    assigns.setdefault(name.id, []).append(value)
+                    value = _OPAQUE
     elif isinstance(node, ast.AnnAssign):
         if isinstance(node.target, ast.Name) and node.value is not None:
             assigns.setdefault(node.target.id, []).append(node.value)

@@ -83,6 +83,8 @@ def check(index: FileIndex) -> Iterator[Hit]:
             if use.key != SELF_CALL and _returns(scope, use.key):
                 continue
             origin = tracer.judge(scope, use)
+            if origin.state == "train" and origin.confidence == "medium" and _is_pytest_file(index.path):
+                continue         # test suites build modules of every kind and compare them: too weak there
             if origin.state == "train":
                 yield _hit(scope, use, origin)
 
@@ -92,12 +94,16 @@ def _hit(scope: Scope, use: Use, origin: Origin) -> Hit:
     where = "module-level code" if scope.is_module else f"{scope.name}()"
     created = f"{origin.text} at line {origin.node.lineno}" if origin.node is not None else origin.text
     doing = "evaluates" if use.kind == "evaluation" else "runs"
+    if origin.confidence == "high":
+        why = "Dropout and BatchNorm still behave as in training"
+    else:
+        why = ("its class is not visible here, and a network has Dropout or BatchNorm unless shown otherwise "
+               "(confidence: medium)")
     return Hit("EG106", use.call, (
         f"{where} {doing} {model} for inference, but {model} is in training mode there ({created}) and "
-        f"{model}.eval() is never called before; Dropout and BatchNorm still behave as in training — "
-        f"call {model}.eval() first"),
+        f"{model}.eval() is never called before; {why} — call {model}.eval() first"),
         {"function": scope.name, "model": model, "created": origin.text, "kind": use.kind,
-         "created_line": getattr(origin.node, "lineno", None)})
+         "created_line": getattr(origin.node, "lineno", None), "confidence": origin.confidence})
 
 
 # -- which calls are inference --------------------------------------------------------------
@@ -158,7 +164,10 @@ def _in_test_case(cls: ast.ClassDef | None) -> bool:
 
 
 def _mentions_eval_data(node: ast.AST) -> bool:
+    """Evaluation data read by the statement (``out_val = ...`` stores a result, it reads no data)."""
     for sub in ast.walk(node):
+        if isinstance(getattr(sub, "ctx", None), ast.Store):
+            continue
         name = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
         if name and EVAL_DATA.search(name):
             return True
@@ -215,11 +224,33 @@ def _uses(index: FileIndex, scope: Scope) -> Iterator[Use]:
             yield Use(call, SELF_CALL, kind)       # self(x) in a module's own predict()
             continue
         key = key_of(func, selves)
-        if key is None or (key[0] == "self" and (submodules or _is_method(scope, key[1]))):
+        if key is not None and key[0] == "self" and not submodules and _is_method(scope, key[1]):
+            yield from _through_helper(index, scope, call, key[1], kind)
+            continue
+        if key is None or (key[0] == "self" and submodules):
             continue
         if key[0] == "name" and _never_a_model(index, key[1]):
             continue
         yield Use(call, key, kind)
+
+
+def _through_helper(index: FileIndex, scope: Scope, call: ast.Call, name: str, kind: str) -> Iterator[Use]:
+    """``self._forward_pass(batch)`` in inference code: the models the helper runs (``self.<attr>(...)``)
+    run in inference too, at this call. A helper that switches a model's mode itself is left to it."""
+    tracer = Tracer.of(index)
+    cls = class_of(scope)
+    for helper in index.functions_named(name):
+        if helper.cls is not cls or helper is scope:
+            continue
+        selves = helper.self_names()
+        for inner in helper.calls():
+            func = inner.func
+            if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:
+                func = func.value
+            key = key_of(func, selves)
+            if key is None or key[0] != "self" or _is_method(helper, key[1]) or tracer._events(helper, key):
+                continue
+            yield Use(call, key, kind)
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:

@@ -16,6 +16,8 @@ from evalguard.checks.source.index import (
     FileIndex,
     Scope,
     call_arg,
+    calls_in,
+    item_name,
     spelled,
 )
 
@@ -32,20 +34,57 @@ WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.Da
 #: torch.nn classes whose output depends on the mode (a Linear or a loss does not).
 TORCH_NN_MODE_DEPENDENT = project.MODE_LAYERS | {"torch.nn.Sequential", "torch.nn.ModuleDict"}
 MAX_DEPTH = 10
+GRAD_OFF_NAMES = ("no_grad", "inference_mode", "set_grad_enabled")
+#: Names and comments that say the training mode at inference is on purpose.
+DELIBERATE = re.compile(r"\bmc\b|mc_|_mc\b|monte|mcdropout|mc.dropout|bayes|uncertaint|stochastic|ensemble|"
+                        r"recalib|calibrat|\bbn\b|bn_|_bn\b|batchnorm|batch.norm|running.stat|bn.stat|swa",
+                        re.IGNORECASE)
+#: Calls that collect the outputs of several passes.
+AGGREGATE = re.compile(r"(^|\.)(stack|cat|mean|var|std|append|extend|vstack|hstack|concatenate)$")
+#: Parameters named like a network.
+STRICT_MODEL_NAME = re.compile(r"^_?(model|net|network|classifier|encoder|backbone)$|_(model|net)$|^(model|net)_",
+                               re.IGNORECASE)
+#: Classes that hold a model handed to them: their ``__init__`` callers are read across the project.
+HOLDER_CLASS = re.compile(r"(Predictor|Evaluator|Tester|Trainer|Runner|Engine|Inferencer|Validator|Wrapper|Pipeline|"
+                          r"Server|Handler|Service|Solver|Agent|Learner|Experiment|Model|Net|Classifier)\w*$")
+#: Functions whose whole job is evaluation or inference (a plain no_grad block is not enough).
+INFERENCE_FUNCTION = re.compile(r"^_*(predict|infer|inference|evaluate|evaluation|validate|validation|test|"
+                                r"eval|run_eval|run_test|run_inference)(_|$)|_(predict|inference|evaluate|"
+                                r"evaluation|validate|validation|test|eval)$", re.IGNORECASE)
 SELF_CALL = ("self", "__call__")
 MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector|generator|discriminator|"
                         r"segment|cnn|rnn|lstm|vae|unet|resnet|bert|transformer", re.IGNORECASE)
 
 
+#: Calls outside the project whose result is a network: helpers named like model builders/loaders.
+NETWORK_FACTORY = re.compile(r"^_*(build|load|create|get|make|init|instantiate|construct)(_\w*)?_?(model|net|network|"
+                             r"backbone|encoder|detector|classifier|segmentor|arch)s?(_\w*)?$|^instantiate$",
+                             re.IGNORECASE)
+#: Packages outside the project whose constructors return networks (in training mode).
+NETWORK_PACKAGES = ("torchvision.models.", "timm.", "open_clip.", "segmentation_models_pytorch.", "torch.hub.",
+                    "pretrainedmodels.", "efficientnet_pytorch.", "monai.networks.", "torchaudio.models.")
+#: Methods only an nn.Module has (a tensor or a plain function has none of them).
+NETWORK_METHODS = frozenset({"parameters", "named_parameters", "load_state_dict", "state_dict", "named_modules",
+                             "modules", "children", "named_children", "register_forward_hook",
+                             "register_forward_pre_hook", "zero_grad", "buffers", "named_buffers"})
+#: A container of network constructors: ``models.__dict__[name](...)``, ``MODELS[name](...)``.
+REGISTRY_NAME = re.compile(r"models?$|archs?$|networks?$|nets?$|registry$|backbones?$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Origin:
-    state: str                    # "eval" | "train" | "unknown"
+    state: str                    # "eval" | "train" | "static" (not a network / nothing to switch) | "unknown"
     node: ast.AST | None = None   # where the training-mode model was created
     text: str = ""
+    #: "high": the class is resolved and holds mode-dependent layers; "medium": a network of unresolved class
+    confidence: str = "high"
+
+    def unsure(self) -> Origin:
+        return Origin(self.state, self.node, self.text, "medium") if self.state == "train" else self
 
     @staticmethod
     def combine(origins: list[Origin]) -> Origin:
-        for state in ("eval", "train"):
+        for state in ("eval", "train", "static"):
             for origin in origins:
                 if origin.state == state:
                     return origin
@@ -55,6 +94,7 @@ class Origin:
 UNKNOWN_ORIGIN = Origin("unknown")
 EVAL_ORIGIN = Origin("eval")
 STATIC_ORIGIN = Origin("eval", None, "no mode-dependent layer")   # nothing to switch: as good as eval
+NOT_A_NETWORK = Origin("static", None, "not an nn.Module")         # a resolved class that is no module
 
 
 @dataclass(frozen=True)
@@ -69,6 +109,9 @@ class Use:
 def key_of(node: ast.AST, selves: set[str]):
     if isinstance(node, ast.Name) and node.id not in selves:
         return ("name", node.id)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id not in selves \
+            and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return ("name", item_name(node))             # cfg["net"]: an entry of a dict, as a name
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in selves:
         return ("self", node.attr)
     return None
@@ -127,6 +170,36 @@ def has_backward(calls) -> bool:
                for n in calls)
 
 
+SUBMODULE_ITERATORS = {"children", "named_children", "modules", "named_modules"}
+
+
+def _submodule_loop(scope: Scope, name: str) -> bool:
+    for node in scope.nodes():
+        if isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(node.iter, ast.Call) \
+                and isinstance(node.iter.func, ast.Attribute) and node.iter.func.attr in SUBMODULE_ITERATORS \
+                and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node.target)):
+            return True
+    return False
+
+
+def _feeds_call(loop: ast.AST, call: ast.Call) -> bool:
+    """Whether the loop's variables reach the call's arguments (each pass sees other data)."""
+    targets = [loop.target] if isinstance(loop, (ast.For, ast.AsyncFor)) else \
+        [g.target for g in loop.generators] if isinstance(loop, (ast.ListComp, ast.GeneratorExp)) else []
+    names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name) and n.id != "_"}
+    used = {n.id for a in [*call.args, *(k.value for k in call.keywords)] for n in ast.walk(a) if isinstance(n, ast.Name)}
+    return bool(names & used)
+
+
+def _turns_grad_off(scope: Scope) -> bool:
+    return any(isinstance(c.func, (ast.Attribute, ast.Name)) and spelled(c.func).endswith(GRAD_OFF_NAMES)
+               for c in scope.calls())
+
+
+def _is_param(scope: Scope, name: str) -> bool:
+    return name in scope.params and name not in scope.assigns
+
+
 def key_name(key) -> str:
     return "self" if key == SELF_CALL else key[1]
 
@@ -157,24 +230,130 @@ class Tracer:
             state, node = before
             if state == "eval":
                 return EVAL_ORIGIN
-            if has_backward(scope.calls()):      # a training function that forgot to switch back
-                return Origin("train", node, f"{spelled(node.func)}() earlier in {scope.name}()")
-            return UNKNOWN_ORIGIN                # train() on purpose: MC dropout, BatchNorm recalibration
+            return self._explicit_train(scope, use, node)
         if use.key == SELF_CALL:
             return self._self_call(scope)
         origin = self.origin_of_key(scope, use.key, 0)
         if origin.state == "unknown" and MODEL_NAME.search(key_name(use.key)):
             origin = self._assumed(use)
+        if origin.state == "unknown":
+            origin = self._used_as_network(scope, use)
         return origin
+
+    def _explicit_train(self, scope: Scope, use: Use, node: ast.Call) -> Origin:
+        """``.train()`` before the inference: the bug, unless the function trains (it forgot to switch
+        back: reported) or the mode is handled on purpose (MC dropout, BatchNorm recalibration)."""
+        traced = self._self_call(scope) if use.key == SELF_CALL else self.origin_of_key(scope, use.key, 0)
+        if traced is STATIC_ORIGIN or traced.state == "static":
+            return UNKNOWN_ORIGIN                # nothing in it depends on the mode
+        confidence = "high" if traced.state == "train" and traced.confidence == "high" else "medium"
+        if has_backward(scope.calls()):      # a training function that forgot to switch back
+            return Origin("train", node, f"{spelled(node.func)}() earlier in {scope.name}()", confidence)
+        if self._deliberate_train(scope, use, node):
+            return UNKNOWN_ORIGIN
+        return Origin("train", node, f"{spelled(node.func)}() earlier in {scope.name}(), which trains nothing",
+                      confidence)
+
+    def _deliberate_train(self, scope: Scope, use: Use, train: ast.Call) -> bool:
+        """Monte Carlo dropout (several stochastic passes aggregated, or a name/comment saying so),
+        BatchNorm recalibration, or a mode restored afterwards (``model.train(was_training)``)."""
+        if DELIBERATE.search(scope.name) or DELIBERATE.search(self._comments(scope)):
+            return True
+        if any(isinstance(n, ast.Expr) and n.value is use.call for n in scope.nodes()):
+            return True                          # the output is thrown away: run for BatchNorm statistics
+        for _, state, event in self._events(scope, use.key):
+            if state == "train" and event is not train and event.args and \
+                    self.index.value(event.args[0], scope) is not True:
+                return True                      # model.train(was_training): the mode is restored
+        for loop in scope.nodes():
+            if not isinstance(loop, (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.GeneratorExp)) or \
+                    not any(n is use.call for n in ast.walk(loop)) or _feeds_call(loop, use.call):
+                continue                         # passes over different batches are plain inference
+            if isinstance(loop, (ast.ListComp, ast.GeneratorExp)):
+                return True                      # [model(x) for _ in range(n)]: the passes are collected
+            end = getattr(loop, "end_lineno", loop.lineno) + 3   # collected in the loop or right after it
+            if any(AGGREGATE.search(spelled(c.func)) for c in scope.calls() if loop.lineno <= c.lineno <= end):
+                return True                      # several stochastic passes over the same input, collected
+        return False
+
+    def _comments(self, scope: Scope) -> str:
+        text = getattr(self.index, "text", None)
+        if not text or scope.is_module:
+            return ""
+        lines = text.splitlines()[scope.node.lineno - 1:getattr(scope.node, "end_lineno", scope.node.lineno)]
+        return " ".join(line.split("#", 1)[1] for line in lines if "#" in line)
+
+    def _used_as_network(self, scope: Scope, use: Use) -> Origin:
+        """An object of untraceable origin that is used as a network: module-only methods on it, or a
+        parameter named like a model run by a function named like evaluation or inference."""
+        if use.key[0] == "name" and _submodule_loop(scope, use.key[1]):
+            return UNKNOWN_ORIGIN    # for name, module in model.named_children(): a layer, run on its own
+        if use.key[0] == "name" and _is_param(scope, use.key[1]) and not (
+                INFERENCE_FUNCTION.search(scope.name) or self._all_call_sites(scope)):
+            return UNKNOWN_ORIGIN    # a utility handed any module by callers unseen: they decide its mode
+        reason = self._network_methods(scope, use.key)
+        if reason is None and use.key[0] == "name" and STRICT_MODEL_NAME.search(use.key[1]) \
+                and _is_param(scope, use.key[1]) and INFERENCE_FUNCTION.search(scope.name) \
+                and self._all_call_sites(scope):
+            reason = (f"{scope.name}() is called with a model for {use.key[1]} elsewhere in the project and runs it "
+                      "on its data")
+        if reason is None:
+            return UNKNOWN_ORIGIN
+        return Origin("train", None, reason, "medium")
+
+    def _network_methods(self, scope: Scope, key) -> str | None:
+        if key[0] == "name" and key[1].endswith('"]'):
+            return self._entry_methods(key[1])
+        if key[0] == "self":
+            cls = class_of(scope)
+            scopes = [m for _, m in self._class_methods(cls)] if cls is not None else []
+        else:
+            scopes, search = [], scope
+            while search is not None:
+                scopes.append(search)
+                if key[1] in search.params or key[1] in search.assigns:
+                    break
+                search = search.parent
+        for where in scopes:
+            selves = where.self_names()
+            for call in where.calls():
+                func = call.func
+                if isinstance(func, ast.Attribute) and key_of(func.value, selves) == key and \
+                        func.attr in NETWORK_METHODS | {"to", "cuda"}:
+                    # a tensor moves too, but is never called: a called object with .to() is a module
+                    return f"{key_name(key) if key[0] == 'name' else 'self.' + key[1]}.{func.attr}() is called on it"
+        return None
+
+    def _entry_methods(self, name: str) -> str | None:
+        """A dict entry (``cfg["net"]``): module methods called on the same entry anywhere in the file
+        make it a network, unless an ``.eval()`` on that entry is seen too."""
+        entry = name[name.index("["):]
+        found = None
+        for _, call in calls_in(self.index):
+            func = call.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Subscript) \
+                    and isinstance(func.value.slice, ast.Constant) and f'["{func.value.slice.value}"]' == entry:
+                if _is_eval_call(self.index, call, self.index.module):
+                    return None
+                if func.attr in NETWORK_METHODS | {"to", "cuda"}:
+                    found = f"{spelled(func)}() is called on the same entry"
+        return found
 
     def _self_call(self, scope: Scope) -> Origin:
         cls = class_of(scope)
         if any(self._evaluated_in(m, SELF_CALL) for m in self._methods.get(id(cls), [])):
             return EVAL_ORIGIN
-        if project.mode_dependent(project.Symbol(self.index, cls)) is not True:
-            return UNKNOWN_ORIGIN       # no mode-dependent layer seen (e.g. a from_pretrained class): left alone
-        return Origin("train", None, f"{cls.name} holds Dropout/BatchNorm-like layers and {scope.name}() runs it "
-                                     "without self.eval()")
+        verdict = project.mode_dependent(project.Symbol(self.index, cls))
+        if verdict is False:
+            return STATIC_ORIGIN
+        if verdict is True:
+            return Origin("train", None, f"{cls.name} holds Dropout/BatchNorm-like layers and {scope.name}() runs "
+                                         "it without self.eval()")
+        if not project.is_module_class(project.Symbol(self.index, cls), by_forward=False):
+            return UNKNOWN_ORIGIN     # a forward() alone (a pipeline, a runner) does not make an nn.Module
+        return Origin("train", None, f"{cls.name} is an nn.Module whose layers are not all known here (a base or "
+                                     f"submodule outside this project, or a subclass's) and {scope.name}() runs it "
+                                     "without self.eval()", "medium")
 
     def _assumed(self, use: Use) -> Origin:
         """An untraceable model in evaluation code of a training file, or next to a loader that
@@ -229,12 +408,22 @@ class Tracer:
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr in ("eval", "train"):
             receiver = _receiver_key(func.value, selves)
-            on_self = isinstance(func.value, ast.Name) and func.value.id in selves and key[0] == "self"
+            on_self = isinstance(func.value, ast.Name) and func.value.id in selves and key[0] == "self" \
+                and not self._own_eval_method(scope)
             if receiver == key or on_self:
                 return "eval" if _is_eval_call(self.index, node, scope) else "train"
         if self._passes_to_evaluating_helper(scope, node, key):
             return "eval"
         return None
+
+    def _own_eval_method(self, scope: Scope) -> bool:
+        """A class that is no nn.Module and defines ``eval``/``train`` itself (a trainer's validation
+        routine): ``self.eval()`` there says nothing about the mode of ``self.model``."""
+        cls = class_of(scope)
+        if cls is None or project.is_module_class(project.Symbol(self.index, cls)):
+            return False
+        return any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name in ("eval", "train")
+                   for s in cls.body)
 
     def _evaluated_in(self, scope: Scope, key) -> bool:
         return any(state == "eval" for _, state, _ in self._events(scope, key))
@@ -334,21 +523,60 @@ class Tracer:
         position_ = scope.params.index(name)
         offset = 1 if scope.cls is not None else 0
         origins = []
-        for caller, call in self._call_sites(scope):
+        for tracer, caller, call in self._all_call_sites(scope):
             arg = call_arg(call, position_ - offset, name)
             if arg is None:
                 continue
-            before = self.mode_before(caller, key_of(arg, caller.self_names()), call) \
-                if key_of(arg, caller.self_names()) else None
+            key = key_of(arg, caller.self_names())
+            before = tracer.mode_before(caller, key, call) if key else None
             if before is not None:
                 state, node = before
                 origins.append(EVAL_ORIGIN if state == "eval" else
                                Origin("train", node, f"{spelled(node.func)}() in {caller.name}() before the call"))
                 continue
-            origins.append(self._origin_of_value(caller, arg, depth + 1))
+            origin = tracer._origin_of_value(caller, arg, depth + 1)
+            if origin.state == "unknown" and key is not None and tracer._trains(caller, key):
+                origin = Origin("train", call, f"{caller.name}() trains {key_name(key)} (backward()) and then passes it",
+                                "medium")
+            origins.append(origin)
         if not origins or any(o.state == "unknown" for o in origins):
-            return Origin.combine([o for o in origins if o.state == "eval"])
+            return Origin.combine([o for o in origins if o.state in ("eval", "static")])
         return Origin.combine(origins)
+
+    def _trains(self, scope: Scope, key) -> bool:
+        """The function runs the object and calls backward(): the object is a network in training mode."""
+        if not has_backward(scope.calls()):
+            return False
+        selves = scope.self_names()
+        return any(key_of(c.func, selves) == key for c in scope.calls())
+
+    def _all_call_sites(self, target: Scope) -> list[tuple[Tracer, Scope, ast.Call]]:
+        """Call sites of a function (or of a class, for its ``__init__``) in this file and, for
+        top-level definitions, in the other files of the project."""
+        memo_key = ("sites", id(target))
+        if memo_key not in self._memo:
+            self._memo[memo_key] = self._find_call_sites(target)
+        return self._memo[memo_key]
+
+    def _find_call_sites(self, target: Scope) -> list[tuple[Tracer, Scope, ast.Call]]:
+        sites = [(self, caller, call) for caller, call in self._call_sites(target)]
+        cls = target.cls
+        if not (HOLDER_CLASS.search(cls.name) if cls is not None else
+                INFERENCE_FUNCTION.search(target.name) or _turns_grad_off(target)):
+            return sites       # other files are read only for evaluation/inference code and model holders
+        if cls is not None and target.name == "__init__":
+            defined, name = cls, cls.name
+            sites += [(self, caller, call) for caller in self.index.scopes for call in caller.calls()
+                      if isinstance(call.func, ast.Name) and call.func.id == name]
+        elif target.cls is None and target.parent is self.index.module:
+            defined, name = target.node, target.name
+        else:
+            return sites
+        if self.index.classes.get(name, defined) is not defined and defined is cls:
+            return sites
+        for other, caller, call in project.callers(self.index, defined, name):
+            sites.append((Tracer.of(other), caller, call))
+        return sites
 
     def _call_sites(self, target: Scope) -> list[tuple[Scope, ast.Call]]:
         if self._sites is None:     # one pass over the file: callee -> call sites
@@ -410,6 +638,10 @@ class Tracer:
         key = key_of(value, selves)
         if key is not None:
             return self.origin_of_key(scope, key, depth + 1)
+        if isinstance(value, ast.Subscript):       # engine.model_parts[0], self.models[name]: a container of networks
+            label = spelled(value.value).rsplit(".", 1)[-1]
+            if MODEL_NAME.search(label):
+                return Origin("train", value, f"{spelled(value)}, an entry of {label}", "medium")
         if not isinstance(value, ast.Call):
             return UNKNOWN_ORIGIN
         return self._origin_of_call(scope, value, depth)
@@ -431,7 +663,7 @@ class Tracer:
         if name in WRAPPERS and call.args:
             return self._origin_of_value(scope, call.args[0], depth + 1)
         if name in TRAINING_SOURCES or name.startswith("torchvision.models."):
-            return Origin("train", call, text)
+            return Origin("train", call, text, "high" if name.startswith(("torchvision.", "timm.")) else "medium")
         callees = self._callees(scope, call)
         if callees:                                 # a factory: follow its returns
             origins = []
@@ -440,7 +672,43 @@ class Tracer:
                     if isinstance(node, ast.Return) and node.value is not None:
                         origins.append(tracer._origin_of_value(factory, node.value, depth + 1))
             return Origin.combine(origins)
+        outside = self._network_source(call, name)
+        if outside is not None:
+            return Origin("train", call, outside, "medium")
         return self._instantiated(call, name, text)
+
+    def _network_source(self, call: ast.Call, qualname: str) -> str | None:
+        """A network built outside the project: a model package's constructor, a builder or loader
+        named like one (``build_model``, ``load_net``, ``instantiate``), or a registry entry
+        (``models.__dict__[arch](...)``, ``MODELS[name](...)``)."""
+        func = call.func
+        if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
+                and func.args:                  # getattr(torchvision.models, name)(...)
+            func = ast.Subscript(value=func.args[0], slice=func.args[1] if len(func.args) > 1 else func.args[0])
+            ast.copy_location(func, call)
+        if isinstance(func, ast.Subscript):
+            container = func.value
+            if isinstance(container, ast.Attribute) and container.attr == "__dict__":
+                container = container.value
+            label = spelled(container).rsplit(".", 1)[-1]
+            qualified = self.index.qualname(container) or self.index.aliases.get(getattr(container, "id", ""), "")
+            if REGISTRY_NAME.search(label) or (qualified + ".").startswith(NETWORK_PACKAGES):
+                return f"{spelled(call.func)}(...), a network registry entry"
+            return None
+        full = self.index.qualname(func) or ""
+        imported = self.index.imports.get(func.value.id if isinstance(func, ast.Attribute) and isinstance(
+            func.value, ast.Name) else func.id if isinstance(func, ast.Name) else "")
+        module = imported[0] if imported else ""
+        short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        package = (full or module + ".").startswith(NETWORK_PACKAGES) or module.split(".")[0] + "." in NETWORK_PACKAGES
+        if package and (NETWORK_FACTORY.search(short) or ".models." in full or ".networks." in full):
+            return f"{spelled(func)}(...) from {module or full.split('.')[0]}"      # not timm.data.create_transform
+        # a builder function (imported or a module's), not an accessor on an object (x.get_encoder())
+        function = isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                                                  and func.value.id in self.index.imports)
+        if function and NETWORK_FACTORY.search(short) and project.resolve(self.index, func) is None:
+            return f"{spelled(func)}(...), a model builder outside this project"
+        return None
 
     def _instantiated(self, call: ast.Call, qualname: str, text: str) -> Origin:
         """Building a class: a module in training mode, unless it has no mode-dependent layer."""
@@ -449,7 +717,7 @@ class Tracer:
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
             if not project.is_module_class(symbol) or project.has_no_mode(symbol):
-                return UNKNOWN_ORIGIN
+                return NOT_A_NETWORK
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
         if not short[:1].isupper():
             return UNKNOWN_ORIGIN

@@ -172,13 +172,24 @@ def resolve(index: FileIndex, expr: ast.AST) -> Symbol | None:
     return None
 
 
-def is_module_class(symbol: Symbol, depth: int = 0) -> bool:
-    """Whether a class is (probably) an nn.Module: its bases, resolved across files, or a ``forward``."""
+def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> bool:
+    """Whether a class is (probably) an nn.Module: its bases, resolved across files, or a ``forward``
+    (unless ``by_forward`` is False)."""
     cls = symbol.node
     for base in cls.bases:
         if _base_is_module(symbol.index, base, depth):
             return True
-    return any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+    if has_no_mode(symbol) and not _builds_layers(symbol):
+        return False      # no base, no eval()/train(), no layers: a forward() makes an adapter around a model
+    return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
+
+
+def _builds_layers(symbol: Symbol) -> bool:
+    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module."""
+    index = symbol.index
+    return any(isinstance(n, ast.Call) and (index.qualname(n.func) or "").startswith("torch.nn.")
+               and not (index.qualname(n.func) or "").startswith("torch.nn.functional.")
+               for n in ast.walk(symbol.node))
 
 
 def has_no_mode(symbol: Symbol) -> bool:
@@ -248,6 +259,9 @@ def _scan_layers(symbol: Symbol, depth: int) -> tuple[bool, int, bool]:
     # self.features = features (a module handed in): what it holds is not known here
     unknown = any(isinstance(v, (ast.Name, ast.Subscript)) and not _is_plain_value(v) for v in assigned)
     for node in nodes:
+        if isinstance(node, ast.Attribute) and node.attr == "training" and isinstance(node.value, ast.Name) \
+                and node.value.id == "self" and isinstance(node.ctx, ast.Load):
+            return True, known, unknown           # `if self.training: ...` written by hand
         if not isinstance(node, ast.Call):
             continue
         verdict = _call_mode(index, node, depth)
@@ -285,3 +299,95 @@ def _call_mode(index: FileIndex, call: ast.Call, depth: int) -> bool | None:
         found, _, unknown = _layers_of(target, depth + 1)
         return True if found else None if unknown else False
     return None
+
+
+# -- call sites across the project ------------------------------------------------------------
+#: At most this many files are read when looking for the callers of one function.
+MAX_PROJECT_FILES = 4000
+MAX_CALLER_FILES = 12
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages", "build", "dist", "venv"}
+_MARKERS = (".git", "setup.py", "pyproject.toml", "setup.cfg", "requirements.txt")
+_ROOTS: dict[str, str] = {}
+_TREES: dict[str, list[str]] = {}
+_WORDS: dict[str, list[tuple[str, str]]] = {}
+
+
+def project_root(path: str) -> str:
+    """The folder whose files may call into ``path``: the folder above its top package (not a
+    site-packages folder), or the nearest folder within two levels holding a project marker."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder in _ROOTS:
+        return _ROOTS[folder]
+    top = folder
+    while os.path.isfile(os.path.join(top, "__init__.py")) and os.path.dirname(top) != top:
+        top = os.path.dirname(top)
+    root = top
+    if top != folder and top.endswith("-packages"):
+        root = folder
+        while os.path.dirname(root) != top:
+            root = os.path.dirname(root)
+    elif top == folder:
+        up = folder
+        for _ in range(2):
+            if any(os.path.exists(os.path.join(up, m)) for m in _MARKERS):
+                root = up
+                break
+            up = os.path.dirname(up)
+    _ROOTS[folder] = root
+    return root
+
+
+def _project_files(root: str) -> list[str]:
+    if root not in _TREES:
+        found: list[str] = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+            found += [os.path.join(folder, f) for f in sorted(files) if f.endswith(".py")]
+            if len(found) >= MAX_PROJECT_FILES:
+                break
+        _TREES[root] = found[:MAX_PROJECT_FILES]
+    return _TREES[root]
+
+
+def _texts(root: str) -> list[tuple[str, str]]:
+    """(path, text) of every project file (read once per root and process)."""
+    if root not in _WORDS:
+        texts = []
+        for path in _project_files(root):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    texts.append((path, handle.read(MAX_FILE_BYTES)))
+            except OSError:
+                continue
+        _WORDS[root] = texts
+    return _WORDS[root]
+
+
+def callers(index: FileIndex, target: ast.AST, name: str) -> list[tuple[FileIndex, Scope, ast.Call]]:
+    """Calls in other files of the project that resolve to ``target`` (a function or class named
+    ``name`` defined at the top level of ``index``'s file). A name called from more than
+    ``MAX_CALLER_FILES`` files is a shared utility: its callers are not read (too many to weigh)."""
+    if not index.path:
+        return []
+    here = os.path.abspath(index.path)
+    needle = f"{name}("
+    candidates = [f for f, text in _texts(project_root(here)) if needle in text and f != here]
+    if len(candidates) > MAX_CALLER_FILES:
+        return []
+    found = []
+    for path in candidates:
+        other = file_index(path)
+        if other is None:
+            continue
+        for scope in other.scopes:
+            for call in scope.calls():
+                func = call.func
+                short = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                if short == name:
+                    symbol = resolve(other, func)
+                    # the checked file may be indexed twice (its own run, and the project cache)
+                    if symbol is not None and (symbol.node is target or (
+                            os.path.abspath(symbol.index.path or "") == here
+                            and symbol.node.lineno == target.lineno)):
+                        found.append((other, scope, call))
+    return found

@@ -1,0 +1,414 @@
+"""EG106 from semantics (issue 27): networks of unseen class, call sites across files, explicit
+``train()`` before inference, a trainer's own ``eval()``, and the confidence of each finding."""
+import textwrap
+
+import pytest
+
+from evalguard.checks.source.check import run
+from evalguard.subject import AuditOptions, AuditSubject
+
+OPTIONS = AuditOptions(selected=frozenset({"EG106"}))
+
+
+def eg106(source: str, path: str = "serve.py") -> list[tuple[int, str, str]]:
+    subject = AuditSubject(path=path, kind="python-source", source_text=textwrap.dedent(source))
+    outcome = run(subject, OPTIONS)
+    assert not outcome.target_errors, outcome.target_errors      # a syntax error would read as silence
+    return [(f.location.line, f.evidence["model"], f.evidence["confidence"]) for f in outcome.findings]
+
+
+def eg106_in(folder, name: str) -> list[tuple[int, str, str]]:
+    subject = AuditSubject(path=str(folder / name), kind="python-source")
+    return [(f.location.line, f.evidence["model"], f.evidence["confidence"])
+            for f in run(subject, OPTIONS).findings]
+
+
+def write(folder, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+MEDIUM = {
+    "builder-outside-the-project": """\
+        import torch
+        from mylib import build_model
+        model = build_model(cfg)
+        with torch.no_grad():
+            out = model(x)
+        """,
+    "registry-entry": """\
+        import torch
+        import torchvision.models as models
+        net = models.__dict__[args.arch](num_classes=10)
+        with torch.no_grad():
+            for images, _ in val_loader:
+                out = net(images)
+        """,
+    "config-system": """\
+        import torch
+        from hydra.utils import instantiate
+        model = instantiate(cfg.model)
+        with torch.no_grad():
+            out = model(batch)
+        """,
+    "module-methods-on-an-unknown-object": """\
+        import torch
+        def serve(registry, name, batch):
+            model = registry.get(name)
+            model.load_state_dict(torch.load("w.pt", weights_only=True))
+            with torch.no_grad():
+                return model(batch)
+        """,
+    "outside-package": """\
+        import torch
+        import open_clip
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+        with torch.no_grad():
+            features = model.encode_image(preprocess(image))
+            logits = model(image)
+        """,
+    "requires-grad-off-is-not-eval": """\
+        import torch
+        from mylib import load_model
+        model = load_model("ckpt")
+        model.requires_grad_(False)
+        with torch.no_grad():
+            out = model(x)
+        """,
+}
+
+
+MEDIUM = {name: textwrap.dedent(text) for name, text in MEDIUM.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MEDIUM))
+def test_a_network_of_unseen_class_is_reported_with_medium_confidence(name):
+    found = eg106(MEDIUM[name])
+    assert len(found) == 1 and found[0][2] == "medium", found
+    model = found[0][1]
+    fixed = MEDIUM[name].replace("with torch.no_grad():", f"{model}.eval()\nwith torch.no_grad():")
+    if name == "module-methods-on-an-unknown-object":
+        fixed = MEDIUM[name].replace("    with torch", "    model.eval()\n    with torch")
+    assert eg106(fixed) == []
+
+
+def test_a_helper_called_from_another_file_is_judged_from_its_callers(tmp_path):
+    write(tmp_path, {
+        "models.py": """\
+            from torch import nn
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.body = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+                def forward(self, x):
+                    return self.body(x)
+            """,
+        "utils/metrics.py": """\
+            import torch
+            def evaluate(model, loader):
+                with torch.no_grad():
+                    return [model(x) for x, _ in loader]
+            """,
+        "main.py": """\
+            from models import Net
+            from utils.metrics import evaluate
+            model = Net()
+            print(evaluate(model, test_loader))
+            """,
+        "requirements.txt": "torch\n",
+    })
+    assert eg106_in(tmp_path, "utils/metrics.py") == [(4, "model", "high")]
+    main = tmp_path / "main.py"
+    main.write_text(main.read_text().replace("model = Net()\n", "model = Net()\nmodel.eval()\n"))
+    assert eg106_in(tmp_path, "utils/metrics.py") == []
+
+
+def test_an_evaluator_receives_its_model_from_a_caller_in_another_file(tmp_path):
+    write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/evaluator.py": """\
+            import torch
+            class Evaluator:
+                def __init__(self, model, loader):
+                    self.model = model
+                    self.loader = loader
+                def run(self):
+                    with torch.no_grad():
+                        return [self.model(x) for x in self.loader]
+            """,
+        "run.py": """\
+            import torchvision
+            from pkg.evaluator import Evaluator
+            Evaluator(torchvision.models.resnet18(), loader).run()
+            """,
+    })
+    assert eg106_in(tmp_path, "pkg/evaluator.py") == [(8, "self.model", "high")]
+    run_py = tmp_path / "run.py"
+    run_py.write_text(run_py.read_text().replace("resnet18()", "resnet18().eval()"))
+    assert eg106_in(tmp_path, "pkg/evaluator.py") == []
+
+
+def test_a_parameter_is_taken_for_a_network_only_when_someone_passes_one():
+    lone = textwrap.dedent("""\
+        import torch
+        def evaluate(model, loader):
+            with torch.no_grad():
+                return [model(x) for x in loader]
+        """)
+    assert eg106(lone) == []
+    called = lone + "def main(model, loader):\n    print(evaluate(model, loader))\n"
+    assert eg106(called) == [(4, "model", "medium")]
+
+
+EXPLICIT_TRAIN = textwrap.dedent("""\
+    import torch
+    from models import Net
+    def predict(loader):
+        model = Net()
+        model.load_state_dict(torch.load("w.pt", weights_only=True))
+        model.train()
+        with torch.no_grad():
+            return [model(x).argmax(1) for x in loader]
+    """)
+
+
+def test_train_before_inference_that_trains_nothing_is_the_bug():
+    # the outputs are collected, but over different batches: one pass each, not MC dropout
+    found = eg106(EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]",
+                                         "preds = []\n        for x in loader:\n"
+                                         "            preds.append(model(x).argmax(1))\n        return preds"))
+    assert [(line, model) for line, model, _ in found] == [(10, "model")], found
+
+
+@pytest.mark.parametrize("shape", [
+    "return torch.stack([model(x) for _ in range(20)]).mean(0)",          # passes aggregated
+    "for x in loader:\n            model(x)",                              # outputs thrown away: BN stats
+])
+def test_deliberate_training_mode_is_left_alone(shape):
+    source = EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]", shape)
+    assert eg106(source) == []
+
+
+def test_mc_dropout_said_in_a_comment_is_left_alone():
+    source = EXPLICIT_TRAIN.replace("model.train()", "model.train()  # keep dropout on: MC dropout")
+    assert eg106(source) == []
+
+
+def test_a_plain_forward_after_train_is_reported():
+    source = EXPLICIT_TRAIN.replace("return [model(x).argmax(1) for x in loader]",
+                                    "x = next(iter(loader))\n        return model(x).argmax(1)")
+    assert [(line, model) for line, model, _ in eg106(source)] == [(9, "model")]
+
+
+def test_a_trainers_own_eval_method_is_not_mode_handling():
+    source = """\
+        import torch
+        import torchvision
+        class Trainer:
+            def __init__(self):
+                self.model = torchvision.models.resnet18()
+            def eval(self, loader):
+                return self.test(loader)
+            def test(self, loader):
+                self.eval  # a reference, not nn.Module.eval
+                with torch.no_grad():
+                    return [self.model(x) for x in loader]
+            def run(self, loader):
+                self.eval(loader)
+        """
+    # eval() runs the model through test(): both are inference without nn.Module.eval()
+    assert eg106(source) == [(7, "self.model", "high"), (11, "self.model", "high")]
+    assert eg106(source.replace("self.eval  # a reference", "self.model.eval()  # a reference")) == []
+
+
+def test_a_module_running_itself_with_a_hand_written_training_branch():
+    source = """\
+        import torch
+        from torch import nn
+        import torch.nn.functional as F
+        class Scorer(nn.Module):
+            def forward(self, x):
+                if self.training:
+                    x = x + torch.randn_like(x)
+                return x
+            def predict_proba(self, x):
+                with torch.no_grad():
+                    return F.softmax(self(x), -1)
+        """
+    assert eg106(source) == [(11, "self", "high")]
+
+
+def test_a_module_with_layers_from_elsewhere_running_itself_is_medium():
+    source = """\
+        import torch
+        from torch import nn
+        from somewhere import make_body
+        class Scorer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = make_body()
+            def forward(self, x):
+                return self.body(x)
+            def embed(self, x):
+                with torch.no_grad():
+                    return self.forward(x)
+            def predict(self, x):
+                with torch.no_grad():
+                    return self(x)
+        """
+    found = eg106(source)
+    assert found and {c for _, _, c in found} == {"medium"}, found
+
+
+def eg105(source: str) -> list[int]:
+    subject = AuditSubject(path="attn.py", kind="python-source", source_text=textwrap.dedent(source))
+    outcome = run(subject, AuditOptions(selected=frozenset({"EG105"})))
+    assert not outcome.target_errors, outcome.target_errors
+    return [f.location.line for f in outcome.findings]
+
+
+ATTENTION = """\
+    import torch
+    from torch import nn
+    from .kernels import pick_attention
+    class Attention(nn.Module):
+        def __init__(self, p):
+            super().__init__()
+            self.p = p
+            self._attention_call = pick_attention()
+        def forward(self, q, k, v):
+            return self._attention_call(q, k, v, dropout_p=self.p)
+    """
+
+
+def test_attention_dropout_through_an_attribute_is_reported():
+    assert eg105(ATTENTION) == [10]
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p if self.training else 0.0")) == []
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=0.0")) == []
+    assert eg105(ATTENTION.replace("dropout_p=self.p", "dropout_p=self.p, training=self.training")) == []
+
+
+def test_min_confidence_on_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "serve.py").write_text(textwrap.dedent(MEDIUM["builder-outside-the-project"]))
+    (tmp_path / "sure.py").write_text(textwrap.dedent("""\
+        import torch
+        import torchvision
+        model = torchvision.models.resnet18()
+        with torch.no_grad():
+            out = model(x)
+        """))
+
+    def confidences(*extra):
+        done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                               "--format", "json", "--exit-zero", *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return sorted(f["evidence"]["confidence"] for f in json.loads(done.stdout)["findings"])
+
+    assert confidences() == ["high", "medium"]
+    assert confidences("--min-confidence", "high") == ["high"]
+
+
+def notebook(cells: list[tuple[str, str]]) -> str:
+    import json
+
+    return json.dumps({"cells": [{"cell_type": kind, "metadata": {}, "source": text.splitlines(keepends=True),
+                                  **({"outputs": [], "execution_count": None} if kind == "code" else {})}
+                                 for kind, text in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
+                      indent=1)
+
+
+NOTEBOOK = [
+    ("markdown", "# Inference\n"),
+    ("code", "%matplotlib inline\nimport torch\n!pip install timm\nimport timm\n"),
+    ("code", "%%bash\nls -l\n"),
+    ("code", "model = timm.create_model('resnet50', pretrained=True)\nmodel?\n"),
+    ("code", "with torch.no_grad():\n    out = model(torch.randn(1, 3, 224, 224))\n"),
+]
+
+
+def test_notebooks_are_checked_cell_by_cell_when_walking_a_folder(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "infer.ipynb").write_text(notebook(NOTEBOOK))
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                           "--format", "json", "--exit-zero"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    assert [(f["rule"], f["evidence"]["cell"], f["evidence"]["cell_line"]) for f in findings] == [("EG106", 5, 2)]
+    assert "(cell 5:line 2)" in findings[0]["message"]
+    fixed = [*NOTEBOOK[:4], ("code", "model.eval()\n"), NOTEBOOK[4]]
+    (tmp_path / "infer.ipynb").write_text(notebook(fixed))
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path), "--select", "EG106",
+                           "--format", "json"], capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["findings"] == [], done.stdout + done.stderr
+
+
+def test_a_file_named_ipynb_that_is_no_notebook_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "broken.ipynb").write_text("not json")
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(tmp_path / "broken.ipynb")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "not a Jupyter notebook" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+HELPER = """\
+    import torch
+    import torchvision
+
+
+    class Runner:
+        def __init__(self):
+            self.model = torchvision.models.resnet18()
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+        def _forward_pass(self, batch):
+            return self.model(batch[0])
+
+        def train_epoch(self, loader):
+            self.model.train()
+            for batch in loader:
+                self._forward_pass(batch).sum().backward()
+                self.optimizer.step()
+
+        def validate(self, loader):
+            with torch.no_grad():
+                return [self._forward_pass(batch) for batch in loader]
+    """
+
+
+def test_a_helper_shared_with_training_runs_the_model_in_validation():
+    assert eg106(HELPER) == [(21, "self.model", "high")]
+    fixed = HELPER.replace("        with torch.no_grad():", "        self.model.eval()\n        with torch.no_grad():")
+    assert eg106(fixed) == []
+
+
+def test_fix_writes_the_notebook_back_unchanged_outside_the_edit(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    raw = notebook(NOTEBOOK)
+    path = tmp_path / "infer.ipynb"
+    path.write_text(raw)
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", str(path), "--select", "EG106", "--fix",
+                           "--unsafe-fixes", "--format", "json", "--exit-zero"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["findings"] == []
+    after = path.read_text()
+    cells = json.loads(after)["cells"]
+    assert "".join(cells[4]["source"]) == "model.eval()\nwith torch.no_grad():\n    out = model(torch.randn(1, 3, 224, 224))\n"
+    assert cells[:4] == json.loads(raw)["cells"][:4]                 # magics and shell lines kept
+    expected = json.loads(raw)
+    expected["cells"][4]["source"] = cells[4]["source"]
+    assert after == json.dumps(expected, indent=1)                    # byte for byte elsewhere
