@@ -7,7 +7,7 @@ Usage::
 
 DEVSET_DIR (default ``tests/devset/heldout``) holds ``manifest.toml`` and one folder per case with
 ``bad/`` and ``fixed/`` twins, laid out as ``tests/devset/source``. Each twin is copied to a
-temporary folder and checked as a folder through ``evalguard.engine.audit`` with the source rules
+temporary folder and checked as a folder through ``evalguard.orchestrator.audit`` with the source rules
 selected, exactly as ``tests/test_source_devset.py`` does. Reported per rule:
 
 - recall: bad versions whose ``target`` file (or a file listed in the entry's optional ``also``:
@@ -41,7 +41,7 @@ SOURCE_RULES = frozenset({"EG105", "EG106", "EG201", "EG301", "EG903"})
 
 
 def _audit_folder(folder: Path):
-    from evalguard.engine import audit
+    from evalguard.orchestrator import audit
     from evalguard.subject import AuditOptions
 
     return audit([str(folder)], AuditOptions(selected=SOURCE_RULES))

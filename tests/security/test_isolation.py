@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from evalguard import engine, sandbox
+from evalguard import orchestrator, sandbox
 from evalguard.subject import AuditOptions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ def test_no_forward_runs_in_the_auditing_process(tmp_path, crash_package, monkey
                            onnx_enabled=False,
                            input_shapes=((2, 4),))
     monkeypatch.chdir(tmp_path)
-    report = engine.audit(["crash.pt", str(noisy), str(program)], options)
+    report = orchestrator.audit(["crash.pt", str(noisy), str(program)], options)
     assert [t.status for t in report.targets] == ["audited", "audited", "audited"], [t.detail for t in report.targets]
     assert {f.rule for f in report.findings if f.location.path == str(noisy)} & {"EG103", "EG104"}   # it ran
     assert loads == [] and models.FORWARD_PIDS == []   # ... but never here
