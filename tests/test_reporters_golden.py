@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from test_reporters_samples import ALL_SAMPLES, golden_catalogue
 
-import evalguard
 from evalguard import catalogue
 from evalguard.reporters import render
 from evalguard.reporters.github import annotations
@@ -40,7 +39,10 @@ CASES = [
 @pytest.fixture
 def frozen(monkeypatch):
     """Pin what would otherwise change between releases: tool version and rule texts."""
+    import evalguard._version
+
     monkeypatch.setattr(evalguard, "__version__", "0.0.0+golden")
+    monkeypatch.setattr(evalguard._version, "__version__", "0.0.0+golden")   # what the reporters read
     monkeypatch.setattr(catalogue, "load_catalogue", golden_catalogue)
 
 
