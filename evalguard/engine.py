@@ -308,6 +308,13 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
     return audit_subject(subject, options, severity_overrides)
 
 
+def audit_target(target, options: AuditOptions,
+                 severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
+    """One planned target (``evalguard.execution.Target``) with its own --model and --onnx."""
+    return audit_one(lambda: target.load(options), target.display, target.options_for(options),
+                     severity_overrides)
+
+
 def audit(targets: list[str], options: AuditOptions,
           severity_overrides: Mapping[str, Severity] | None = None,
           metadata: Mapping | None = None, execution=None) -> Report:
@@ -322,12 +329,14 @@ def audit(targets: list[str], options: AuditOptions,
     """
     from evalguard.execution import ExecutionOptions, Target, shard_slice
     from evalguard.loading import factory_used, load_factory_subject
-    from evalguard.loading.discover import expand_targets
+    from evalguard.planning import factory_for, plan_paths
 
     execution = execution or ExecutionOptions(isolate=False, progress=False, source_jobs=1)   # callers from Python: as before
-    paths = [None] if not targets and options.model_factory else []
-    paths += expand_targets(targets, options.exclude)
-    items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]
+    paths, pairs = plan_paths(targets, options.exclude)
+    items = [Target(0, options.model_factory, None)] if not targets and options.model_factory else []
+    items += [Target(len(items) + i, path, path, planned=True, paired_onnx=pairs.get(path),
+                     architecture=factory_for(path, options.model_factory, options.model_map))
+              for i, path in enumerate(paths)]
     items = shard_slice(items, execution.shard, key=lambda t: t.display)
     models = [t for t in items if not t.is_source]
     isolated = execution.isolated(len(models))
@@ -354,8 +363,7 @@ def audit(targets: list[str], options: AuditOptions,
             for target in items:
                 if target not in outcomes:
                     progress.begin(target.display)
-                    outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
-                                                 options, severity_overrides)
+                    outcomes[target] = audit_target(target, options, severity_overrides)
                     progress.finish(target.display)
         finally:
             set_step_listener(previous)

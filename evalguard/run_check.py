@@ -21,7 +21,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 @dataclass
 class CheckRequest:
     targets: list[str]
-    model_factory: str | None = None
+    model_factory: str | list[str] | None = None   # --model: MODULE:CALLABLE and/or GLOB=MODULE:CALLABLE (repeatable)
     trust_modules: list[str] = field(default_factory=list)
     input_shapes: list[str] = field(default_factory=list)
     input_dtype: str | None = None
@@ -121,7 +121,8 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
 
     if request.onnx_file and request.no_onnx:
         raise UsageError("--onnx and --no-onnx cannot be used together")
-    if not request.targets and not request.model_factory:
+    plain, model_map = model_architectures(request, config)
+    if not request.targets and not plain:
         raise UsageError("nothing to check: pass a TARGET (model file, checkpoint, .onnx, .py, folder) or --model")
     if request.onnx_file and not Path(request.onnx_file).is_file():
         raise UsageError(f"--onnx: no such file {request.onnx_file}")
@@ -147,7 +148,8 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         input_dtype=_from_config(config, "input-dtype", not request.input_dtype,
                                  lambda: parse_dtype(request.input_dtype or config.input_dtype)),
         example_inputs_file=request.example_inputs,
-        model_factory=request.model_factory,
+        model_factory=plain,
+        model_map=model_map,
         trust_modules=trust_modules,
         onnx_file=request.onnx_file,
         onnx_enabled=not request.no_onnx,
@@ -159,6 +161,23 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         exclude=tuple(request.exclude or config.exclude),
         debug=request.debug,
     )
+
+
+def model_architectures(request: CheckRequest, config: FileConfig) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """The plain ``--model`` and the GLOB=SPEC mappings (``evalguard.planning``): the command
+    line's first (globs relative to the current folder), then the config's (relative to its file)."""
+    from evalguard.planning import parse_model_specs
+
+    given = request.model_factory
+    values = [given] if isinstance(given, str) else list(given or [])
+    plain, mapping = parse_model_specs(values, Path.cwd())
+    if config.model:
+        origin = f"{config.path}: [tool.evalguard] model" if config.path else "[tool.evalguard] model"
+        base = config.path.parent if config.path else Path.cwd()
+        config_plain, config_mapping = parse_model_specs(config.model, base, origin)
+        plain = plain or config_plain
+        mapping += config_mapping
+    return plain, mapping
 
 
 def _from_config(config: FileConfig, key: str, from_file: bool, parse):

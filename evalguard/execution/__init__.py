@@ -50,15 +50,36 @@ class Target:
     index: int             # position in the expanded command line (report order)
     display: str           # the path (or factory spec) the report shows
     path: str | None
+    planned: bool = False              # architecture/paired_onnx decided by evalguard.planning
+    architecture: str | None = None    # the --model this target is loaded into (None: its own / none)
+    paired_onnx: str | None = None     # x.onnx found beside x.pt: this target's --onnx
 
     @property
     def is_source(self) -> bool:
         return self.path is not None and self.path.endswith(".py")
 
+    def options_for(self, options):
+        """The run's options as this target sees them (its own --model and --onnx)."""
+        if not self.planned or self.path is None:
+            return options
+        from dataclasses import replace
+
+        return replace(options, model_factory=self.architecture,
+                       onnx_file=options.onnx_file or self.paired_onnx)
+
     def load(self, options):
         from evalguard.loading import load_factory_subject, load_target
 
-        return load_factory_subject(options) if self.path is None else load_target(self.path, options)
+        if self.path is None:
+            return load_factory_subject(options)
+        subject = load_target(self.path, self.options_for(options))
+        if self.paired_onnx and subject.load is not None and not options.onnx_file:
+            from dataclasses import replace
+
+            from evalguard.planning import PAIRED_LABEL
+
+            subject.load = replace(subject.load, details=(*subject.load.details, (PAIRED_LABEL, self.paired_onnx)))
+        return subject
 
 
 def parse_memory(text: str) -> int:

@@ -46,7 +46,7 @@ def audit_task(target: Target, options: AuditOptions, overrides: Mapping[str, Se
     worker._limit_threads(threads)
     worker._limit_memory(memory_limit)
     try:
-        result, findings = engine.audit_one(lambda: target.load(options), target.display, options, overrides)
+        result, findings = engine.audit_target(target, options, overrides)
     except UsageError as exc:
         return {"usage_error": str(exc)}
     return {"result": {"target": target_to_dict(result), "findings": [finding_to_dict(f) for f in findings]},
