@@ -57,8 +57,10 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("targets", nargs=-1, type=click.Path())
-@click.option("--model", "model_factory", metavar="MODULE:CALLABLE",
-              help="Factory returning an nn.Module: the architecture for a state_dict, or the model to audit.")
+@click.option("--model", "model_factory", multiple=True, metavar="[GLOB=]MODULE:CALLABLE",
+              help="Factory returning an nn.Module: the architecture of state_dict/checkpoint targets (never of "
+                   "HF folders, full pickles or ONNX), or the model to audit. GLOB=MODULE:CALLABLE (repeatable, "
+                   "first match wins) gives the targets matching GLOB their own architecture.")
 @click.option("--trust-module", multiple=True, metavar="NAME",
               help="Package whose classes may be rebuilt from a full-module pickle (repeatable).")
 @click.option("--input-shape", multiple=True, metavar="4x3x224x224", help="Shape of one positional input (repeatable).")
@@ -112,7 +114,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
     from evalguard.run_check import CheckRequest, execute
 
     request = CheckRequest(
-        targets=list(targets), model_factory=model_factory, trust_modules=list(trust_module),
+        targets=list(targets), model_factory=list(model_factory), trust_modules=list(trust_module),
         input_shapes=list(input_shape), input_dtype=input_dtype, example_inputs=example_inputs,
         onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, backends=backends, fmt=fmt, output=output,
         extra_reports=list(extra_reports), fail_on=fail_on,
