@@ -315,6 +315,18 @@ def audit_target(target, options: AuditOptions,
                      severity_overrides)
 
 
+def _with_usage(result: TargetResult, usage: tuple[float, int | None] | None) -> TargetResult:
+    """The target's wall time and its worker's peak RSS (``evalguard.execution.progress``)."""
+    from dataclasses import replace
+
+    from evalguard.findings import TargetUsage
+
+    if usage is None or result.path.endswith(".py"):
+        return result
+    seconds, peak_kib = usage
+    return replace(result, usage=TargetUsage(seconds, peak_kib * 1024 if peak_kib else None))
+
+
 def audit(targets: list[str], options: AuditOptions,
           severity_overrides: Mapping[str, Severity] | None = None,
           metadata: Mapping | None = None, execution=None) -> Report:
@@ -344,7 +356,7 @@ def audit(targets: list[str], options: AuditOptions,
     from evalguard.execution.progress import Progress
 
     outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
-    with Progress(len(items), enabled=execution.progress) as progress:
+    with Progress(len(items), enabled=execution.progress, log_finished=len(models) > 1) as progress:
         from evalguard.execution.sources import run_sources
 
         # .py files first, forked before anything in this process loads a model (and torch)
@@ -364,11 +376,11 @@ def audit(targets: list[str], options: AuditOptions,
                 if target not in outcomes:
                     progress.begin(target.display)
                     outcomes[target] = audit_target(target, options, severity_overrides)
-                    progress.finish(target.display)
+                    progress.finish(target.display, status=outcomes[target][0].status)
         finally:
             set_step_listener(previous)
 
-    results = [outcomes[t][0] for t in items]
+    results = [_with_usage(outcomes[t][0], progress.usage(t.display)) for t in items]
     found = [f for t in items for f in outcomes[t][1]]
     first_shard = not execution.shard or execution.shard[0] == 1
     if targets and options.model_factory and first_shard and \
