@@ -358,13 +358,17 @@ def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
 
 
 def publish(report: Report, fmt: str, output: str | None, extra_reports: list[tuple[str, str]],
-            fail_on: Severity) -> int:
+            fail_on: Severity, quiet: bool = False) -> int:
     """Render and write a report that already exists (``evalguard merge``): the same files,
-    error lines and exit code as ``evalguard check``."""
+    error lines and exit code as ``evalguard check`` (``quiet``: the text report's findings only)."""
     from evalguard.reporters import render
+    from evalguard.reporters import text as text_report
 
     color = fmt == "text" and not output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    text = render(report, fmt, color=color)
+    if fmt == "text" and quiet:
+        text = text_report.render(report, color=color, quiet=True)
+    else:
+        text = render(report, fmt, color=color)
     for extra_fmt, path in extra_reports:
         _write(path, render(report, extra_fmt), "--report")
     if output:
