@@ -136,11 +136,12 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
               help="Also write this format to FILE (repeatable), e.g. html:report.html.")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
               help="Lowest severity that makes the exit code 1 (default: the one the shards ran with).")
-def merge(reports, fmt, output, extra_reports, fail_on) -> int:
+@click.option("--quiet", "-q", is_flag=True, help="Print the findings only, as `check -q` does: no summary.")
+def merge(reports, fmt, output, extra_reports, fail_on, quiet) -> int:
     """Combine JSON reports of `check --shard K/N` runs into one report."""
     from evalguard.merge import run_merge
 
-    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on)
+    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on, quiet=quiet)
 
 
 @cli.command()
