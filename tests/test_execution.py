@@ -222,13 +222,13 @@ def test_progress_line_only_on_a_terminal():
 
 
 def test_long_paths_are_cut_at_the_start(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("COLUMNS", "80")
     terminal = _Terminal()
     with Progress(3, stream=terminal) as progress:
         progress.begin("/very/long/registry/path/" * 4 + "model.pt")
         progress.step("architecture")
     last = terminal.getvalue().split("\r\x1b[K")[-2]
-    assert last.endswith("model.pt: architecture 0:00") and "..." in last and len(last) <= 59
+    assert last.endswith("model.pt: architecture 0:00") and "..." in last and len(last) <= 79
 
 
 def test_in_process_audit_reports_steps_on_a_terminal(monkeypatch, tmp_path):
