@@ -62,6 +62,7 @@ class CheckRequest:
     shard: str | None = None
     executor: str = "local"
     ray_address: str | None = None
+    retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     runs = plan_runs(request)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
                                 request.shard, request.quiet, executor=request.executor,
-                                ray_address=request.ray_address)
+                                ray_address=request.ray_address, retries=request.retries)
     if execution.memory_limit and any(run.options.device == "cuda" for run in runs):
         raise UsageError("--memory-limit caps address space, which CUDA reserves by the tens of GiB; "
                          "it cannot be used with --device cuda")
