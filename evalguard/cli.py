@@ -41,8 +41,13 @@ def _execution_options(command):
         click.option("--executor", "executor", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
                      help="Where model targets run: worker processes here, or Ray tasks (pip install 'evalguard[ray]')."),
-        click.option("--ray-address", "ray_address", metavar="ADDR",
-                     help="With --executor ray: an existing Ray cluster (default: a local Ray instance)."),
+        click.option("--ray-address", "ray_address", metavar="local|auto|ADDR",
+                     help="With --executor ray: local (default) starts a private Ray instance for the run, never "
+                          "joining one already running; auto joins the cluster running on this machine; "
+                          "HOST:PORT or ray://HOST:PORT joins that cluster."),
+        click.option("--retries", "retries", type=int, default=None, metavar="N",
+                     help="With --executor ray: audit a target again up to N times when its Ray actor dies "
+                          "(a lost node); default 0. A retried target says so in the report."),
     ]
     for option in reversed(options):
         command = option(command)
