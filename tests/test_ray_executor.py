@@ -82,12 +82,17 @@ def models(tmp_path):
 
 def evalguard(cwd, *args, timeout=600):
     """``evalguard ARGS`` in its own process (Ray's driver state never leaks between tests)."""
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**_ray_env(), "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("RAY_ADDRESS", None)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "evalguard", "check", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
+
+
+def _ray_env() -> dict:
+    """The test cluster and its driver run without Ray's token authentication (loopback only)."""
+    return {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
 
 def _targets(out: str) -> dict:
@@ -193,7 +198,8 @@ def cluster(tmp_path_factory):
     common = ["--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     procs = [subprocess.Popen([ray_bin, "start", "--head", "--port", str(port), "--temp-dir", str(temp),
                                "--include-dashboard", "false", *common],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=_ray_env())]
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -207,7 +213,7 @@ def cluster(tmp_path_factory):
         for _ in range(2):
             procs.append(subprocess.Popen([ray_bin, "start", "--address", f"127.0.0.1:{port}", *common],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
+                                          start_new_session=True, env=_ray_env()))
         time.sleep(15)
         yield f"127.0.0.1:{port}"
     finally:
@@ -227,6 +233,7 @@ def cluster(tmp_path_factory):
 def test_cluster_lost_actor_fails_only_its_target_and_retries_are_reported(models, cluster):
     code, out, err, _ = evalguard(models, "good.pt", "killer.pt", "flaky.pt", *COMMON, "--executor", "ray",
                                   "--ray-address", cluster, "--jobs", "2", "--retries", "1", "--timeout", "120")
+    assert out, err
     targets = _targets(out)
     assert code == 2, err
     assert targets["good.pt"]["status"] == "audited"

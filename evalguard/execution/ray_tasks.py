@@ -98,6 +98,17 @@ def _read_child(fd: int, timeout: float | None, state: dict) -> bool:
                 state["message"] = message
 
 
+def _detach_from_actor(keep_fd: int) -> None:
+    """In the child: die with the actor (a lost actor must not leave its child running) and close
+    the actor's sockets, so Ray sees the actor's death when it happens, not when the child ends."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG (Linux)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+
+
 def _run_child(job: dict, timeout: float | None) -> dict:
     """Fork one child that audits ``job``; how it ended, as a dict for the driver."""
     from evalguard.execution import worker
@@ -108,6 +119,7 @@ def _run_child(job: dict, timeout: float | None) -> dict:
         code = 1
         try:
             os.close(read_fd)
+            _detach_from_actor(write_fd)
             os.setsid()
             os.dup2(2, 1)                     # the audited code's prints: stderr, forwarded by Ray
             worker.serve_job(job, write_fd)
@@ -311,8 +323,9 @@ class RayExecutor:
             self._init(ray)
             started_here = True
         try:
-            request = self.request(ray.cluster_resources())
-            problem = unmet(request, ray.nodes())
+            nodes = ray.nodes()
+            request = self.request(ray.cluster_resources(), nodes)
+            problem = unmet(request, nodes)
             if problem:
                 raise UsageError(problem)
             return self._run(ray, targets, request)
@@ -320,10 +333,11 @@ class RayExecutor:
             if started_here:
                 ray.shutdown()
 
-    def request(self, cluster: Mapping) -> Request:
-        """Each actor's share: the cluster's cores split between ``--jobs`` actors."""
+    def request(self, cluster: Mapping, nodes: list[dict]) -> Request:
+        """Each actor's share: the cluster's cores split between ``--jobs`` actors, at most one node's."""
         jobs = max(1, self.execution.jobs)
-        cpus = max(1, int(cluster.get("CPU", 1)) // jobs)
+        largest = max((n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True)), default=1)
+        cpus = max(1, min(int(largest), int(cluster.get("CPU", 1)) // jobs))
         return Request(cpus=cpus, memory=self.execution.memory_limit,
                        gpus=1 if self.options.device == "cuda" else 0)
 
