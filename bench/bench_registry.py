@@ -11,7 +11,7 @@ Generates, in a temporary folder, ``--copies`` sets of (11 targets each; 33 by d
   bugs/train-K.pt  the same pickle saved in training mode (a planted EG101)
   bugs/rand-K.pt   a state_dict of a model whose forward draws random numbers after eval() (EG102)
   broken/empty-K.pt, broken/cut-K.pt (a truncated torch.save zip), broken/text-K.pt
-  src/train-K.py   a training script with a planted source bug
+  src/train-K.py   a copy of examples/rules/EG105/bad.py (a planted source bug)
 Then audits it with local ``--jobs 1``, ``--jobs 2``, three ``--shard`` runs merged, and (with
 ``--ray``, when Ray is installed) ``--executor ray --jobs 2`` on a private local instance, and
 prints a Markdown table: wall time, targets, errors, findings, whether the findings and target
@@ -57,14 +57,7 @@ class Noisy(nn.Module):
 def build_noisy():
     return Noisy()
 '''
-SOURCE = '''
-import torch
-
-
-def evaluate(model, loader):
-    with torch.no_grad():
-        return [model(x) for x in loader]     # no model.eval(): EG1xx source rule
-'''
+SOURCE = ROOT / "examples" / "rules" / "EG105" / "bad.py"   # functional dropout: a planted source bug
 
 
 def generate(root: Path, copies: int) -> list[str]:
@@ -102,10 +95,9 @@ def generate(root: Path, copies: int) -> list[str]:
         whole = (reg / "mlp" / f"mlp-{k}.pt").read_bytes()
         (reg / "broken" / f"cut-{k}.pt").write_bytes(whole[: len(whole) // 2])
         (reg / "broken" / f"text-{k}.pt").write_text("not a model\n")
-        (reg / "src" / f"train-{k}.py").write_text(SOURCE)
+        shutil.copy(SOURCE, reg / "src" / f"train-{k}.py")
     return ["--model", "registry/mlp/*=arch.py:build_mlp", "--model", "registry/pair/*=arch.py:build_mlp",
-            "--model", "registry/cnn/*=arch.py:build_cnn", "--model", "registry/bugs/rand-*=arch.py:build_noisy",
-            "--trust-module", "torch"]
+            "--model", "registry/cnn/*=arch.py:build_cnn", "--model", "registry/bugs/rand-*=arch.py:build_noisy"]
 
 
 def evalguard(root: Path, *args: str, python: str = sys.executable) -> tuple[int, float]:
@@ -114,7 +106,8 @@ def evalguard(root: Path, *args: str, python: str = sys.executable) -> tuple[int
     started = time.monotonic()
     proc = subprocess.run([python, "-m", "evalguard", *args], cwd=root, env=env, capture_output=True, text=True,
                           check=False)
-    if proc.returncode not in (0, 1, 2) or (proc.returncode == 2 and "Traceback" in proc.stderr):
+    if proc.returncode not in (0, 1) and ("Traceback" in proc.stderr or "-o" not in args
+                                          or not (root / args[args.index("-o") + 1]).exists()):
         print(proc.stderr[-3000:], file=sys.stderr)
     return proc.returncode, time.monotonic() - started
 
