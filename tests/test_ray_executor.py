@@ -243,3 +243,33 @@ def test_cluster_lost_actor_fails_only_its_target_and_retries_are_reported(model
     flaky = targets["flaky.pt"]
     assert flaky["status"] == "audited" and "audited on attempt 2 (--retries 1)" in flaky["detail"]
     assert {c["status"] for c in flaky["coverage"].values()} >= {"passed"}
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not _ray_installed(), reason="Ray is the optional extra evalguard[ray]; not installed")
+def test_terminal_progress_shows_the_step_each_ray_target_reached(models, monkeypatch):
+    import io
+
+    from evalguard.catalogue import load_catalogue
+    from evalguard.execution import Target
+    from evalguard.execution.progress import Progress
+    from evalguard.execution.ray_tasks import run_on_ray
+    from evalguard.subject import AuditOptions
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.chdir(models)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("COLUMNS", "200")
+    options = AuditOptions(selected=frozenset(load_catalogue()), input_shapes=((2, 8),), onnx_enabled=False)
+    targets = [Target(i, name, name, planned=True, architecture="factory.py:build")
+               for i, name in enumerate(("hang.pt", "good.pt"))]
+    terminal = Terminal()
+    with Progress(2, stream=terminal) as progress:
+        results = run_on_ray(targets, options, {}, build_execution(executor="ray", timeout=8), progress)
+    assert results[targets[0]][0].status == "error" and results[targets[1]][0].status == "audited"
+    shown = {part.split("hang.pt: ")[1].rsplit(" ", 1)[0] for part in terminal.getvalue().split("\r\x1b[K")
+             if "hang.pt: " in part}
+    assert "eval-mode" in shown, shown        # the step the hang is in, asked of the actor while it runs

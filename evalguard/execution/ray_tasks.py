@@ -65,7 +65,7 @@ def _import_ray():
 
 
 # ------------------------------------------------------------------ inside the actor
-def _read_child(fd: int, timeout: float | None, state: dict) -> bool:
+def _read_child(fd: int, timeout: float | None, state: dict, on_step=None) -> bool:
     """JSON lines from the child until it closes the pipe; False when ``timeout`` (counted from
     its ``ready``) passed. ``state`` collects the last step and the final message."""
     buffer, deadline = b"", None
@@ -94,6 +94,8 @@ def _read_child(fd: int, timeout: float | None, state: dict) -> bool:
                     deadline = state["started"] + timeout
             elif "step" in message:
                 state["step"] = message["step"]
+                if on_step is not None:
+                    on_step(message["step"])
             else:
                 state["message"] = message
 
@@ -109,7 +111,7 @@ def _detach_from_actor(keep_fd: int) -> None:
     os.closerange(keep_fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
 
 
-def _run_child(job: dict, timeout: float | None) -> dict:
+def _run_child(job: dict, timeout: float | None, on_step=None) -> dict:
     """Fork one child that audits ``job``; how it ended, as a dict for the driver."""
     from evalguard.execution import worker
 
@@ -129,7 +131,7 @@ def _run_child(job: dict, timeout: float | None) -> dict:
     os.close(write_fd)
     state: dict = {"step": "starting the worker"}
     try:
-        finished = _read_child(read_fd, timeout, state)
+        finished = _read_child(read_fd, timeout, state, on_step)
     finally:
         os.close(read_fd)
     if not finished:
@@ -151,13 +153,22 @@ class _Auditor:
         sys.path[:] = [*sys_path, *(p for p in sys.path if p not in sys_path)]
         sys.stdout = sys.stderr
         self.pid = os.getpid()
+        self.step = ""
         _warm_imports()
 
     def where(self) -> dict:
         return {"pid": self.pid, "node": socket.gethostname()}
 
     def audit(self, job: dict, timeout: float | None) -> dict:
-        return _run_child(job, timeout)
+        self.step = "starting"
+        try:
+            return _run_child(job, timeout, on_step=lambda step: setattr(self, "step", step))
+        finally:
+            self.step = ""
+
+    def current_step(self) -> str:
+        """The step the target being audited has reached (answered while ``audit`` runs)."""
+        return self.step
 
 
 def _warm_imports() -> None:
@@ -273,6 +284,7 @@ class _Slot:
     target: Target | None = None
     ref: object = None
     since: float = 0.0
+    step_ref: object = None
 
 
 @dataclass
@@ -342,7 +354,8 @@ class RayExecutor:
                        gpus=1 if self.options.device == "cuda" else 0)
 
     def _actor(self, ray, request: Request):
-        cls = ray.remote(_Auditor).options(**request.resources(), max_restarts=0, max_task_retries=0)
+        cls = ray.remote(_Auditor).options(**request.resources(), max_restarts=0, max_task_retries=0,
+                                           max_concurrency=2)     # audit() and current_step()
         return cls.remote(os.getcwd(), list(sys.path))
 
     def _job(self, target: Target, request: Request) -> dict:
@@ -362,6 +375,7 @@ class RayExecutor:
                 done, _ = ray.wait(list(busy), num_returns=1, timeout=_POLL_S)
                 for ref in done:
                     self._collect(ray, busy[ref], run, request)
+                self._show_steps(ray, slots)
                 self._backstop(ray, slots, run, request)
         except BaseException:
             for slot in slots:
@@ -386,6 +400,22 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:     # evalguard or torch missing on a node, ...
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise UsageError(f"--executor ray: the Ray actors could not start: {first[:300]}") from None
+
+    def _show_steps(self, ray, slots: list[_Slot]) -> None:
+        """Ask each busy actor for its target's step (one question in flight per actor)."""
+        for slot in slots:
+            if slot.target is None:
+                slot.step_ref = None
+                continue
+            if slot.step_ref is not None:
+                ready, _ = ray.wait([slot.step_ref], timeout=0)
+                if not ready:
+                    continue
+                with contextlib.suppress(Exception):
+                    step = ray.get(slot.step_ref)
+                    if step and slot.target is not None:
+                        self.progress.step(step, slot.target.display)
+            slot.step_ref = slot.actor.current_step.remote()
 
     def _start(self, slot: _Slot, target: Target, request: Request) -> None:
         slot.target, slot.since = target, time.monotonic()
