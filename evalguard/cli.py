@@ -41,8 +41,13 @@ def _execution_options(command):
         click.option("--executor", "executor", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
                      help="Where model targets run: worker processes here, or Ray tasks (pip install 'evalguard[ray]')."),
-        click.option("--ray-address", "ray_address", metavar="ADDR",
-                     help="With --executor ray: an existing Ray cluster (default: a local Ray instance)."),
+        click.option("--ray-address", "ray_address", metavar="local|auto|ADDR",
+                     help="With --executor ray: local (default) starts a private Ray instance for the run, never "
+                          "joining one already running; auto joins the cluster running on this machine; "
+                          "HOST:PORT or ray://HOST:PORT joins that cluster."),
+        click.option("--retries", "retries", type=int, default=None, metavar="N",
+                     help="With --executor ray: audit a target again up to N times when its Ray actor dies "
+                          "(a lost node); default 0. A retried target says so in the report."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -57,8 +62,10 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("targets", nargs=-1, type=click.Path())
-@click.option("--model", "model_factory", metavar="MODULE:CALLABLE",
-              help="Factory returning an nn.Module: the architecture for a state_dict, or the model to audit.")
+@click.option("--model", "model_factory", multiple=True, metavar="[GLOB=]MODULE:CALLABLE",
+              help="Factory returning an nn.Module: the architecture of state_dict/checkpoint targets (never of "
+                   "HF folders, full pickles or ONNX), or the model to audit. GLOB=MODULE:CALLABLE (repeatable, "
+                   "first match wins) gives the targets matching GLOB their own architecture.")
 @click.option("--trust-module", multiple=True, metavar="NAME",
               help="Package whose classes may be rebuilt from a full-module pickle (repeatable).")
 @click.option("--input-shape", multiple=True, metavar="4x3x224x224", help="Shape of one positional input (repeatable).")
@@ -124,7 +131,7 @@ def check(targets, model_factory, trust_module, input_shape, input_dtype, exampl
     from evalguard.run_check import CheckRequest, execute
 
     request = CheckRequest(
-        targets=list(targets), model_factory=model_factory, trust_modules=list(trust_module),
+        targets=list(targets), model_factory=list(model_factory), trust_modules=list(trust_module),
         input_shapes=list(input_shape), input_dtype=input_dtype, example_inputs=example_inputs,
         onnx_file=onnx_file, no_onnx=no_onnx, onnx_exporter=onnx_exporter, keep_onnx=keep_onnx, backends=backends, generate=generate, fmt=fmt, output=output,
         extra_reports=list(extra_reports), fail_on=fail_on,
@@ -175,11 +182,12 @@ def _execute_stdin(request, name: str) -> int:
               help="Also write this format to FILE (repeatable), e.g. html:report.html.")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
               help="Lowest severity that makes the exit code 1 (default: the one the shards ran with).")
-def merge(reports, fmt, output, extra_reports, fail_on) -> int:
+@click.option("--quiet", "-q", is_flag=True, help="Print the findings only, as `check -q` does: no summary.")
+def merge(reports, fmt, output, extra_reports, fail_on, quiet) -> int:
     """Combine JSON reports of `check --shard K/N` runs into one report."""
     from evalguard.merge import run_merge
 
-    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on)
+    return run_merge(list(reports), fmt, output, list(extra_reports), fail_on, quiet=quiet)
 
 
 @cli.command()

@@ -47,6 +47,7 @@ class FileConfig:
     device: str | None = None
     onnx_exporter: str | None = None
     backends: str | None = None
+    model: list[str] = field(default_factory=list)     # --model specs, GLOB=MODULE:CALLABLE (evalguard.planning)
 
 
 # key in TOML -> (attribute, expected type)
@@ -58,6 +59,7 @@ _KEYS = {
     "tolerances": ("tolerances", dict), "allow-stochastic": ("allow_stochastic", list),
     "exclude": ("exclude", list), "seed": ("seed", int), "device": ("device", str),
     "onnx-exporter": ("onnx_exporter", str), "backends": ("backends", str),
+    "model": ("model", list),
 }
 _TOLERANCE_KEYS = {"atol", "rtol", "outputs"}
 #: keys whose value is one of a fixed set: key -> allowed values

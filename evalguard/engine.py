@@ -351,3 +351,22 @@ def audit_one(load: Callable[[], AuditSubject], display_path: str, options: Audi
         return TargetResult(display_path, "unknown", "error", detail), apply_policy([crash], options,
                                                                                    severity_overrides)
     return audit_subject(subject, options, severity_overrides)
+
+
+def audit_target(target, options: AuditOptions,
+                 severity_overrides: Mapping[str, Severity] | None = None) -> tuple[TargetResult, list[Finding]]:
+    """One planned target (``evalguard.execution.Target``) with its own --model and --onnx."""
+    return audit_one(lambda: target.load(options), target.display, target.options_for(options),
+                     severity_overrides)
+
+
+def _with_usage(result: TargetResult, usage: tuple[float, int | None] | None) -> TargetResult:
+    """The target's wall time and its worker's peak RSS (``evalguard.execution.progress``)."""
+    from dataclasses import replace
+
+    from evalguard.findings import TargetUsage
+
+    if usage is None or result.path.endswith(".py"):
+        return result
+    seconds, peak_kib = usage
+    return replace(result, usage=TargetUsage(seconds, peak_kib * 1024 if peak_kib else None))

@@ -101,10 +101,20 @@ class TargetResult:
     detail: str = ""
     coverage: Mapping[str, RuleCoverage] = field(default_factory=dict, compare=False, hash=False)
     facts: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    usage: TargetUsage | None = field(default=None, compare=False, hash=False)
 
     def not_run(self) -> dict[str, RuleCoverage]:
         """Selected, applicable rules that did not run on this target."""
         return {rule: c for rule, c in self.coverage.items() if c.status == SKIPPED}
+
+
+@dataclass(frozen=True)
+class TargetUsage:
+    """What one target's audit cost: wall seconds from when it started running (queueing and
+    worker start-up excluded) and the peak RSS of the worker that audited it (None in-process)."""
+
+    seconds: float
+    peak_rss_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,9 @@ def fail_on_of(reports: list[Report], given: str | None) -> Severity:
 
 
 def run_merge(paths: list[str], fmt: str, output: str | None, extra_reports: list[str],
-              fail_on: str | None) -> int:
+              fail_on: str | None, quiet: bool = False) -> int:
+    """``quiet`` (``-q``): the text report's findings only, as ``check -q`` prints them; the
+    ``error:`` lines (a target not audited, a missing shard) still go to stderr."""
     import click
 
     from evalguard.reporters import FORMATS
@@ -108,7 +110,7 @@ def run_merge(paths: list[str], fmt: str, output: str | None, extra_reports: lis
     threshold = fail_on_of(reports, fail_on)
     report, problems = merge(reports, paths)
     report = Report(report.targets, report.findings, {**report.metadata, "fail_on": str(threshold)})
-    code = publish(report, fmt, output, extras, threshold)
+    code = publish(report, fmt, output, extras, threshold, quiet=quiet)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     return EXIT_ERROR if problems else code

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from evalguard.engine import audit_one, run_metadata, set_step_listener
+from evalguard.engine import _with_usage, audit_one, audit_target, run_metadata, set_step_listener
 from evalguard.findings import Finding, Report, Severity, TargetResult
 from evalguard.subject import AuditOptions
 
@@ -28,12 +28,14 @@ def audit(targets: list[str], options: AuditOptions,
     """
     from evalguard.execution import ExecutionOptions, NeedsWorker, Target, shard_slice
     from evalguard.loading import factory_used, load_factory_subject
-    from evalguard.loading.discover import expand_targets
+    from evalguard.planning import factory_for, plan_paths
 
     execution = execution or ExecutionOptions(isolate=False, progress=False, source_jobs=1)   # callers from Python: as before
-    paths = [None] if not targets and options.model_factory else []
-    paths += expand_targets(targets, options.exclude)
-    items = [Target(i, path or options.model_factory, path) for i, path in enumerate(paths)]
+    paths, pairs = plan_paths(targets, options.exclude)
+    items = [Target(0, options.model_factory, None)] if not targets and options.model_factory else []
+    items += [Target(len(items) + i, path, path, planned=True, paired_onnx=pairs.get(path),
+                     architecture=factory_for(path, options.model_factory, options.model_map))
+              for i, path in enumerate(paths)]
     items = shard_slice(items, execution.shard, key=lambda t: t.display)
     models = [t for t in items if not t.is_source]
     isolated = execution.isolated(len(models))
@@ -41,7 +43,7 @@ def audit(targets: list[str], options: AuditOptions,
     from evalguard.execution.progress import Progress
 
     outcomes: dict[Target, tuple[TargetResult, list[Finding]]] = {}
-    with Progress(len(items), enabled=execution.progress) as progress:
+    with Progress(len(items), enabled=execution.progress, log_finished=len(models) > 1) as progress:
         from evalguard.execution.sources import run_sources
 
         # .py files first, forked before anything in this process loads a model (and torch)
@@ -62,12 +64,11 @@ def audit(targets: list[str], options: AuditOptions,
                 if target not in outcomes:
                     progress.begin(target.display)
                     try:
-                        outcomes[target] = audit_one(lambda t=target: t.load(options), target.display,
-                                                     options, severity_overrides)
+                        outcomes[target] = audit_target(target, options, severity_overrides)
                     except NeedsWorker:
                         contained.append(target)   # begun here, finished by its worker
                         continue
-                    progress.finish(target.display)
+                    progress.finish(target.display, status=outcomes[target][0].status)
         finally:
             set_step_listener(previous)
         if contained:
@@ -76,7 +77,7 @@ def audit(targets: list[str], options: AuditOptions,
             isolated = True
             outcomes.update(run_workers(contained, options, severity_overrides, execution, progress))
 
-    results = [outcomes[t][0] for t in items]
+    results = [_with_usage(outcomes[t][0], progress.usage(t.display)) for t in items]
     found = [f for t in items for f in outcomes[t][1]]
     first_shard = not execution.shard or execution.shard[0] == 1
     if targets and options.model_factory and first_shard and \

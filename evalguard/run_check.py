@@ -22,7 +22,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 @dataclass
 class CheckRequest:
     targets: list[str]
-    model_factory: str | None = None
+    model_factory: str | list[str] | None = None   # --model: MODULE:CALLABLE and/or GLOB=MODULE:CALLABLE (repeatable)
     trust_modules: list[str] = field(default_factory=list)
     input_shapes: list[str] = field(default_factory=list)
     input_dtype: str | None = None
@@ -70,6 +70,7 @@ class CheckRequest:
     shard: str | None = None
     executor: str = "local"
     ray_address: str | None = None
+    retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
 
     if request.onnx_file and request.no_onnx:
         raise UsageError("--onnx and --no-onnx cannot be used together")
-    if not request.targets and not request.model_factory:
+    plain, model_map = model_architectures(request, config)
+    if not request.targets and not plain:
         raise UsageError("nothing to check: pass a TARGET (model file, checkpoint, .onnx, .py, folder) or --model")
     if request.onnx_file and not Path(request.onnx_file).is_file():
         raise UsageError(f"--onnx: no such file {request.onnx_file}")
@@ -160,7 +162,8 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         input_shapes=input_shapes,
         input_dtype=input_dtype,
         example_inputs_file=request.example_inputs,
-        model_factory=request.model_factory,
+        model_factory=plain,
+        model_map=model_map,
         trust_modules=trust_modules,
         onnx_file=request.onnx_file,
         onnx_enabled=not request.no_onnx,
@@ -174,6 +177,23 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
         debug=request.debug,
         min_confidence=request.min_confidence or "medium",
     )
+
+
+def model_architectures(request: CheckRequest, config: FileConfig) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """The plain ``--model`` and the GLOB=SPEC mappings (``evalguard.planning``): the command
+    line's first (globs relative to the current folder), then the config's (relative to its file)."""
+    from evalguard.planning import parse_model_specs
+
+    given = request.model_factory
+    values = [given] if isinstance(given, str) else list(given or [])
+    plain, mapping = parse_model_specs(values, Path.cwd())
+    if config.model:
+        origin = f"{config.path}: [tool.evalguard] model" if config.path else "[tool.evalguard] model"
+        base = config.path.parent if config.path else Path.cwd()
+        config_plain, config_mapping = parse_model_specs(config.model, base, origin)
+        plain = plain or config_plain
+        mapping += config_mapping
+    return plain, mapping
 
 
 def _from_config(config: FileConfig, key: str, from_file: bool, parse):
@@ -356,7 +376,7 @@ def audit_request(request: CheckRequest) -> tuple[Report, Severity | dict[str, S
     runs = plan_runs(request)
     execution = build_execution(request.isolate, request.jobs, request.timeout, request.memory_limit,
                                 request.shard, request.quiet, executor=request.executor,
-                                ray_address=request.ray_address)
+                                ray_address=request.ray_address, retries=request.retries)
     if execution.memory_limit and any(run.options.device == "cuda" for run in runs):
         raise UsageError("--memory-limit caps address space, which CUDA reserves by the tens of GiB; "
                          "it cannot be used with --device cuda")
@@ -451,13 +471,17 @@ def finish(report: Report, fail_on, exit_zero: bool = False) -> int:
 
 
 def publish(report: Report, fmt: str, output: str | None, extra_reports: list[tuple[str, str]],
-            fail_on: Severity) -> int:
+            fail_on: Severity, quiet: bool = False) -> int:
     """Render and write a report that already exists (``evalguard merge``): the same files,
-    error lines and exit code as ``evalguard check``."""
+    error lines and exit code as ``evalguard check`` (``quiet``: the text report's findings only)."""
     from evalguard.reporters import render
+    from evalguard.reporters import text as text_report
 
     color = fmt == "text" and not output and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    text = render(report, fmt, color=color)
+    if fmt == "text" and quiet:
+        text = text_report.render(report, color=color, quiet=True)
+    else:
+        text = render(report, fmt, color=color)
     for extra_fmt, path in extra_reports:
         _write(path, render(report, extra_fmt), "--report")
     if output:

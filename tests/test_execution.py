@@ -211,9 +211,10 @@ def test_progress_line_only_on_a_terminal():
             progress.begin("a.pt")
             progress.step("eval-mode")
             progress.finish("a.pt")
-    assert "\r" in terminal.getvalue() and "[0/2] a.pt: eval-mode" in terminal.getvalue()
+    assert "\r" in terminal.getvalue() and "0/2 done, 0:00 elapsed | a.pt: eval-mode 0:00" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\x1b[K"), "the line is cleared at the end"
-    assert piped.getvalue() == ""
+    [line] = piped.getvalue().splitlines()            # no terminal: one line per finished target
+    assert "\r" not in piped.getvalue() and line.startswith("evalguard: [1/2] a.pt: done in 0.0s")
     quiet = _Terminal()
     with Progress(2, enabled=False, stream=quiet) as progress:
         progress.begin("a.pt")
@@ -221,13 +222,13 @@ def test_progress_line_only_on_a_terminal():
 
 
 def test_long_paths_are_cut_at_the_start(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("COLUMNS", "80")
     terminal = _Terminal()
     with Progress(3, stream=terminal) as progress:
         progress.begin("/very/long/registry/path/" * 4 + "model.pt")
         progress.step("architecture")
     last = terminal.getvalue().split("\r\x1b[K")[-2]
-    assert last.endswith("model.pt: architecture") and "..." in last and len(last) <= 59
+    assert last.endswith("model.pt: architecture 0:00") and "..." in last and len(last) <= 79
 
 
 def test_in_process_audit_reports_steps_on_a_terminal(monkeypatch, tmp_path):
@@ -237,7 +238,7 @@ def test_in_process_audit_reports_steps_on_a_terminal(monkeypatch, tmp_path):
     monkeypatch.setattr("sys.stderr", terminal)
     options = AuditOptions(selected=frozenset(load_catalogue()))
     orchestrator.audit(["train.py"], options, execution=ExecutionOptions())
-    assert "[0/1] train.py: source" in terminal.getvalue()
+    assert "0/1 done" in terminal.getvalue() and "train.py: source 0:00" in terminal.getvalue()
     terminal.seek(0)
     terminal.truncate(0)
     orchestrator.audit(["train.py"], options, execution=ExecutionOptions(progress=False))

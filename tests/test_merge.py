@@ -187,3 +187,24 @@ def test_sharded_ci_example_uses_real_flags_and_every_shard():
     assert "--shard" in flags(audit, "evalguard check")
     assert flags(audit, "evalguard check") <= options[check]
     assert flags(report, "evalguard merge") <= options[merge]
+
+
+def test_merge_quiet_prints_the_findings_as_check_quiet_does(run_cli, registry, tmp_path):
+    paths, _ = _shards(run_cli, registry, 2, tmp_path)
+    code_one, single, _ = run_cli("check", *registry, *ARGS, "-q")
+    code, merged, err = run_cli("merge", *paths, "-q")
+    assert code == code_one and merged == single and single.strip()
+    _, loud, _ = run_cli("merge", *paths)
+    assert loud != merged and loud.startswith(merged)      # -q drops the summary after the findings
+    code, _, err = run_cli("merge", paths[0], "-q")         # error lines are not notes: still printed
+    assert code == 2 and "error: shard 2/2 is missing" in err
+
+
+def test_merge_keeps_each_targets_time(run_cli, registry, tmp_path):
+    paths, _ = _shards(run_cli, registry, 2, tmp_path)
+    code, out, _ = run_cli("merge", *paths, "--format", "json")
+    merged = {t["path"]: t for t in json.loads(out)["targets"]}
+    shards = {t["path"]: t for p in paths for t in json.loads(p.read_text())["targets"]}
+    assert merged["models/a.pt"]["usage"] == shards["models/a.pt"]["usage"]
+    assert merged["models/a.pt"]["usage"]["seconds"] > 0
+    assert "usage" not in merged["src/eg105.py"]              # sources: no per-file timing

@@ -37,7 +37,8 @@ class ExecutionOptions:
     shard: tuple[int, int] | None = None   # (K, N): this run audits slice K of N
     progress: bool = True              # a progress line on an interactive stderr
     executor: str = "local"            # "local" (worker processes here) or "ray" (evalguard.execution.ray)
-    ray_address: str | None = None     # an existing Ray cluster; None: a local Ray instance
+    ray_address: str | None = None     # local (None: a private Ray instance), auto, HOST:PORT (evalguard.execution.ray_tasks)
+    retries: int = 0                   # Ray: audits of a target whose actor died, beyond the first
     source_jobs: int | None = None     # processes for the .py targets; None: the cores, serial for few files
 
     def worker_timeout(self) -> float:
@@ -73,15 +74,36 @@ class Target:
     index: int             # position in the expanded command line (report order)
     display: str           # the path (or factory spec) the report shows
     path: str | None
+    planned: bool = False              # architecture/paired_onnx decided by evalguard.planning
+    architecture: str | None = None    # the --model this target is loaded into (None: its own / none)
+    paired_onnx: str | None = None     # x.onnx found beside x.pt: this target's --onnx
 
     @property
     def is_source(self) -> bool:
         return self.path is not None and self.path.endswith((".py", ".ipynb"))
 
+    def options_for(self, options):
+        """The run's options as this target sees them (its own --model and --onnx)."""
+        if not self.planned or self.path is None:
+            return options
+        from dataclasses import replace
+
+        return replace(options, model_factory=self.architecture,
+                       onnx_file=options.onnx_file or self.paired_onnx)
+
     def load(self, options):
         from evalguard.loading import load_factory_subject, load_target
 
-        return load_factory_subject(options) if self.path is None else load_target(self.path, options)
+        if self.path is None:
+            return load_factory_subject(options)
+        subject = load_target(self.path, self.options_for(options))
+        if self.paired_onnx and subject.load is not None and not options.onnx_file:
+            from dataclasses import replace
+
+            from evalguard.planning import PAIRED_LABEL
+
+            subject.load = replace(subject.load, details=(*subject.load.details, (PAIRED_LABEL, self.paired_onnx)))
+        return subject
 
 
 def parse_memory(text: str) -> int:
@@ -109,7 +131,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def build_execution(isolate: bool | None = None, jobs: int | None = None, timeout: float | None = None,
                     memory_limit: str | None = None, shard: str | None = None,
                     quiet: bool = False, executor: str = "local",
-                    ray_address: str | None = None) -> ExecutionOptions:
+                    ray_address: str | None = None, retries: int | None = None) -> ExecutionOptions:
     """Validate the command-line flags (one ``error:`` line for each mistake)."""
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
@@ -124,13 +146,19 @@ def build_execution(isolate: bool | None = None, jobs: int | None = None, timeou
         raise UsageError(f"--executor must be local or ray, got {executor!r}")
     if ray_address is not None and executor != "ray":
         raise UsageError("--ray-address needs --executor ray")
+    if retries is not None and executor != "ray":
+        raise UsageError("--retries needs --executor ray (a local worker that crashes is not retried)")
+    if retries is not None and retries < 0:
+        raise UsageError(f"--retries must be 0 or more, got {retries}")
+    if ray_address is not None and not ray_address.strip():
+        raise UsageError("--ray-address expects local, auto or HOST:PORT")
     if executor == "ray" and isolate is False:
         raise UsageError("--executor ray runs every model target in a Ray task; drop --no-isolate")
     if limit is not None and not hasattr(os, "fork"):
         raise UsageError("--memory-limit is not supported on this platform")
     return ExecutionOptions(isolate=isolate, jobs=jobs or 1, source_jobs=jobs, timeout=timeout, memory_limit=limit,
                             shard=parse_shard(shard) if shard is not None else None, progress=not quiet,
-                            executor=executor, ray_address=ray_address)
+                            executor=executor, ray_address=ray_address, retries=retries or 0)
 
 
 def shard_slice(items: Sequence[T], shard: tuple[int, int] | None, key=str) -> list[T]:

@@ -301,8 +301,9 @@ class LocalExecutor:
                 with self._lock:
                     self._running.discard(worker)
             exit_info.log_tail = self._replay_log(log, failed=exit_info.timed_out or exit_info.returncode != 0)
-        self.progress.finish(target.display)
-        return self._outcome(target, exit_info)
+        outcome = self._outcome(target, exit_info)
+        self.progress.finish(target.display, peak_rss_kib=exit_info.peak_rss_kib, status=outcome[0].status)
+        return outcome
 
     def _outcome(self, target: Target, exit_info: WorkerExit) -> tuple[TargetResult, list[Finding]]:
         from evalguard.reporters.json_report import finding_from_dict, target_from_dict

@@ -52,7 +52,7 @@ def run(job: dict, send) -> None:
     target, options, overrides = job["target"], job["options"], job["overrides"]
     engine.set_step_listener(lambda step: send({"step": step}))
     try:
-        result, findings = engine.audit_one(lambda: target.load(options), target.display, options, overrides)
+        result, findings = engine.audit_target(target, options, overrides)
     except UsageError as exc:
         send({"usage_error": str(exc)})
         return

@@ -389,6 +389,9 @@ def _target_view(index: int, target: TargetResult, findings: list[Finding], meta
         other.extend(("ONNX note", note) for note in onnx_facts.notes)
     if mode is not None and mode.paired is not None:
         other.extend(("Paired passes", note) for note in mode.paired.notes)
+    if target.usage is not None:
+        peak = target.usage.peak_rss_bytes
+        facts.append(("Audit time", f"{target.usage.seconds:.1f} s" + (f", peak RSS {_size(peak)}" if peak else "")))
     counts = {str(s): 0 for s in SEVERITIES}
     for finding in findings:
         counts[str(finding.severity)] += 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from evalguard.findings import Finding, Location, Report, RuleCoverage, Severity, TargetResult
+from evalguard.findings import Finding, Location, Report, RuleCoverage, Severity, TargetResult, TargetUsage
 from evalguard.jsonvalues import jsonable  # noqa: F401 - the reporters' name for it
 
 #: 2: targets[].coverage (every selected rule: passed/failed/skipped/not-applicable, with a
@@ -32,6 +32,8 @@ def target_to_dict(target: TargetResult) -> dict:
     data["coverage"] = {rule: {"status": c.status, "reason": c.reason} for rule, c in target.coverage.items()}
     if target.facts:
         data["facts"] = {family: to_json(fact) for family, fact in target.facts.items()}
+    if target.usage is not None:
+        data["usage"] = {"seconds": round(target.usage.seconds, 3), "peak_rss_bytes": target.usage.peak_rss_bytes}
     return data
 
 
@@ -70,8 +72,10 @@ def target_from_dict(data: dict) -> TargetResult:
              for family, value in (data.get("facts") or {}).items() if family in FACT_TYPES}
     coverage = {rule: RuleCoverage(c.get("status", ""), c.get("reason"))
                 for rule, c in (data.get("coverage") or {}).items()}
+    usage = data.get("usage")
     return TargetResult(data["path"], data.get("kind", "unknown"), data.get("status", "error"),
-                        data.get("detail", ""), coverage, facts)
+                        data.get("detail", ""), coverage, facts,
+                        TargetUsage(float(usage["seconds"]), usage.get("peak_rss_bytes")) if usage else None)
 
 
 def report_from_dict(data: dict) -> Report:

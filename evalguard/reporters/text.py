@@ -178,6 +178,19 @@ def statistics(report: Report, *, quiet: bool = False) -> str:
     width = max((len(str(n)) for n in counts.values()), default=1)
     lines = [f"{n:>{width}}\t{rule}\t{name}" for (rule, name), n in
              sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    lines.extend(usage_lines(report))
     if not quiet:
         lines.append(summary_line(report))
     return "".join(line + "\n" for line in lines)
+
+
+def usage_lines(report: Report) -> list[str]:
+    """``--statistics``: each model target's audit time and peak RSS, slowest first."""
+    measured = sorted((t for t in report.targets if t.usage is not None), key=lambda t: -t.usage.seconds)
+    if not measured:
+        return []
+    lines = ["", "seconds\tpeak RSS\ttarget"]
+    for target in measured:
+        peak = target.usage.peak_rss_bytes
+        lines.append(f"{target.usage.seconds:7.1f}\t{f'{peak / (1 << 20):.0f} MiB' if peak else '-'}\t{target.path}")
+    return lines
