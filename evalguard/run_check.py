@@ -153,8 +153,8 @@ def build_options(request: CheckRequest, config: FileConfig) -> AuditOptions:
     input_dtype = _from_config(config, "input-dtype", not request.input_dtype,
                                lambda: parse_dtype(request.input_dtype or config.input_dtype))
     check_allocatable(input_shapes, input_dtype)
-    if request.model_factory:
-        check_factory_spec(request.model_factory)
+    for spec in {plain, *(spec for _glob, spec in model_map)} - {None}:
+        check_factory_spec(spec)      # each architecture named, before any audit
     return AuditOptions(
         selected=request_selection(request, config),
         seed=request.seed if request.seed is not None else (config.seed if config.seed is not None else 0),
@@ -337,7 +337,8 @@ def require_torch(request: CheckRequest, targets: list[str]) -> None:
 
     models = [t for t in targets if not t.endswith(".py") and (not Path(t).is_dir() or is_model_folder(Path(t)))]
     if (models or request.model_factory) and importlib.util.find_spec("torch") is None:
-        what = models[0] if models else f"--model {request.model_factory}"
+        given = request.model_factory
+        what = models[0] if models else f"--model {given if isinstance(given, str) else ' '.join(given)}"
         raise UsageError(f"{what}: auditing models needs torch, which is not installed: pip install torch "
                          "--index-url https://download.pytorch.org/whl/cpu && pip install 'evalguard[models]' "
                          "(Python sources are checked without it)")
