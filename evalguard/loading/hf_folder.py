@@ -59,31 +59,32 @@ def vet_folder(folder: Path, options: AuditOptions) -> None:
     vet(folder, scan.refs, AllowList(options.trust_modules), kind="hf-folder", problems=scan.constructs)
 
 
-#: File names of a Hugging Face "remote code" model (the classes ``auto_map`` points at). Custom
-#: tokenizer or processor code alone does not change the model, so it is not looked for.
-_SHIPPED_CODE_PATTERNS = ("modeling_*.py",)
+#: Keys of a Hugging Face JSON config that point at code shipped with the folder: ``auto_map``
+#: (model, config, tokenizer, processor and feature-extractor classes) and ``custom_pipelines``.
+#: ``from_pretrained(trust_remote_code=True)`` imports and runs that code.
+_CODE_KEYS = ("auto_map", "custom_pipelines")
+_MAX_JSON = 4 << 20
 
 
 def shipped_code(folder: Path) -> list[str]:
-    """What makes the folder's real model code that evalguard will not run: model entries
-    (``AutoModel*``) in its config.json ``auto_map`` and the ``modeling_*.py`` files it ships
-    (names relative to the folder)."""
+    """What in the folder is code a deployment would run and evalguard will not: every ``*.py``
+    file anywhere in it (``modeling_*.py``, but also ``configuration_*.py``, ``tokenization_*.py``,
+    which run on loading the config or tokenizer), and every ``auto_map``/``custom_pipelines`` entry
+    of its top-level JSON configs (config.json, tokenizer_config.json, processor or preprocessor
+    configs), whatever class it names (names relative to the folder)."""
     found = []
-    config = folder / "config.json"
-    if config.is_file():
+    for config in sorted(folder.glob("*.json")):
         try:
+            if not config.is_file() or config.stat().st_size > _MAX_JSON:
+                continue
             data = json.loads(config.read_text(encoding="utf-8"))
-        except (ValueError, OSError):
-            data = None
-        auto_map = data.get("auto_map") if isinstance(data, dict) else None
-        if isinstance(auto_map, dict):
-            models = sorted({str(v) for k, v in auto_map.items() if str(k).startswith("AutoModel")})
-            if models:
-                found.append("config.json auto_map -> " + ", ".join(models[:3]))
-        elif auto_map:
-            found.append(f"config.json auto_map -> {str(auto_map)[:80]}")
-    for pattern in _SHIPPED_CODE_PATTERNS:
-        found += sorted(p.relative_to(folder).as_posix() for p in folder.rglob(pattern) if p.is_file())
+        except (ValueError, OSError, UnicodeDecodeError):
+            continue
+        for key in _CODE_KEYS:
+            value = data.get(key) if isinstance(data, dict) else None
+            if value:
+                found.append(f"{config.name} {key} -> {json.dumps(value)[:80]}")
+    found += sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.py") if p.is_file())
     return found
 
 

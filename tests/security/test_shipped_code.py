@@ -1,5 +1,6 @@
-"""Issue 25 item 4 (remote code): a folder whose model is defined by code it ships is not
-audited as if the stock transformers class were that model.
+"""Issue 25 item 4 (remote code): a folder that ships code (model, config, tokenizer or processor
+classes named by an ``auto_map``, or any ``.py`` file) is not audited as if the stock transformers
+class were the model deployed.
 
 Without ``--model`` the folder is refused (EG905) naming the shipped code and the route that
 works; with ``--model`` (the user's own trusted factory) it is audited and the report says the
@@ -102,13 +103,46 @@ def test_control_transformers_runs_the_shipped_code_when_trusted(tmp_path):
     assert ran.exists(), result.stderr[-800:]
 
 
-def test_custom_tokenizer_code_alone_does_not_block_the_audit(tmp_path):
-    """The tokenizer is not the model: a folder whose only shipped code is a tokenizer is audited."""
-    from evalguard.loading.hf_folder import shipped_code
+CONFIG_CODE = """\
+from pathlib import Path
+Path({marker!r}).touch()
+from transformers import BertConfig
 
+
+class TinyConfig(BertConfig):
+    pass
+"""
+
+
+@pytest.mark.parametrize("where", ["config.json", "tokenizer_config.json"])
+def test_any_shipped_code_blocks_the_audit_not_only_model_classes(tmp_path, where):
+    """Red team a04/a05: an ``auto_map`` naming a config or tokenizer class runs its shipped file
+    on ``from_pretrained(trust_remote_code=True)`` just as a model class does, so every ``auto_map``
+    of any top-level JSON config, and every shipped ``.py`` file, refuses the folder."""
+    folder = P.safetensors_folder(tmp_path)
+    entry = {"AutoConfig": "configuration_tiny.TinyConfig"} if where == "config.json" else \
+        {"AutoTokenizer": ["tokenization_tiny.TinyTokenizer", None]}
+    data = json.loads((folder / where).read_text()) if (folder / where).is_file() else {}
+    data["auto_map"] = entry
+    (folder / where).write_text(json.dumps(data))
+    code = "configuration_tiny.py" if where == "config.json" else "tokenization_tiny.py"
+    (folder / code).write_text("raise SystemExit('never imported')\n")
+    with pytest.raises(RefusedTarget) as info:
+        load_target(str(folder), AuditOptions())
+    assert [f.rule for f in info.value.findings] == ["EG905"]
+    assert code in str(info.value) or where in str(info.value)
+
+
+def test_control_transformers_runs_a_shipped_configuration_file(tmp_path):
+    """The positive control for the case above: AutoConfig with trust_remote_code imports it."""
+    marker = tmp_path / "config-code-ran"
     folder = P.safetensors_folder(tmp_path)
     config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoTokenizer": ["tokenization_tiny.TinyTokenizer", None]}
+    config["auto_map"] = {"AutoConfig": "configuration_tiny.TinyConfig"}
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "tokenization_tiny.py").write_text("raise SystemExit('never imported')\n")
-    assert shipped_code(folder) == []
+    (folder / "configuration_tiny.py").write_text(CONFIG_CODE.format(marker=str(marker)))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", "import sys, transformers; "
+                             "transformers.AutoConfig.from_pretrained(sys.argv[1], trust_remote_code=True)",
+                             str(folder)], capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert marker.exists(), result.stderr[-800:]
