@@ -32,6 +32,7 @@ def audit(targets: list[str], options: AuditOptions,
 
     execution = execution or ExecutionOptions(isolate=False, progress=False, source_jobs=1)   # callers from Python: as before
     paths, pairs = plan_paths(targets, options.exclude)
+    pairs.update(dict(options.onnx_pairs))          # pairs the CLI found walking folders for configs
     items = [Target(0, options.model_factory, None)] if not targets and options.model_factory else []
     items += [Target(len(items) + i, path, path, planned=True, paired_onnx=pairs.get(path),
                      architecture=factory_for(path, options.model_factory, options.model_map))

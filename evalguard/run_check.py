@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -274,16 +274,17 @@ class PlannedRun:
     fail_on: Severity
 
 
-def group_by_config(request: CheckRequest) -> list[tuple[FileConfig, list[str]]]:
+def group_by_config(request: CheckRequest, pairs: dict[str, str] | None = None) -> list[tuple[FileConfig, list[str]]]:
     """Each target with its configuration: ``--config FILE`` for all, else the nearest
-    pyproject.toml with a [tool.evalguard] table, walking up from the target (as ruff does)."""
+    pyproject.toml with a [tool.evalguard] table, walking up from the target (as ruff does).
+    ``pairs`` receives the ``x.pt`` -> ``x.onnx`` pairs found by walking folders."""
     from evalguard.config import find_pyproject, start_folder
 
     if request.config_file or not request.targets:
         return [(load_config(request.config_file), list(request.targets))]
     groups: dict[Path | None, list[str]] = {}
     shown = {request.stdin[0]: request.stdin[1]} if request.stdin else {}
-    for target in _walked(request):
+    for target in _walked(request, {} if pairs is None else pairs):
         # an hf: id's cached snapshot takes the config of the project it is audited from
         start = Path.cwd() if target in request.aliases else start_folder(shown.get(target, target))
         groups.setdefault(find_pyproject(start), []).append(target)
@@ -306,11 +307,13 @@ def hf_folder_of(target: str) -> str | None:
     return str(path.parent) if is_model_folder(path.parent) else None
 
 
-def _walked(request: CheckRequest) -> list[str]:
+def _walked(request: CheckRequest, pairs: dict[str, str]) -> list[str]:
     """The targets with each plain folder replaced by what walking it finds (excluding with
-    --exclude, else the folder's own config), so each file found gets its nearest config."""
+    --exclude, else the folder's own config), so each file found gets its nearest config; an
+    ``x.onnx`` found beside one ``x.pt`` is folded into it (``pairs``, ``evalguard.planning``)."""
     from evalguard.config import find_pyproject, start_folder
     from evalguard.loading.discover import expand_targets, is_model_folder
+    from evalguard.planning import pair_onnx
 
     walked = []
     for target in request.targets:
@@ -324,7 +327,9 @@ def _walked(request: CheckRequest) -> list[str]:
             continue
         config_path = find_pyproject(start_folder(target))
         exclude = request.exclude or (load_config(str(config_path)).exclude if config_path else [])
-        walked.extend(expand_targets([target], exclude))
+        found, found_pairs = pair_onnx(expand_targets([target], exclude))
+        walked.extend(found)
+        pairs.update(found_pairs)
     return walked
 
 
@@ -347,11 +352,14 @@ def require_torch(request: CheckRequest, targets: list[str]) -> None:
 def plan_runs(request: CheckRequest) -> list[PlannedRun]:
     """Every configuration is read and validated before the first target is audited."""
     runs = []
-    groups = group_by_config(request)
+    pairs: dict[str, str] = {}
+    groups = group_by_config(request, pairs)
     require_torch(request, [t for _, targets in groups for t in targets])
     for config, targets in groups:
         fail_on = Severity.parse(request.fail_on or config.fail_on or "error")
-        runs.append(PlannedRun(config, targets, build_options(request, config),
+        options = build_options(request, config)
+        paired = tuple((t, pairs[t]) for t in targets if t in pairs)
+        runs.append(PlannedRun(config, targets, replace(options, onnx_pairs=paired) if paired else options,
                                severity_overrides(config), fail_on))
     return runs
 

@@ -64,6 +64,8 @@ class AuditOptions:
     input_dtype: str | None = None
     example_inputs_file: str | None = None
     model_factory: str | None = None             # "pkg.mod:fn" or "path/file.py:fn"
+    #: (model file, onnx file): an x.onnx found beside x.pt when a folder was walked (evalguard.planning)
+    onnx_pairs: tuple[tuple[str, str], ...] = ()
     model_map: tuple[tuple[str, str], ...] = ()  # (absolute glob, spec): --model GLOB=SPEC (evalguard.planning)
     trust_modules: tuple[str, ...] = ()
     onnx_file: str | None = None                 # --onnx FILE
