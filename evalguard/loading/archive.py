@@ -146,7 +146,7 @@ class Archive:
         member = self.members[name]
         if member.method == _DEFLATED:
             return self.open(name)
-        return io.BufferedReader(_Slice(self._source, member.data_offset, member.size), 1 << 16)
+        return io.BufferedReader(_Slice(self._source, member.data_offset, member.size), 8192)
 
 
 class _Slice(io.RawIOBase):

@@ -4,13 +4,18 @@ A malicious ``pytorch_model.bin`` next to the ``model.safetensors`` that is actu
 stray ``*.pkl``, is still a payload someone will open. So every file is recognised by its content,
 never by its name:
 
-* zip archives (torch.save, ``.npz``): their ``.pkl`` members, and their ``.npy`` members that hold
-  object arrays (``numpy.load(allow_pickle=True)`` unpickles those);
+* zip archives (torch.save, ``.npz``): every member, by content (``.pkl`` members must be pickles;
+  ``.npy`` members are read for object arrays, which ``numpy.load(allow_pickle=True)`` unpickles);
 * legacy torch streams, and pickles of any protocol: a file is a pickle when its opcodes, read from
   the first byte, reach a call (a protocol-0 pickle has no header, and ``pickle.load`` runs what it
   has read before it meets garbage, so a complete parse is not required);
-* ``.npy`` files holding object arrays (their payload is a pickle);
-* gzip/bz2/xz files, decompressed (bounded: a decompression bomb is refused) and recognised again.
+* ``.npy`` files holding object arrays (their payload is a pickle), headers read by numpy's reader;
+* gzip/bz2/xz/zlib/LZMA-alone data, decompressed (bounded: a decompression bomb is refused) and
+  recognised again.
+
+Content that is recognised but cannot be checked (a corrupt archive or stream, a header numpy
+rejects, zstd data, a tar archive) is refused, whatever the file is called. The scan is bounded
+by an opcode budget per pickle and a wall-clock budget per folder (``MAX_SCAN_SECONDS``).
 
 The walk follows symbolic links, to files and to folders, as torch and Python do, but a link that
 resolves outside the audited folder is refused (the file it names is not part of the model that
@@ -283,7 +288,7 @@ def _decodes(make, head: bytes) -> bool:
         return False
     try:
         return bool(make().decompress(head, 1))
-    except _DECODE_ERRORS:
+    except (*_DECODE_ERRORS, MemoryError):   # MemoryError: an LZMA header asking for a huge dictionary
         return False
 
 
