@@ -115,7 +115,7 @@ def _recognised(path: Path) -> str | None:
     refusal, whatever the file is called)."""
     try:
         with open(path, "rb") as handle:
-            return recognise(handle.read(4096))
+            return recognise(handle.read(4096), handle)
     except OSError:
         return None
 
@@ -179,26 +179,32 @@ def _relative(path: Path, folder: Path) -> str:
 def _scan_file(path: Path, relative: str, scan: FolderScan) -> list[GlobalRef]:
     with open(path, "rb") as handle:
         head = handle.read(4096)
-        if head.startswith(b"PK"):
+        handle.seek(0)
+        if _is_zip(head, handle):
             with Archive.open_path(path) as archive:
                 return _scan_archive(archive, relative, scan, 0)
-        handle.seek(0)
         return _scan_stream(handle, head, relative, scan, 0)
 
 
-def recognise(head: bytes) -> str | None:
-    """The container or data format ``head`` (a file's first bytes) starts with, None for other
-    content (which may still be a pickle: those have no magic number)."""
-    if head.startswith(b"PK"):
-        return "zip archive"
-    for magic, kind, _ in _COMPRESSED:
-        if head.startswith(magic):
-            return f"{kind} data"
+def recognise(head: bytes, stream: IO[bytes] | None = None) -> str | None:
+    """The container or data format a file starting with ``head`` holds, None for other content
+    (which may still be a pickle: those have no magic number)."""
+    kind = _strong_kind(head, stream)
+    if kind:
+        return kind
+    sniffed = [kind for kind, make in _SNIFFED if _decodes(make, head)]
+    return f"{sniffed[0]} data" if sniffed else None
+
+
+def _strong_kind(head: bytes, stream: IO[bytes] | None) -> str | None:
+    """Formats with a magic number their readers require (checked before any weaker reading)."""
+    compressed = _compressed_kind(head)
+    if compressed:
+        return f"{compressed[0]} data"
     if head.startswith(_ZSTD_MAGIC):
         return "zstd data"
-    for kind, make in _SNIFFED:
-        if _decodes(make, head):
-            return f"{kind} data"
+    if _is_zip(head, stream):
+        return "zip archive"
     if _is_tar(head):
         return "tar archive"
     if is_legacy_magic(head):
@@ -208,17 +214,21 @@ def recognise(head: bytes) -> str | None:
     return None
 
 
+def _compressed_kind(head: bytes):
+    for magic, kind, make in _COMPRESSED:
+        if head.startswith(magic) and (kind != "bz2" or head[3:4] in b"123456789"):
+            return kind, make
+    return None
+
+
 def _scan_stream(stream: IO[bytes], head: bytes, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
     """Globals of one (possibly decompressed) file; ``stream`` is at its start."""
-    for magic, kind, make in _COMPRESSED:
-        if head.startswith(magic):
-            return _scan_compressed(stream, kind, make, relative, scan, level)
+    compressed = _compressed_kind(head)
+    if compressed:
+        return _scan_compressed(stream, *compressed, relative, scan, level)
     if head.startswith(_ZSTD_MAGIC):
         raise Unscannable("zstd-compressed data, which evalguard has no decoder for (cannot be checked)")
-    for kind, make in _SNIFFED:
-        if _decodes(make, head):
-            return _scan_compressed(stream, kind, make, relative, scan, level)
-    if head.startswith(b"PK"):
+    if _is_zip(head, stream):
         if level >= MAX_NESTED_COMPRESSION:
             raise DecompressionBomb(f"archives and compression nested more than {MAX_NESTED_COMPRESSION} deep")
         data = stream.read(MAX_DECOMPRESSED + 1)
@@ -232,7 +242,61 @@ def _scan_stream(stream: IO[bytes], head: bytes, relative: str, scan: FolderScan
         return scan_legacy_stream(stream)
     if head.startswith(NPY_MAGIC):
         return _scan_npy(stream, relative, scan)
+    sniffed = [(kind, make) for kind, make in _SNIFFED if _decodes(make, head)]
+    if sniffed:
+        return _scan_each_reading(stream, sniffed, relative, scan, level)
     return _scan_if_pickle(stream)
+
+
+def _scan_each_reading(stream: IO[bytes], sniffed, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
+    """Bytes whose first bytes decode as zlib or LZMA alone may as well be a pickle (those two
+    "magic numbers" are weak: a pickle's first bytes can decode too): every reading is scanned."""
+    if not (getattr(stream, "seekable", None) and stream.seekable()):
+        stream = io.BytesIO(stream.read(MAX_DECOMPRESSED + 1))   # a decoded stream: capped by _Capped
+    start = stream.tell()
+    refs = _scan_if_pickle(stream)
+    for kind, make in sniffed:
+        stream.seek(start)
+        refs += _scan_compressed(stream, kind, make, relative, scan, level)
+    return refs
+
+
+_EOCD, _CENTRAL, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x01\x02", b"PK\x06\x07"
+
+
+def _is_zip(head: bytes, stream: IO[bytes] | None) -> bool:
+    """A zip archive as torch and numpy recognise one (a local header, or the end record of an
+    empty archive, at byte 0) or as ``zipfile`` does (pandas, scripts): an end record in the last
+    64 KiB whose central directory is where it says, wherever the archive starts."""
+    if head.startswith((b"PK\x03\x04", _EOCD)):
+        return True
+    if stream is None or not (getattr(stream, "seekable", None) and stream.seekable()):
+        return False
+    start = stream.tell()
+    try:
+        return _has_zip_directory(stream, start)
+    finally:
+        stream.seek(start)
+
+
+def _has_zip_directory(stream: IO[bytes], start: int) -> bool:
+    end = stream.seek(0, io.SEEK_END)
+    begin = max(start, end - (22 + 0xFFFF))
+    stream.seek(begin)
+    tail = stream.read(end - begin)
+    pos = tail.rfind(_EOCD)
+    while pos >= 0:
+        if len(tail) - pos >= 22:
+            if pos >= 20 and tail[pos - 20:pos - 16] == _ZIP64_LOCATOR:
+                return True
+            cd_size = int.from_bytes(tail[pos + 12:pos + 16], "little")
+            at = begin + pos - cd_size
+            if at >= start:
+                stream.seek(at)
+                if stream.read(4) == _CENTRAL:
+                    return True
+        pos = tail.rfind(_EOCD, 0, pos)
+    return False
 
 
 class Unscannable(Exception):
@@ -271,7 +335,7 @@ _ZLIB_CMF = {bytes([(bits << 4) | 8]) for bits in range(8)}
 _DECODE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Formats with a magic number: (magic, name, decoder factory).
-_COMPRESSED = ((b"\x1f\x8b", "gzip", _zlib(31)), (b"BZh", "bz2", bz2.BZ2Decompressor),
+_COMPRESSED = ((b"\x1f\x8b\x08", "gzip", _zlib(31)), (b"BZh", "bz2", bz2.BZ2Decompressor),
                (b"\xfd7zXZ\x00", "xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)))
 #: Formats with a weak or no magic number (zlib: 2 bytes; LZMA "alone": a properties byte and sizes):
 #: recognised when their first bytes decode (``lzma.open`` and ``zlib.decompress`` read them).

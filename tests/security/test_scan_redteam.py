@@ -250,3 +250,27 @@ def test_cli_refuses_the_folder_with_exit_2(tmp_path, marker):
     data = json.loads(report.read_text())
     assert [t["status"] for t in data["targets"]] == ["refused"]
     assert "EG901" in {f["rule"] for f in data["findings"]}
+
+
+def zip_behind_prepended_bytes(folder, marker):
+    """``zipfile`` finds an archive from its end record, whatever comes before it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("state", evil(marker))
+    path = folder / "bundle.dat"
+    path.write_bytes(b"#!/bin/sh\necho self-extracting\n" + buffer.getvalue())
+    return path, "import zipfile, pickle, sys; z = zipfile.ZipFile(sys.argv[1]); pickle.load(z.open('state'))"
+
+
+def test_control_zipfile_reads_an_archive_behind_prepended_bytes(tmp_path):
+    ran = tmp_path / "ran"
+    path, code = zip_behind_prepended_bytes(P.safetensors_folder(tmp_path), ran)
+    subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120, check=False)
+    assert ran.exists()
+
+
+def test_zip_behind_prepended_bytes_is_refused(tmp_path, marker):
+    folder = P.safetensors_folder(tmp_path)
+    zip_behind_prepended_bytes(folder, marker)
+    rules, text = refusal(folder)
+    assert rules == {"EG905"} and "bundle.dat" in text and "prepended" in text
