@@ -201,8 +201,9 @@ def _strong_kind(head: bytes, stream: IO[bytes] | None) -> str | None:
     compressed = _compressed_kind(head)
     if compressed:
         return f"{compressed[0]} data"
-    if head.startswith(_ZSTD_MAGIC):
-        return "zstd data"
+    undecodable = _undecodable(head)
+    if undecodable:
+        return f"{undecodable} data"
     if _is_zip(head, stream):
         return "zip archive"
     if _is_tar(head):
@@ -226,8 +227,10 @@ def _scan_stream(stream: IO[bytes], head: bytes, relative: str, scan: FolderScan
     compressed = _compressed_kind(head)
     if compressed:
         return _scan_compressed(stream, *compressed, relative, scan, level)
-    if head.startswith(_ZSTD_MAGIC):
-        raise Unscannable("zstd-compressed data, which evalguard has no decoder for (cannot be checked)")
+    undecodable = _undecodable(head)
+    if undecodable:
+        raise Unscannable(f"{undecodable}-compressed data, which evalguard has no decoder for (cannot be checked; "
+                          "joblib, for one, reads it)")
     if _is_zip(head, stream):
         if level >= MAX_NESTED_COMPRESSION:
             raise DecompressionBomb(f"archives and compression nested more than {MAX_NESTED_COMPRESSION} deep")
@@ -333,7 +336,12 @@ class _ZlibDecoder:
 
 _ZLIB_CMF = {bytes([(bits << 4) | 8]) for bits in range(8)}
 _DECODE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: Compression formats joblib (among others) can read, with no decoder in evalguard's environment.
+_UNDECODABLE = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
+
+
+def _undecodable(head: bytes) -> str | None:
+    return next((kind for magic, kind in _UNDECODABLE if head.startswith(magic)), None)
 #: Formats with a magic number: (magic, name, decoder factory).
 _COMPRESSED = ((b"\x1f\x8b\x08", "gzip", _zlib(31)), (b"BZh", "bz2", bz2.BZ2Decompressor),
                (b"\xfd7zXZ\x00", "xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)))

@@ -165,11 +165,12 @@ def test_legacy_tar_checkpoint_is_refused_naming_the_format(tmp_path, marker):
     assert rules == {"EG905"} and "tar archive" in text and "pytorch_model_legacy.bin" in text
 
 
-def test_zstd_data_without_a_decoder_is_refused(tmp_path):
+@pytest.mark.parametrize(("magic", "kind"), [(b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4")])
+def test_compression_without_a_decoder_is_refused(tmp_path, magic, kind):
     folder = P.safetensors_folder(tmp_path)
-    (folder / "extra.bin.zst").write_bytes(b"\x28\xb5\x2f\xfd" + os.urandom(64))
+    (folder / "extra.bin.cmp").write_bytes(magic + os.urandom(64))
     rules, text = refusal(folder)
-    assert rules == {"EG905"} and "zstd" in text and "extra.bin.zst" in text
+    assert rules == {"EG905"} and kind in text and "extra.bin.cmp" in text
 
 
 @pytest.mark.parametrize(("name", "data", "why"), [
