@@ -99,7 +99,8 @@ def scan_folder(folder: Path) -> FolderScan:
             except _UNREADABLE as exc:
                 kind = _recognised(path)
                 if kind or path.suffix.lower() in _PICKLE_SUFFIXES:
-                    scan.refusals.append(f"{relative}: {kind or 'a file'} that cannot be checked "
+                    what = f"recognised as {kind}" if kind else "named like a pickle"
+                    scan.refusals.append(f"{relative}: {what} but cannot be checked "
                                          f"({type(exc).__name__}: {exc})".replace("\n", " "))
                 continue
             scan.refs += [GlobalRef(r.module, r.name, f"{relative}!{r.member}" if r.member else relative, r.opcode)
