@@ -138,6 +138,47 @@ class Archive:
     def open(self, name: str) -> IO[bytes]:
         return io.BytesIO(self.read(name))
 
+    def stream(self, name: str) -> IO[bytes]:
+        """A member's bytes as a stream, for scanning by content: a stored member (a tensor's
+        storage may be gigabytes) is read from the archive as it is consumed and, like ``head``,
+        not checked against its CRC (a loader may use the bytes before it checks, so they are
+        scanned whatever the CRC says); a deflated one is inflated whole (capped) and checked."""
+        member = self.members[name]
+        if member.method == _DEFLATED:
+            return self.open(name)
+        return io.BufferedReader(_Slice(self._source, member.data_offset, member.size), 8192)
+
+
+class _Slice(io.RawIOBase):
+    """``size`` bytes of ``source`` from ``offset``, read on demand (the source may be shared)."""
+
+    def __init__(self, source: IO[bytes], offset: int, size: int):
+        self._source, self._offset, self._end, self._pos = source, offset, offset + size, offset
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos - self._offset
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: self._offset, io.SEEK_CUR: self._pos, io.SEEK_END: self._end}[whence]
+        self._pos = min(max(base + pos, self._offset), self._end)
+        return self.tell()
+
+    def readinto(self, buffer) -> int:
+        wanted = min(len(buffer), self._end - self._pos)
+        if wanted <= 0:
+            return 0
+        self._source.seek(self._pos)
+        data = self._source.read(wanted)
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
 
 def parse_members(stream: IO[bytes]) -> list[Member]:
     stream.seek(0, io.SEEK_END)

@@ -4,13 +4,18 @@ A malicious ``pytorch_model.bin`` next to the ``model.safetensors`` that is actu
 stray ``*.pkl``, is still a payload someone will open. So every file is recognised by its content,
 never by its name:
 
-* zip archives (torch.save, ``.npz``): their ``.pkl`` members, and their ``.npy`` members that hold
-  object arrays (``numpy.load(allow_pickle=True)`` unpickles those);
+* zip archives (torch.save, ``.npz``): every member, by content (``.pkl`` members must be pickles;
+  ``.npy`` members are read for object arrays, which ``numpy.load(allow_pickle=True)`` unpickles);
 * legacy torch streams, and pickles of any protocol: a file is a pickle when its opcodes, read from
   the first byte, reach a call (a protocol-0 pickle has no header, and ``pickle.load`` runs what it
   has read before it meets garbage, so a complete parse is not required);
-* ``.npy`` files holding object arrays (their payload is a pickle);
-* gzip/bz2/xz files, decompressed (bounded: a decompression bomb is refused) and recognised again.
+* ``.npy`` files holding object arrays (their payload is a pickle), headers read by numpy's reader;
+* gzip/bz2/xz/zlib/LZMA-alone data, decompressed (bounded: a decompression bomb is refused) and
+  recognised again.
+
+Content that is recognised but cannot be checked (a corrupt archive or stream, a header numpy
+rejects, zstd data, a tar archive) is refused, whatever the file is called. The scan is bounded
+by an opcode budget per pickle and a wall-clock budget per folder (``MAX_SCAN_SECONDS``).
 
 The walk follows symbolic links, to files and to folders, as torch and Python do, but a link that
 resolves outside the audited folder is refused (the file it names is not part of the model that
@@ -19,12 +24,12 @@ was vetted). Nothing is cut off silently: more than ``MAX_DEPTH`` nested folders
 """
 from __future__ import annotations
 
-import ast
 import bz2
-import gzip
 import io
 import lzma
 import os
+import tarfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +39,12 @@ from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
 from evalguard.loading.pickle_scan import (
     GlobalRef,
     PickleScanError,
+    ScanBudgetExceeded,
     ScanLimit,
+    check_deadline,
     is_legacy_magic,
     pickle_members,
+    scan_deadline,
     scan_legacy_stream,
     scan_pickle,
 )
@@ -45,14 +53,16 @@ MAX_FILES = 10_000
 MAX_DEPTH = 32
 #: A compressed file may expand to at most this much (read as a stream, never held whole).
 MAX_DECOMPRESSED = 512 << 20
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
+#: Wall-clock budget of one folder scan; past it the folder is refused (EG905) naming the limit.
+MAX_SCAN_SECONDS = 60.0
+#: numpy reads any header size when allow_pickle is set; longer ones than this are refused.
+_NPY_MAX_HEADER = 1 << 20
 MAX_NESTED_COMPRESSION = 2
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt", ".joblib", ".dat", ".npy", ".npz")
 NPY_MAGIC = b"\x93NUMPY"
 #: numpy refuses .npy headers over 10,000 bytes unless told otherwise; this covers its prefix too.
 _NPY_HEAD = 16 << 10
-_COMPRESSED = ((b"\x1f\x8b", "gzip", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
-               (b"BZh", "bz2", bz2.BZ2File), (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile))
 
 
 @dataclass
@@ -75,19 +85,40 @@ class BrokenPickle(Exception):
 
 def scan_folder(folder: Path) -> FolderScan:
     scan = FolderScan()
-    for path, relative in _files(folder, scan.refusals):
-        try:
-            found = _scan_file(path, relative, scan)
-        except (ArchiveRefused, DecompressionBomb, BrokenPickle) as exc:
-            scan.refusals.append(f"{relative}: {exc}")
-            continue
-        except (ArchiveCorrupt, PickleScanError, OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
-            if path.suffix.lower() in _PICKLE_SUFFIXES:
-                scan.refusals.append(f"{relative}: cannot be checked ({exc})")
-            continue
-        scan.refs += [GlobalRef(r.module, r.name, f"{relative}!{r.member}" if r.member else relative, r.opcode)
-                      for r in found]
+    with scan_deadline(MAX_SCAN_SECONDS, "scanning the folder"):
+        for path, relative in _files(folder, scan.refusals):
+            try:
+                check_deadline()
+                found = _scan_file(path, relative, scan)
+            except ScanBudgetExceeded as exc:
+                scan.refusals.append(f"{relative}: {exc}")
+                break
+            except (ArchiveRefused, ScanLimit, BrokenPickle, Unscannable) as exc:
+                scan.refusals.append(f"{relative}: {exc}")
+                continue
+            except _UNREADABLE as exc:
+                kind = _recognised(path)
+                if kind or path.suffix.lower() in _PICKLE_SUFFIXES:
+                    what = f"recognised as {kind}" if kind else "named like a pickle"
+                    scan.refusals.append(f"{relative}: {what} but cannot be checked "
+                                         f"({type(exc).__name__}: {exc})".replace("\n", " "))
+                continue
+            scan.refs += [GlobalRef(r.module, r.name, f"{relative}!{r.member}" if r.member else relative, r.opcode)
+                          for r in found]
     return scan
+
+
+_UNREADABLE = (ArchiveCorrupt, PickleScanError, OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
+
+
+def _recognised(path: Path) -> str | None:
+    """What the file's content is, when evalguard knows its format (then failing to check it is a
+    refusal, whatever the file is called)."""
+    try:
+        with open(path, "rb") as handle:
+            return recognise(handle.read(4096), handle)
+    except OSError:
+        return None
 
 
 def _files(folder: Path, refusals: list[str]):
@@ -149,36 +180,260 @@ def _relative(path: Path, folder: Path) -> str:
 def _scan_file(path: Path, relative: str, scan: FolderScan) -> list[GlobalRef]:
     with open(path, "rb") as handle:
         head = handle.read(4096)
-        if head.startswith(b"PK"):
-            with Archive.open_path(path) as archive:
-                return _scan_archive(archive, relative, scan)
         handle.seek(0)
+        if _is_zip(head, handle):
+            with Archive.open_path(path) as archive:
+                return _scan_archive(archive, relative, scan, 0)
         return _scan_stream(handle, head, relative, scan, 0)
+
+
+def recognise(head: bytes, stream: IO[bytes] | None = None) -> str | None:
+    """The container or data format a file starting with ``head`` holds, None for other content
+    (which may still be a pickle: those have no magic number)."""
+    kind = _strong_kind(head, stream)
+    if kind:
+        return kind
+    sniffed = [kind for kind, make in _SNIFFED if _decodes(make, head)]
+    return f"{sniffed[0]} data" if sniffed else None
+
+
+def _strong_kind(head: bytes, stream: IO[bytes] | None) -> str | None:
+    """Formats with a magic number their readers require (checked before any weaker reading)."""
+    compressed = _compressed_kind(head)
+    if compressed:
+        return f"{compressed[0]} data"
+    undecodable = _undecodable(head)
+    if undecodable:
+        return f"{undecodable} data"
+    if _is_zip(head, stream):
+        return "zip archive"
+    if _is_tar(head):
+        return "tar archive"
+    if is_legacy_magic(head):
+        return "legacy torch.save file"
+    if head.startswith(NPY_MAGIC):
+        return ".npy array"
+    return None
+
+
+def _compressed_kind(head: bytes):
+    for magic, kind, make in _COMPRESSED:
+        if head.startswith(magic) and (kind != "bz2" or head[3:4] in b"123456789"):
+            return kind, make
+    return None
 
 
 def _scan_stream(stream: IO[bytes], head: bytes, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
     """Globals of one (possibly decompressed) file; ``stream`` is at its start."""
-    for magic, kind, opener in _COMPRESSED:
-        if head.startswith(magic):
-            return _scan_compressed(stream, kind, opener, relative, scan, level)
-    if head.startswith(b"PK"):
+    compressed = _compressed_kind(head)
+    if compressed:
+        return _scan_compressed(stream, *compressed, relative, scan, level)
+    undecodable = _undecodable(head)
+    if undecodable:
+        raise Unscannable(f"{undecodable}-compressed data, which evalguard has no decoder for (cannot be checked; "
+                          "joblib, for one, reads it)")
+    if _is_zip(head, stream):
+        if level >= MAX_NESTED_COMPRESSION:
+            raise DecompressionBomb(f"archives and compression nested more than {MAX_NESTED_COMPRESSION} deep")
         data = stream.read(MAX_DECOMPRESSED + 1)
         if len(data) > MAX_DECOMPRESSED:
             raise DecompressionBomb(f"a compressed zip archive larger than {MAX_DECOMPRESSED >> 20} MiB")
-        return _scan_archive(Archive.from_bytes(data, relative), relative, scan)
+        return _scan_archive(Archive.from_bytes(data, relative), relative, scan, level + 1)
+    if _is_tar(head):
+        raise Unscannable("a tar archive: torch.load reads one as a legacy (pre-0.4) tar checkpoint and "
+                          "unpickles its members; evalguard does not vet tar archives")
     if is_legacy_magic(head):
         return scan_legacy_stream(stream)
     if head.startswith(NPY_MAGIC):
         return _scan_npy(stream, relative, scan)
+    sniffed = [(kind, make) for kind, make in _SNIFFED if _decodes(make, head)]
+    if sniffed:
+        return _scan_each_reading(stream, sniffed, relative, scan, level)
     return _scan_if_pickle(stream)
 
 
-def _scan_compressed(stream, kind: str, opener, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
+def _scan_each_reading(stream: IO[bytes], sniffed, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
+    """Bytes whose first bytes decode as zlib or LZMA alone may as well be a pickle (those two
+    "magic numbers" are weak: a pickle's first bytes can decode too): every reading is scanned."""
+    if not (getattr(stream, "seekable", None) and stream.seekable()):
+        stream = io.BytesIO(stream.read(MAX_DECOMPRESSED + 1))   # a decoded stream: capped by _Capped
+    start = stream.tell()
+    refs = _scan_if_pickle(stream)
+    for kind, make in sniffed:
+        stream.seek(start)
+        refs += _scan_compressed(stream, kind, make, relative, scan, level)
+    return refs
+
+
+_EOCD, _CENTRAL, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x01\x02", b"PK\x06\x07"
+
+
+def _is_zip(head: bytes, stream: IO[bytes] | None) -> bool:
+    """A zip archive as torch and numpy recognise one (a local header, or the end record of an
+    empty archive, at byte 0) or as ``zipfile`` does (pandas, scripts): an end record in the last
+    64 KiB whose central directory is where it says, wherever the archive starts."""
+    if head.startswith((b"PK\x03\x04", _EOCD)):
+        return True
+    if stream is None or not (getattr(stream, "seekable", None) and stream.seekable()):
+        return False
+    start = stream.tell()
+    try:
+        return _has_zip_directory(stream, start)
+    finally:
+        stream.seek(start)
+
+
+def _has_zip_directory(stream: IO[bytes], start: int) -> bool:
+    end = stream.seek(0, io.SEEK_END)
+    begin = max(start, end - (22 + 0xFFFF))
+    stream.seek(begin)
+    tail = stream.read(end - begin)
+    pos = tail.rfind(_EOCD)
+    while pos >= 0:
+        if len(tail) - pos >= 22:
+            if pos >= 20 and tail[pos - 20:pos - 16] == _ZIP64_LOCATOR:
+                return True
+            cd_size = int.from_bytes(tail[pos + 12:pos + 16], "little")
+            at = begin + pos - cd_size
+            if at >= start:
+                stream.seek(at)
+                if stream.read(4) == _CENTRAL:
+                    return True
+        pos = tail.rfind(_EOCD, 0, pos)
+    return False
+
+
+class Unscannable(Exception):
+    """Recognised content that evalguard cannot vet: refused (EG905) whatever the file's name."""
+
+
+def _zlib(wbits: int):
+    return lambda: _ZlibDecoder(wbits)
+
+
+class _ZlibDecoder:
+    """``zlib.decompressobj`` with the interface of ``lzma``/``bz2``'s decompressors."""
+
+    def __init__(self, wbits: int):
+        self._inner, self._tail = zlib.decompressobj(wbits), b""
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._inner.unused_data
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._tail
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        out = self._inner.decompress(self._tail + data, max_length)
+        self._tail = self._inner.unconsumed_tail
+        return out
+
+
+_ZLIB_CMF = {bytes([(bits << 4) | 8]) for bits in range(8)}
+_DECODE_ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError)
+#: Compression formats joblib (among others) can read, with no decoder in evalguard's environment.
+_UNDECODABLE = ((b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
+
+
+def _undecodable(head: bytes) -> str | None:
+    return next((kind for magic, kind in _UNDECODABLE if head.startswith(magic)), None)
+#: Formats with a magic number: (magic, name, decoder factory).
+_COMPRESSED = ((b"\x1f\x8b\x08", "gzip", _zlib(31)), (b"BZh", "bz2", bz2.BZ2Decompressor),
+               (b"\xfd7zXZ\x00", "xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)))
+#: Formats with a weak or no magic number (zlib: 2 bytes; LZMA "alone": a properties byte and sizes):
+#: recognised when their first bytes decode (``lzma.open`` and ``zlib.decompress`` read them).
+_SNIFFED = (("zlib", _zlib(15)), ("LZMA (alone)", lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)))
+
+
+def _decodes(make, head: bytes) -> bool:
+    """Whether the first bytes decode. Checked first, as the decoders check them: zlib's CMF byte
+    (deflate, window up to 32 KiB); LZMA alone's properties byte (< 225) and the range coder's
+    first byte (0)."""
+    zlib_header = head[:1] in _ZLIB_CMF and int.from_bytes(head[:2], "big") % 31 == 0
+    lzma_header = len(head) > 13 and head[0] < 225 and head[13] == 0
+    if not (zlib_header or lzma_header):
+        return False
+    try:
+        return bool(make().decompress(head, 1))
+    except (*_DECODE_ERRORS, MemoryError):   # MemoryError: an LZMA header asking for a huge dictionary
+        return False
+
+
+def _is_tar(head: bytes) -> bool:
+    """What ``tarfile.open(mode="r:")`` (torch's legacy loader) accepts as a first header: a
+    512-byte block whose checksum matches (old V7 headers have no "ustar" magic)."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _scan_compressed(stream, kind: str, make, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
     if level >= MAX_NESTED_COMPRESSION:
         raise DecompressionBomb(f"{kind} compression nested more than {MAX_NESTED_COMPRESSION} deep")
-    inner = _Capped(opener(stream), f"{kind} data")
+    lenient = any(kind == name for name, _ in _SNIFFED)
+    inner = _Capped(_Decoded(stream, make, kind, lenient), f"{kind} data")
     head = inner.peek(4096)
     return _scan_stream(inner, head, relative, scan, level + 1)
+
+
+class _Decoded:
+    """The data of a compressed stream and of the streams that follow it (gzip members, bz2/xz
+    streams), decoded on demand. Bytes after the last stream that do not start a valid stream
+    end the data, as they end what the formats' own readers deliver (``gzip`` raises there, but
+    only after the data before it was read: trailing garbage never hides a stream).
+
+    A corrupt or truncated first stream raises (recognised data that cannot be read is refused),
+    unless ``lenient``: for formats recognised only by their first bytes decoding (zlib, LZMA
+    alone), whose "magic" raw tensor data can imitate, the data decoded before the error is what
+    a loader reads too, so it is scanned and the error ends it."""
+
+    def __init__(self, source, make, kind: str, lenient: bool):
+        self._source, self._make, self._kind, self._lenient = source, make, kind, lenient
+        self._decoder, self._first, self._done, self._pending = make(), True, False, b""
+
+    def read(self, size: int) -> bytes:
+        while not self._done:
+            if self._decoder.eof:
+                self._next_stream()
+                continue
+            data = b""
+            if self._decoder.needs_input:
+                data, self._pending = (self._pending or self._source.read(_CHUNK)), b""
+                if not data:
+                    if self._first and not self._lenient:
+                        raise EOFError(f"{self._kind} ends before its end-of-stream marker (truncated)")
+                    self._done = True
+                    break
+            try:
+                out = self._decoder.decompress(data, size)
+            except _DECODE_ERRORS:
+                if self._first and not self._lenient:
+                    raise
+                self._done = True   # bytes that are not (or no longer) a stream: the end of the data
+                break
+            if out:
+                return out
+        return b""
+
+    def _next_stream(self) -> None:
+        check_deadline()
+        self._pending = self._decoder.unused_data + self._pending
+        if not self._pending:
+            self._pending = self._source.read(_CHUNK)
+        if not self._pending:
+            self._done = True
+            return
+        self._decoder, self._first = self._make(), False
 
 
 class _Capped(io.RawIOBase):
@@ -252,14 +507,20 @@ class _Capped(io.RawIOBase):
         return b"".join(chunks)
 
 
-def _scan_archive(archive: Archive, relative: str, scan: FolderScan) -> list[GlobalRef]:
+def _scan_archive(archive: Archive, relative: str, scan: FolderScan, level: int) -> list[GlobalRef]:
+    """Every member, by content: ``.pkl`` members must be pickles (torch unpickles them); any
+    other member is scanned like a file (a loader may open a member of any name: pandas reads a
+    zip's one member, ``numpy.load`` an ``.npz``'s ``.npy`` members)."""
     refs = [ref for member in pickle_members(archive) for ref in scan_pickle(archive.open(member), member)]
     for member in archive.names():
-        if member.lower().endswith(".pkl") or not archive.head(member, _NPY_HEAD).startswith(NPY_MAGIC):
+        if member.endswith("/") or member.lower().endswith(".pkl"):
             continue
-        if _member_has_objects(archive, member):
-            refs += [GlobalRef(r.module, r.name, member, r.opcode)
-                     for r in _scan_npy(archive.open(member), f"{relative}!{member}", scan)]
+        head = archive.head(member, 4096)
+        if head.startswith(NPY_MAGIC) and not _member_has_objects(archive, member):
+            continue    # a numeric array: its data are never inflated here
+        found = _scan_stream(archive.stream(member), head, f"{relative}!{member}", scan, level)
+        refs += [GlobalRef(r.module, r.name, f"{member}!{r.member}" if r.member else member, r.opcode)
+                 for r in found]
     return refs
 
 
@@ -269,7 +530,7 @@ def _member_has_objects(archive: Archive, member: str) -> bool:
     try:
         return _npy_has_objects(io.BytesIO(archive.head(member, _NPY_HEAD)))
     except PickleScanError:
-        return _npy_has_objects(archive.open(member))
+        return _npy_has_objects(archive.stream(member))
 
 
 def _scan_npy(stream: IO[bytes], relative: str, scan: FolderScan) -> list[GlobalRef]:
@@ -281,23 +542,33 @@ def _scan_npy(stream: IO[bytes], relative: str, scan: FolderScan) -> list[Global
 
 
 def _npy_has_objects(stream: IO[bytes]) -> bool:
-    """Reads the header (leaving ``stream`` at the data) and says whether its dtype holds objects."""
+    """Reads the header (leaving ``stream`` at the data) and says whether its dtype holds objects.
+
+    The header is read by numpy's own reader, as ``numpy.load`` reads it (including its
+    fallback for Python 2 headers such as ``(1L,)``); it parses literals and never unpickles."""
     import numpy
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # numpy warns about the Python 2 headers it converts
+            dtype = _read_npy_dtype(stream)
+    except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError, EOFError,
+            AttributeError, UnicodeDecodeError) as exc:
+        raise PickleScanError(f"a .npy header numpy's reader rejects ({type(exc).__name__}: {exc})"[:300]) from None
+    return isinstance(dtype, numpy.dtype) and dtype.hasobject
+
+
+def _read_npy_dtype(stream: IO[bytes]):
     from numpy.lib import format as npy_format
 
-    prefix = stream.read(len(NPY_MAGIC) + 2)
-    major = prefix[len(NPY_MAGIC)] if len(prefix) == len(NPY_MAGIC) + 2 else 0
-    size_bytes = 2 if major == 1 else 4
-    raw_size = stream.read(size_bytes)
-    if major not in (1, 2, 3) or len(raw_size) != size_bytes:
-        raise PickleScanError("not a .npy header numpy reads")
-    header = stream.read(int.from_bytes(raw_size, "little"))
-    try:
-        fields = ast.literal_eval(header.decode("utf-8" if major == 3 else "latin-1"))
-        dtype = npy_format.descr_to_dtype(fields["descr"])
-    except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError) as exc:
-        raise PickleScanError(f"unreadable .npy header ({type(exc).__name__})") from None
-    return isinstance(dtype, numpy.dtype) and dtype.hasobject
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        return npy_format.read_array_header_1_0(stream, max_header_size=_NPY_MAX_HEADER)[2]
+    if version == (2, 0):
+        return npy_format.read_array_header_2_0(stream, max_header_size=_NPY_MAX_HEADER)[2]
+    from numpy.lib import _format_impl  # version 3.0 (utf-8 header): no public reader
+
+    return _format_impl._read_array_header(stream, version, max_header_size=_NPY_MAX_HEADER)[2]
 
 
 def _scan_if_pickle(stream: IO[bytes]) -> list[GlobalRef]:

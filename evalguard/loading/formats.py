@@ -14,6 +14,7 @@ from evalguard.loading.allowlist import AllowList
 from evalguard.loading.archive import Archive, ArchiveCorrupt, ArchiveRefused
 from evalguard.loading.pickle_scan import (
     PickleScanError,
+    ScanLimit,
     pickle_members,
     scan_archive_members,
     scan_legacy_stream,
@@ -183,7 +184,7 @@ def open_archive(path: Path, scan_archive):
     try:
         with Archive.open_path(path) as archive:
             return scan_archive(archive)
-    except ArchiveRefused as exc:
+    except (ArchiveRefused, ScanLimit) as exc:
         raise refuse_container(path, str(exc)) from None
     except PickleScanError as exc:
         raise TargetError(f"{path}: corrupt pickle inside the archive ({exc})") from None

@@ -7,9 +7,12 @@ constants is reported as unresolvable, which the allow-list always refuses.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import pickletools
 import struct
+import time
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -64,6 +67,35 @@ class PickleScanError(Exception):
 
 class ScanLimit(Exception):
     """A limit of the stream being read (e.g. a decompression cap) was hit: passed through as is."""
+
+
+class ScanBudgetExceeded(ScanLimit):
+    """The scan's opcode or wall-clock budget ran out: the file cannot be vetted in bounded time."""
+
+
+#: Opcodes one pickle may have. A torch ``data.pkl`` spends a few dozen per tensor (a 10,000-tensor
+#: checkpoint stays under 500,000); a flood of cheap opcodes would otherwise make the scan, not the
+#: load, the slow part (tens of seconds for 40 MiB of NONE/POP).
+MAX_OPCODES = 2_000_000
+_CLOCK_EVERY = 1 << 16
+#: When set (``time.monotonic()`` seconds), every pickle scan stops past it (see ``scan_deadline``).
+_deadline: contextvars.ContextVar[tuple[float, str] | None] = contextvars.ContextVar("scan_deadline", default=None)
+
+
+@contextlib.contextmanager
+def scan_deadline(seconds: float, what: str):
+    """Bound every pickle scan started inside the block to ``seconds`` of wall-clock time in all."""
+    token = _deadline.set((time.monotonic() + seconds, f"{what} takes more than {seconds:g} s"))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def check_deadline() -> None:
+    limit = _deadline.get()
+    if limit is not None and time.monotonic() > limit[0]:
+        raise ScanBudgetExceeded(f"the scan's time budget ran out ({limit[1]})")
 
 
 @dataclass(frozen=True)
@@ -172,9 +204,11 @@ def scan_pickle(stream: IO[bytes], member: str = "", storages: list | None = Non
 
 
 def _read_ops(stream: IO[bytes]):
-    """``pickletools.genops``, with what it raises on bad bytes as ``PickleScanError`` (a corrupt
-    file); an exception in the scanner's own bookkeeping stays evalguard's bug."""
-    ops = pickletools.genops(stream)
+    """The opcodes of one pickle as ``pickletools.genops`` yields them, with what it raises on bad
+    bytes as ``PickleScanError`` (a corrupt file); an exception in the scanner's own bookkeeping
+    stays evalguard's bug. Numeric text arguments are parsed the way the unpickler parses them,
+    and at most ``MAX_OPCODES`` opcodes are read (then ``ScanBudgetExceeded``)."""
+    ops = _genops(stream)
     while True:
         try:
             op = next(ops)
@@ -182,9 +216,66 @@ def _read_ops(stream: IO[bytes]):
             return
         except ScanLimit:   # the stream's own limit (a decompression bomb): a refusal, not bad bytes
             raise
-        except Exception as exc:  # noqa: BLE001 - genops raises ValueError/EOFError/UnicodeDecodeError... on bad bytes
+        except Exception as exc:  # noqa: BLE001 - the readers raise ValueError/EOFError/UnicodeDecodeError... on bad bytes
             raise PickleScanError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
         yield op
+
+
+def _genops(stream: IO[bytes]):
+    """``pickletools.genops`` with the unpickler's own reading of INT and LONG (``int(text, 0)``:
+    ``I0x10`` is a valid INT to ``pickle.load`` while pickletools' ``int(text)`` rejects it)."""
+    getpos = stream.tell if hasattr(stream, "tell") else (lambda: None)
+    count = 0
+    while True:
+        count += 1
+        if count > MAX_OPCODES:
+            raise ScanBudgetExceeded(f"a pickle with more than {MAX_OPCODES:,} opcodes (the scan's opcode budget)")
+        if count % _CLOCK_EVERY == 0:
+            check_deadline()
+        pos = getpos()
+        code = stream.read(1)
+        opcode = pickletools.code2op.get(code.decode("latin-1"))
+        if opcode is None:
+            raise ValueError("pickle exhausted before seeing STOP" if code == b"" else f"at position {pos}, opcode {code!r} unknown")
+        reader = _NUMERIC_TEXT.get(opcode.name)
+        if reader is not None:
+            arg = reader(stream)
+        else:
+            arg = None if opcode.arg is None else opcode.arg.reader(stream)
+        yield opcode, arg, pos
+        if code == b".":
+            return
+
+
+def _text_line(stream: IO[bytes]) -> bytes:
+    line = stream.readline()
+    if not line.endswith(b"\n"):
+        raise ValueError("no newline found when trying to read a numeric argument")
+    return line[:-1]
+
+
+def _unpickler_int(text: bytes) -> int:
+    """``pickle``'s ``int(text, 0)``; pickletools' plain ``int(text)`` as a fallback keeps the
+    scan going wherever either reads a number (reading on is the cautious side)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        return int(text)
+
+
+def _read_int(stream: IO[bytes]):
+    text = _text_line(stream)
+    if text in (b"00", b"01"):
+        return text == b"01"
+    return _unpickler_int(text)
+
+
+def _read_long(stream: IO[bytes]) -> int:
+    text = _text_line(stream)
+    return _unpickler_int(text[:-1] if text.endswith(b"L") else text)
+
+
+_NUMERIC_TEXT = {"INT": _read_int, "LONG": _read_long}
 
 
 class _Obj:
