@@ -107,8 +107,22 @@ def dynamic_quantized(model) -> str | None:
     return None
 
 
+_DYNAMIC = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
+
+
 def is_dynamic_quantized(module) -> bool:
-    return type(module).__module__.startswith(("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic"))
+    """A ``quantize_dynamic`` module, eager or TorchScript (a traced/scripted module keeps the
+    qualified name of the class it was made from: ``__torch__.torch.ao.nn.quantized.dynamic...``)."""
+    if type(module).__module__.startswith(_DYNAMIC):
+        return True
+    script_type = getattr(getattr(module, "_c", None), "_type", None)
+    if script_type is None:
+        return False
+    try:
+        qualified = script_type().qualified_name()
+    except Exception:  # noqa: BLE001 - not a TorchScript module after all
+        return False
+    return qualified.removeprefix("__torch__.").startswith(_DYNAMIC)
 
 
 def quantized_skip_reason(module: str) -> str:
