@@ -1,0 +1,166 @@
+"""Red-team round 3 against the program scans (TorchScript code, .pt2 graph JSON) and the worker.
+
+Each attack has a positive control: the format's own loader, in a throwaway subprocess, really
+does the harm (reads past a storage, loops forever); then evalguard, run as a user through the
+CLI, refuses the file (EG904/EG905) or stops it within a bound.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[2]
+LEAK = 4096     # elements read from a 4-element storage
+FLATTEN = rb"torch\.flatten\((\w+)\)"
+
+
+def evalguard(cwd: Path, target: str, *args: str, timeout: int = 300) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", target, "--input-shape", "1x4", "--no-onnx",
+                           "--format", "json", "-o", "r.json", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    report = json.loads((cwd / "r.json").read_text()) if (cwd / "r.json").exists() else {}
+    return done, report
+
+
+def rules(report: dict) -> set[str]:
+    return {f["rule"] for f in report.get("findings", [])}
+
+
+def rewrite_code(src: Path, dst: Path, old: bytes, new: bytes) -> Path:
+    """Copy a TorchScript archive with one regex edit in its source (debug tables dropped)."""
+    with zipfile.ZipFile(src) as archive:
+        members = [(i.filename, archive.read(i.filename)) for i in archive.infolist()]
+    writer = torch._C.PyTorchFileWriter(str(dst))
+    edited = False
+    for name, data in members:
+        inner = name.split("/", 1)[1]
+        if inner in ("version", ".data/version") or inner.endswith(".debug_pkl"):
+            continue
+        if inner.startswith("code/") and inner.endswith(".py") and re.search(old, data):
+            data, edited = re.sub(old, new, data), True
+        writer.write_record(inner, data, len(data))
+    writer.write_end_of_file()
+    assert edited, f"{old!r} not in the program"
+    return dst
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.lin(x).contiguous()
+        return torch.flatten(y) * 1.0 + y.sum() * 0.0
+
+
+class WithDecoy(Tiny):
+    @torch.jit.export
+    def _reshape_alias(self, y: torch.Tensor) -> torch.Tensor:   # only its name matters
+        return y
+
+
+def scripted(tmp_path: Path, module: nn.Module, name: str) -> Path:
+    path = tmp_path / name
+    torch.jit.save(torch.jit.script(module.eval()), str(path))
+    return path
+
+
+def reads_out_of_bounds(path: Path) -> None:
+    """Positive control: torch's own loader runs the program and returns LEAK values from a 4-float storage."""
+    code = (f"import torch; m = torch.jit.load({str(path)!r}); y = m(torch.ones(1, 4)); "
+            f"assert y.numel() == {LEAK}, y.shape; print('leaked', y.numel())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "leaked" in done.stdout, done.stderr[-2000:]
+
+
+def method_shadow(tmp_path: Path) -> Path:
+    """a09: the archive defines a method named ``_reshape_alias``; forward calls it as a tensor method."""
+    base = scripted(tmp_path, WithDecoy(), "decoy.pt")
+    return rewrite_code(base, tmp_path / "shadow.pt", FLATTEN,
+                        rb"\1._reshape_alias([%d], [1])" % LEAK)
+
+
+def getattr_call(tmp_path: Path) -> Path:
+    """a21: ``getattr(y, "_reshape_alias")(...)``: the call's target is itself a call."""
+    base = scripted(tmp_path, Tiny(), "plain.pt")
+    return rewrite_code(base, tmp_path / "getattr.pt", FLATTEN,
+                        rb'getattr(\1, "_reshape_alias")([%d], [1])' % LEAK)
+
+
+@pytest.mark.parametrize("build", [method_shadow, getattr_call], ids=["a09-method-shadow", "a21-getattr-call"])
+def test_excluded_op_through_a_method_name_is_refused(tmp_path, build):
+    target = build(tmp_path)
+    reads_out_of_bounds(target)
+    done, report = evalguard(tmp_path, target.name)
+    assert done.returncode == 2, done.stderr[-2000:]
+    messages = [f["message"] for f in report["findings"] if f["rule"] == "EG904"]
+    assert messages and any("_reshape_alias" in m for m in messages), report
+    assert not rules(report) & {"EG103", "EG402"}, "the program must not have run"
+
+
+def test_archive_method_named_like_an_excluded_op_is_refused_even_unused(tmp_path):
+    target = scripted(tmp_path, WithDecoy(), "decoy.pt")
+    done, report = evalguard(tmp_path, target.name)
+    assert done.returncode == 2
+    messages = [f["message"] for f in report["findings"] if f["rule"] == "EG904"]
+    assert any("shadows the excluded aten op _reshape_alias" in m for m in messages), report
+
+
+class Helper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.blocks = nn.ModuleList([nn.ReLU(), nn.Identity()])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.features(x)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = Helper()
+        self.bn = nn.BatchNorm2d(2)
+        self.head = nn.Linear(2, 3)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=[2, 3])
+
+    def forward(self, x):
+        y = self.bn(self.body.features(x.reshape(1, 1, 2, 2)))
+        return self.head(self._pool(y))
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x.unsqueeze(1))
+        return self.head(out[:, -1])
+
+
+@pytest.mark.parametrize("module", [SmallCNN, Recurrent], ids=["cnn-with-helpers", "lstm"])
+def test_benign_programs_still_audit(tmp_path, module):
+    target = scripted(tmp_path, module(), "benign.pt")
+    done, report = evalguard(tmp_path, target.name)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert not {r for r in rules(report) if r.startswith("EG9")}, report["findings"]
