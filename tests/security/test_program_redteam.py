@@ -23,9 +23,10 @@ LEAK = 4096     # elements read from a 4-element storage
 FLATTEN = rb"torch\.flatten\((\w+)\)"
 
 
-def evalguard(cwd: Path, target: str, *args: str, timeout: int = 300) -> tuple[subprocess.CompletedProcess, dict]:
+def evalguard(cwd: Path, target: str, *args: str, shape: str = "1x4",
+              timeout: int = 300) -> tuple[subprocess.CompletedProcess, dict]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "evalguard", "check", target, "--input-shape", "1x4", "--no-onnx",
+    done = subprocess.run([sys.executable, "-m", "evalguard", "check", target, "--input-shape", shape, "--no-onnx",
                            "--format", "json", "-o", "r.json", *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     report = json.loads((cwd / "r.json").read_text()) if (cwd / "r.json").exists() else {}
@@ -162,5 +163,44 @@ class Recurrent(nn.Module):
 def test_benign_programs_still_audit(tmp_path, module):
     target = scripted(tmp_path, module(), "benign.pt")
     done, report = evalguard(tmp_path, target.name)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert not {r for r in rules(report) if r.startswith("EG9")}, report["findings"]
+
+
+def small_mlp_pt2(path: Path) -> Path:
+    mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    torch.export.save(torch.export.export(mlp, (torch.randn(2, 16),)), str(path))
+    return path
+
+
+def with_nested_list(src: Path, dst: Path, depth: int) -> Path:
+    """a19: the program JSON gains a key holding a list nested ``depth`` deep."""
+    with zipfile.ZipFile(src) as archive:
+        members = [(i.filename, archive.read(i.filename)) for i in archive.infolist()]
+    writer = torch._C.PyTorchFileWriter(str(dst))
+    for name, data in members:
+        inner = name.split("/", 1)[1]
+        if inner == ".data/version":
+            continue
+        if inner.startswith("models/") and inner.endswith(".json"):
+            data = data.rstrip()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+        writer.write_record(inner, data, len(data))
+    writer.write_end_of_file()
+    return dst
+
+
+@pytest.mark.parametrize("depth", [900, 5000])
+def test_deeply_nested_program_json_is_refused_not_a_crash(tmp_path, depth):
+    target = with_nested_list(small_mlp_pt2(tmp_path / "mlp.pt2"), tmp_path / "deep.pt2", depth)
+    done, report = evalguard(tmp_path, target.name, shape="2x16")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (finding,) = report["findings"]
+    assert finding["rule"] == "EG905" and "nested deeper than" in finding["message"], finding
+
+
+def test_benign_pt2_still_audits(tmp_path):
+    target = small_mlp_pt2(tmp_path / "mlp.pt2")
+    done, report = evalguard(tmp_path, target.name, shape="2x16")
     assert done.returncode in (0, 1), done.stderr[-2000:]
     assert not {r for r in rules(report) if r.startswith("EG9")}, report["findings"]
