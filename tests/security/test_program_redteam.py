@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -204,3 +205,107 @@ def test_benign_pt2_still_audits(tmp_path):
     done, report = evalguard(tmp_path, target.name, shape="2x16")
     assert done.returncode in (0, 1), done.stderr[-2000:]
     assert not {r for r in rules(report) if r.startswith("EG9")}, report["findings"]
+
+
+class Forever(nn.Module):
+    """a22: forward loops forever on integer ops (every op allowed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        i = 0
+        while i >= 0:
+            i = (i + 1) % 1000
+        return self.lin(x)
+
+
+def _children(pid: int) -> set[int]:
+    """The process tree under ``pid`` now (from /proc's ppid fields)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - tree
+        tree |= frontier
+    return tree
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _started_by(pid: int) -> set[int]:
+    """Processes, orphaned or not, whose environment names ``pid`` as the evalguard that started them."""
+    from evalguard.sandbox import PARENT_PID_ENV
+
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"{PARENT_PID_ENV}={pid}".encode() in environ and _alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
+def test_endless_forward_really_loops_in_torch(tmp_path):
+    target = scripted(tmp_path, Forever(), "forever.pt")
+    code = f"import torch; torch.jit.load({str(target)!r})(torch.ones(1, 4)); print('returned')"
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=8)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux")
+@pytest.mark.parametrize("signum", [15, 9], ids=["SIGTERM", "SIGKILL"])
+def test_killed_cli_leaves_no_worker_behind(tmp_path, signum):
+    target = scripted(tmp_path, Forever(), "forever.pt")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = subprocess.Popen([sys.executable, "-m", "evalguard", "check", target.name, "--input-shape", "1x4",
+                            "--no-onnx", "--format", "json", "-o", "r.json"],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _started_by(cli.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = _started_by(cli.pid)
+        assert workers, "no worker started"
+        time.sleep(6)                       # torch imported, the forward spinning
+        tree = _children(cli.pid) | workers
+        assert cli.poll() is None, "the CLI ended before it was killed"
+        os.kill(cli.pid, signum)
+        cli.wait(timeout=30)
+        time.sleep(1.0)
+        survivors = {pid for pid in tree if _alive(pid)} | _started_by(cli.pid)
+        assert not survivors, f"processes outlived the killed CLI: {survivors}"
+        if signum == 15:
+            assert cli.returncode == 143 and b"Traceback" not in cli.stderr.read()
+    finally:
+        for pid in _started_by(cli.pid):   # never leave a spinning worker behind, even on failure
+            os.kill(pid, 9)
+        if cli.poll() is None:
+            cli.kill()
+
+
+def test_default_worker_limit_scales_with_the_target(tmp_path):
+    from evalguard.execution import DEFAULT_TIMEOUT, ExecutionOptions, default_timeout, target_size
+
+    tiny = scripted(tmp_path, Forever(), "forever.pt")
+    assert default_timeout(target_size(str(tiny))) < 100            # a tiny looping program: ~90 s, not 900
+    assert default_timeout(1 << 30) > 600                           # a 1 GiB model still gets most of 900 s
+    assert default_timeout(20 << 30) == default_timeout(None) == DEFAULT_TIMEOUT
+    assert ExecutionOptions(timeout=5.0).worker_timeout(1 << 40) == 5.0   # --timeout always wins
+    assert target_size(str(tmp_path)) >= target_size(str(tiny))
