@@ -270,11 +270,16 @@ def test_endless_forward_really_loops_in_torch(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux")
-@pytest.mark.parametrize("signum", [15, 9], ids=["SIGTERM", "SIGKILL"])
-def test_killed_cli_leaves_no_worker_behind(tmp_path, signum):
+@pytest.mark.parametrize(("signum", "copies"), [(15, 1), (9, 1), (9, 2)],
+                         ids=["SIGTERM", "SIGKILL", "SIGKILL-fork-server"])
+def test_killed_cli_leaves_no_worker_behind(tmp_path, signum, copies):
     target = scripted(tmp_path, Forever(), "forever.pt")
+    names = [target.name]
+    for n in range(1, copies):          # two targets: workers are forked from the fork server
+        names.append(f"forever{n}.pt")
+        (tmp_path / names[-1]).write_bytes(target.read_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cli = subprocess.Popen([sys.executable, "-m", "evalguard", "check", target.name, "--input-shape", "1x4",
+    cli = subprocess.Popen([sys.executable, "-m", "evalguard", "check", *names, "--input-shape", "1x4",
                             "--no-onnx", "--format", "json", "-o", "r.json"],
                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
