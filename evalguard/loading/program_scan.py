@@ -38,7 +38,8 @@ _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "pop", "remove", "
                                 "startswith", "endswith", "upper", "lower", "replace", "find", "isdigit",
                                 "forward", "__getitem__", "__len__", "__contains__"})
 #: Container methods whose aten namesake is excluded only because of what it does to a sparse tensor
-#: (``aten::values``); no allowed op builds a sparse tensor, and on a dense one it raises.
+#: (``aten::values``; serialized code writes ``d.values()`` as ``torch.values(d)``): no allowed op
+#: builds a sparse tensor, the pickle allow-list rebuilds none, and on a dense one it raises.
 _CONTAINER_ONLY = frozenset({"values"})
 #: Names that only type annotations use (``Optional[Tensor]``), never called.
 _TYPE_NAMES = frozenset({"Tensor", "Optional", "List", "Dict", "Tuple", "Union", "Final", "NoneType", "Any",
@@ -321,7 +322,8 @@ class _ProgramVisitor(ast.NodeVisitor):
         # other plain attribute reads (self.weight, x.shape) are data
 
     def _check_torch(self, parts: list[str]) -> None:
-        if len(parts) == 2 and (is_pure_op("aten", parts[1]) or parts[1] in _TORCH_VALUES):
+        if len(parts) == 2 and (is_pure_op("aten", parts[1]) or parts[1] in _TORCH_VALUES
+                                or parts[1] in _CONTAINER_ONLY):   # dict.values() is torch.values(d)
             return
         if parts[:2] == ["torch", "jit"] and parts[-1] in ("_unwrap_optional", "annotate", "is_scripting"):
             return

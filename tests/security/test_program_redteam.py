@@ -146,7 +146,8 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         y = self.bn(self.body.features(x.reshape(1, 1, 2, 2)))
-        return self.head(self._pool(y))
+        parts: dict[str, torch.Tensor] = {"pooled": self._pool(y)}
+        return self.head(list(parts.values())[0])
 
 
 class Recurrent(nn.Module):
