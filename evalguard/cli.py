@@ -32,7 +32,8 @@ def _execution_options(command):
                           "Also the processes checking .py files (default: the cores, for 40 files or more)."),
         click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
                      help="Seconds one model target's audit may take (worker start-up not counted); "
-                          "past it the worker is killed and the target is an error."),
+                          "past it the worker is killed and the target is an error (default: 90 s plus "
+                          "60 s per 100 MiB of the target's files, at most 900 s)."),
         click.option("--memory-limit", "memory_limit", metavar="SIZE",
                      help="Memory each worker may add to its start-up size (address space, e.g. 4G); "
                           "allocations past it fail that target. CPU only."),
