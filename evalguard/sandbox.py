@@ -118,7 +118,8 @@ def _fork_child(request: dict, log) -> tuple[int, int]:
 
 def _spawn_child(request: dict, log, scratch: str) -> tuple[int, int]:
     read, write = os.pipe()
-    env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1",
+           PARENT_PID_ENV: str(os.getpid())}
     try:
         child = subprocess.Popen([sys.executable, "-m", "evalguard.sandbox", str(write)], stdin=subprocess.PIPE,
                                  stdout=log, stderr=log, cwd=scratch, env=env, pass_fds=(write,),
@@ -505,6 +506,7 @@ def _call(request: dict) -> dict:
 
 def _child_main() -> None:
     """The spawned child: ``python -m evalguard.sandbox FD``, the request as JSON on stdin."""
+    die_with_parent(expected_parent())
     write = int(sys.argv[1])
     request = json.loads(sys.stdin.read())
     sys.path[:] = request["sys_path"]  # resolve modules exactly as the parent does
