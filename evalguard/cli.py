@@ -32,7 +32,8 @@ def _execution_options(command):
                           "Also the processes checking .py files (default: the cores, for 40 files or more)."),
         click.option("--timeout", "timeout", type=float, default=None, metavar="SECONDS",
                      help="Seconds one model target's audit may take (worker start-up not counted); "
-                          "past it the worker is killed and the target is an error."),
+                          "past it the worker is killed and the target is an error (default: 90 s plus "
+                          "60 s per 100 MiB of the target's files, at most 900 s)."),
         click.option("--memory-limit", "memory_limit", metavar="SIZE",
                      help="Memory each worker may add to its start-up size (address space, e.g. 4G); "
                           "allocations past it fail that target. CPU only."),
@@ -229,17 +230,34 @@ def explain(rule_id) -> int:
     return EXIT_OK
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C, so the run kills the workers it started before it exits."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors with exit code 2, tracebacks only with --debug."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("EVALGUARD_DEBUG") == "1"
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = cli.main(args=args, prog_name="evalguard", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        code = EXIT_ERROR
+    except click.exceptions.Abort as exc:   # click turns KeyboardInterrupt (so our Terminated) into Abort
+        if isinstance(exc.__cause__, Terminated) or isinstance(exc.__context__, Terminated):
+            click.echo("error: terminated (SIGTERM); the workers this run started were killed", err=True)
+            code = 143
+        else:
+            click.echo("error: aborted", err=True)
+            code = EXIT_ERROR
     except click.ClickException as exc:
         if debug:
             raise
@@ -250,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         code = EXIT_ERROR
+    except Terminated:
+        click.echo("error: terminated (SIGTERM); the workers this run started were killed", err=True)
+        code = 143
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         code = 130

@@ -106,8 +106,10 @@ def forks() -> bool:
 
 def _fork_child(request: dict, log) -> tuple[int, int]:
     read, write = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:   # the child: never returns
+        die_with_parent(parent)
         os.close(read)
         _forked_child(request, write, log.fileno())
     os.close(write)
@@ -116,7 +118,8 @@ def _fork_child(request: dict, log) -> tuple[int, int]:
 
 def _spawn_child(request: dict, log, scratch: str) -> tuple[int, int]:
     read, write = os.pipe()
-    env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "TMPDIR": scratch, "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1",
+           PARENT_PID_ENV: str(os.getpid())}
     try:
         child = subprocess.Popen([sys.executable, "-m", "evalguard.sandbox", str(write)], stdin=subprocess.PIPE,
                                  stdout=log, stderr=log, cwd=scratch, env=env, pass_fds=(write,),
@@ -282,6 +285,35 @@ def read_messages(fd: int, deadline, on_message) -> bool:
                         pass   # a torn line from a dying child; the exit status says what happened
     finally:
         os.close(fd)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(expected_parent: int | None) -> None:
+    """SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``); a worker left
+    behind by a killed evalguard must not keep running a program. ``expected_parent``: the pid
+    the parent had before it started us; when the parent is already gone (we were re-parented
+    before the request took effect), exit now."""
+    if platform.system() == "Linux":
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if expected_parent and os.getppid() != expected_parent:
+        os._exit(1)
+
+
+#: The environment variable through which a worker learns its parent's pid (``die_with_parent``).
+PARENT_PID_ENV = "EVALGUARD_PARENT_PID"
+
+
+def expected_parent() -> int | None:
+    try:
+        return int(os.environ[PARENT_PID_ENV])
+    except (KeyError, ValueError):
+        return None
 
 
 def kill_group(pid: int) -> None:
@@ -474,6 +506,7 @@ def _call(request: dict) -> dict:
 
 def _child_main() -> None:
     """The spawned child: ``python -m evalguard.sandbox FD``, the request as JSON on stdin."""
+    die_with_parent(expected_parent())
     write = int(sys.argv[1])
     request = json.loads(sys.stdin.read())
     sys.path[:] = request["sys_path"]  # resolve modules exactly as the parent does

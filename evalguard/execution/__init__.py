@@ -18,7 +18,37 @@ T = TypeVar("T")
 
 #: Wall-clock limit per worker process when ``--timeout`` is not given: a program that hangs
 #: (a ``while`` loop in a TorchScript method) ends as that target's error, never a hung run.
+#: It grows with the target's size: ``DEFAULT_TIMEOUT_BASE`` seconds plus
+#: ``DEFAULT_TIMEOUT_PER_100MIB`` per 100 MiB of model files, at most ``DEFAULT_TIMEOUT``
+#: (which a ``--model`` factory target, of no known size, gets).
 DEFAULT_TIMEOUT = 900.0
+DEFAULT_TIMEOUT_BASE = 90.0
+DEFAULT_TIMEOUT_PER_100MIB = 60.0
+
+
+def default_timeout(size_bytes: int | None) -> float:
+    """The default wall-clock limit of a worker auditing ``size_bytes`` of model files."""
+    if size_bytes is None:
+        return DEFAULT_TIMEOUT
+    return min(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT_BASE + DEFAULT_TIMEOUT_PER_100MIB * size_bytes / (100 << 20))
+
+
+def target_size(path: str | None) -> int | None:
+    """Bytes of a target's files (a folder: its regular files, links not followed); None when unknown."""
+    if path is None:
+        return None
+    try:
+        if not os.path.isdir(path):
+            return os.path.getsize(path)
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                full = os.path.join(root, name)
+                if not os.path.islink(full):
+                    total += os.path.getsize(full)
+        return total
+    except OSError:
+        return None
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -41,9 +71,9 @@ class ExecutionOptions:
     retries: int = 0                   # Ray: audits of a target whose actor died, beyond the first
     source_jobs: int | None = None     # processes for the .py targets; None: the cores, serial for few files
 
-    def worker_timeout(self) -> float:
-        """Seconds a worker may run: ``--timeout``, else ``DEFAULT_TIMEOUT``."""
-        return self.timeout if self.timeout is not None else DEFAULT_TIMEOUT
+    def worker_timeout(self, size_bytes: int | None = None) -> float:
+        """Seconds a worker may run: ``--timeout``, else ``default_timeout`` of the target's size."""
+        return self.timeout if self.timeout is not None else default_timeout(size_bytes)
 
     def worker_memory(self, device: str = "cpu") -> tuple[int | None, str]:
         """Address space a worker may add to its size, and how messages name that limit:

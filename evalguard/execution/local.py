@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalguard.errors import UsageError
-from evalguard.execution import ExecutionOptions, Target, threads_per_worker
+from evalguard.execution import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT_BASE,
+    DEFAULT_TIMEOUT_PER_100MIB,
+    ExecutionOptions,
+    Target,
+    target_size,
+    threads_per_worker,
+)
 from evalguard.findings import SKIPPED, Finding, RuleCoverage, Severity, TargetResult
 from evalguard.sandbox import kill_group, read_messages
 from evalguard.subject import AuditOptions
@@ -44,6 +52,7 @@ class WorkerExit:
     message: dict | None = None          # the final JSON message, when one came
     log_tail: str = ""
     device: str = "cpu"
+    timeout: float | None = None         # the wall-clock limit this worker ran under
 
     def memory_hit(self, execution: ExecutionOptions) -> bool:
         from evalguard.sandbox import memory_failure
@@ -56,8 +65,11 @@ class WorkerExit:
         from evalguard.sandbox import signal_text, size_text
 
         if self.timed_out:
-            flag_note = "--timeout" if execution.timeout is not None else "the default limit; --timeout changes it"
-            what = f"timed out after {execution.worker_timeout():g}s ({flag_note}); the worker was killed"
+            flag_note = ("--timeout" if execution.timeout is not None else
+                         f"the default limit: {DEFAULT_TIMEOUT_BASE:g}s plus {DEFAULT_TIMEOUT_PER_100MIB:g}s per "
+                         f"100 MiB of model files, at most {DEFAULT_TIMEOUT:g}s; --timeout changes it")
+            limit = self.timeout if self.timeout is not None else execution.worker_timeout()
+            what = f"timed out after {limit:.0f}s ({flag_note}); the worker was killed"
         elif self.message and "limits_error" in self.message:
             what = f"the worker could not set its limits: {self.message['limits_error']}"
         elif self.memory_hit(execution):
@@ -109,8 +121,11 @@ def _boot() -> list[str]:
 
 
 def _worker_env() -> dict:
+    from evalguard.sandbox import PARENT_PID_ENV
+
     env = dict(os.environ)
     env.setdefault("PYTHONFAULTHANDLER", "1")   # a crash leaves its Python traceback in the log
+    env[PARENT_PID_ENV] = str(os.getpid())      # the worker dies with us (sandbox.die_with_parent)
     return env
 
 
@@ -248,7 +263,7 @@ class LocalExecutor:
         return _SpawnedWorker(job, channel_fd, log)
 
     # ------------------------------------------------------------ one target
-    def _job(self, target: Target, scratch: str) -> bytes:
+    def _job(self, target: Target, scratch: str, timeout: float) -> bytes:
         memory, flag = self.execution.worker_memory(self.options.device)
         keep = self.options.keep_onnx
         writable = [str(Path(keep).resolve().parent)] if keep else []
@@ -257,17 +272,25 @@ class LocalExecutor:
         return pickle.dumps({"target": target, "options": self.options, "overrides": self.overrides,
                              "sys_path": list(sys.path), "threads": self.threads,
                              "memory_limit": memory, "memory_flag": flag,
+                             "cpu_seconds": self._cpu_seconds(timeout),
                              "scratch": scratch, "writable": writable})
+
+    def _cpu_seconds(self, timeout: float) -> int:
+        """RLIMIT_CPU of a worker: its wall-clock limit (plus start-up) on every thread it may use.
+        A backstop that needs no parent: a worker that outlived evalguard still stops."""
+        threads = self.threads or os.cpu_count() or 1
+        return int((timeout + _Deadline.STARTUP_GRACE) * threads) + 1
 
     def audit(self, target: Target) -> tuple[TargetResult, list[Finding]]:
         if self._cancelled:
             raise RuntimeError("cancelled")
         self.progress.begin(target.display)
-        exit_info = WorkerExit(last_step="starting the worker", device=self.options.device)
+        timeout = self.execution.worker_timeout(target_size(target.path))
+        exit_info = WorkerExit(last_step="starting the worker", device=self.options.device, timeout=timeout)
         read_fd, write_fd = os.pipe()
         with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory(prefix="evalguard-worker-") as scratch:
             try:
-                worker = self._launch(self._job(target, scratch), write_fd, log)
+                worker = self._launch(self._job(target, scratch, timeout), write_fd, log)
             except BaseException:
                 os.close(read_fd)
                 raise
@@ -278,7 +301,7 @@ class LocalExecutor:
                 if self._cancelled:
                     worker.kill()
 
-            deadline = _Deadline(self.execution.worker_timeout())
+            deadline = _Deadline(timeout)
 
             def on_message(message: dict) -> None:
                 if "ready" in message:

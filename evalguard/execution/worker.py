@@ -19,11 +19,12 @@ import sys
 
 def enter(job: dict) -> list[str]:
     """Limit and confine this worker with the sandbox's primitive: address space (``memory``),
+    CPU time (``cpu_seconds``: a backstop for a worker whose parent is gone),
     writes only in the job's scratch folder (and the ``--keep-onnx`` folder). The limits that
     could not be set come back as notes; ``SandboxError`` when no room is left at all."""
     from evalguard import sandbox
 
-    limits = sandbox.Limits(wall_seconds=None, cpu_seconds=None, memory_bytes=job.get("memory_limit"),
+    limits = sandbox.Limits(wall_seconds=None, cpu_seconds=job.get("cpu_seconds"), memory_bytes=job.get("memory_limit"),
                             memory_flag=job.get("memory_flag") or "--memory-limit")
     return sandbox.enter_child(limits, job.get("scratch"), tuple(job.get("writable", ())))
 
@@ -88,11 +89,14 @@ def serve_job(job: dict, channel_fd: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """A worker of its own: ``main([FD])``, the job pickled on stdin."""
     argv = sys.argv[1:] if argv is None else argv
+    from evalguard.sandbox import die_with_parent, expected_parent
+
     if argv and argv[0] == "zygote":
         from evalguard.execution.zygote import serve
 
         serve(int(argv[1]))
         return 0
+    die_with_parent(expected_parent())    # a spawned worker: our parent is evalguard itself
     job = pickle.load(sys.stdin.buffer)   # from our parent process (see the module docstring)
     sys.stdin.close()
     serve_job(job, int(argv[0]))

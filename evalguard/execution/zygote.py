@@ -25,6 +25,8 @@ import subprocess
 import sys
 import threading
 
+from evalguard.sandbox import die_with_parent, expected_parent
+
 #: Imported before forking when installed; a failure only means that child imports it itself.
 PRELOAD = ("torch", "torch.fx", "torch.export", "torch._dynamo", "torch.distributed", "onnx", "onnxruntime",
            "onnxscript", "torch.onnx", "transformers", "transformers.modeling_utils", "safetensors")
@@ -81,6 +83,7 @@ def _child(request: dict, fds: list[int], sock: socket.socket) -> None:
 
 def serve(sock_fd: int) -> None:
     """The server loop: fork on each request, report each child's end; stop when the parent goes."""
+    die_with_parent(expected_parent())
     sock = socket.socket(fileno=sock_fd)
     _preload()
     sock.sendmsg([pickle.dumps({"ready": True})])
@@ -92,8 +95,10 @@ def serve(sock_fd: int) -> None:
             if not data:
                 break
             request = pickle.loads(data)   # from our parent process only (a private socket pair)
+            server = os.getpid()
             pid = os.fork()
             if pid == 0:
+                die_with_parent(server)
                 _child(request, fds, sock)
             for fd in fds:
                 os.close(fd)

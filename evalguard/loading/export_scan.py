@@ -99,7 +99,10 @@ def scan_pt2(archive) -> Pt2Scan:
         if not model.endswith(".json") or not _MODEL_NAME.match(model[:-len(".json")]):
             return refuse(f"program member {members[inner]!r} is not models/<name>.json")
         model = model[:-len(".json")]
-        problems, ops = check_program_json(read(inner))
+        try:
+            problems, ops = check_program_json(read(inner))
+        except ProgramTooDeep as exc:
+            return refuse(f"program member {members[inner]!r}: {exc}")
         result.problems += [f"{members[inner]}: {p}" for p in problems]
         result.unsafe_ops += [f"{op} (in {members[inner]})" for op in ops]
         reason = _scan_model_payloads(model, read, result)
@@ -157,10 +160,22 @@ def _scan_payload(data: bytes, member: str, result: Pt2Scan) -> None:
         result.problems.append(f"{member}: embedded object that cannot be checked ({exc})")
 
 
+#: Deepest nesting a program JSON may have; torch.export.save writes about 20 levels.
+MAX_JSON_DEPTH = 256
+
+
+class ProgramTooDeep(ValueError):
+    """A program JSON nested deeper than ``MAX_JSON_DEPTH`` (refused, EG905)."""
+
+
 def check_program_json(data: bytes) -> tuple[list[str], list[str]]:
-    """(constructs that would run code, operations outside the pure-op allow-list)."""
+    """(constructs that would run code, operations outside the pure-op allow-list).
+
+    Raises ``ProgramTooDeep`` for JSON nested deeper than ``MAX_JSON_DEPTH``."""
     try:
         program = json.loads(data)
+    except RecursionError:
+        raise ProgramTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         return [f"not valid JSON ({exc})"], []
     problems: list[str] = []
@@ -178,14 +193,20 @@ def check_program_json(data: bytes) -> tuple[list[str], list[str]]:
     return problems, list(dict.fromkeys(ops))
 
 
-def _walk(obj, key=None):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield k, v
-            yield from _walk(v, k)
-    elif isinstance(obj, list):
-        for item in obj:
-            yield from _walk(item, key)
+def _walk(obj):
+    """Every (key, value) pair of a JSON document, list items under their list's key; iterative,
+    with the depth bounded by ``MAX_JSON_DEPTH``."""
+    stack = [(obj, None, 0)]
+    while stack:
+        node, key, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ProgramTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield k, v
+                stack.append((v, k, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, key, depth + 1) for item in node)
 
 
 def _is_safe_target(target: str) -> bool:

@@ -8,8 +8,14 @@ parsed with ``ast`` (never compiled) and every reference must be one of:
   allowed in ``ops.toml`` (the reviewed op list: every op family with the reason it is allowed
   or excluded);
 * a class or function defined in the archive itself (``__torch__.…``);
-* a method call whose name is a pure op (tensor methods), a method defined in the archive, or
-  a list/dict/str method; a TorchScript builtin (``len``, ``range``, ``getattr(self, "x")``…).
+* a method call whose name is a pure op (tensor methods) or a list/dict/str method; a method
+  defined in the archive only where the receiver is provably an instance of an archive class
+  (``self``, a parameter annotated ``__torch__.…``, an attribute the class annotates so, or a
+  local only ever assigned one of those): on any other receiver TorchScript resolves the name
+  to the aten op of that name, whatever the archive defines. An archive method named like an
+  aten op outside the allowed list is refused outright;
+* a TorchScript builtin (``len``, ``range``…). ``getattr(obj, "name")`` with a constant name is
+  read as ``obj.name``; a call of any other computed value is refused.
 
 ``__setstate__``/``__getstate__`` may only assign attributes and return values. Anything else
 is reported as "op (in method)" for EG904; nothing is executed.
@@ -31,6 +37,10 @@ _CONTAINER_METHODS = frozenset({"append", "extend", "insert", "pop", "remove", "
                                 "update", "popitem", "format", "join", "split", "strip", "lstrip", "rstrip",
                                 "startswith", "endswith", "upper", "lower", "replace", "find", "isdigit",
                                 "forward", "__getitem__", "__len__", "__contains__"})
+#: Container methods whose aten namesake is excluded only because of what it does to a sparse tensor
+#: (``aten::values``; serialized code writes ``d.values()`` as ``torch.values(d)``): no allowed op
+#: builds a sparse tensor, the pickle allow-list rebuilds none, and on a dense one it raises.
+_CONTAINER_ONLY = frozenset({"values"})
 #: Names that only type annotations use (``Optional[Tensor]``), never called.
 _TYPE_NAMES = frozenset({"Tensor", "Optional", "List", "Dict", "Tuple", "Union", "Final", "NoneType", "Any",
                          "Future", "Await", "Device", "Enum", "Module", "__annotations__", "__parameters__",
@@ -64,6 +74,13 @@ def op_table() -> dict[str, dict[str, dict[str, dict]]]:
 
 
 @functools.lru_cache(maxsize=1)
+def unsafe_aten_names() -> frozenset[str]:
+    """Aten op names outside the allowed list (``ops.toml`` reviews every aten op of torch)."""
+    excluded = op_table().get("aten", {}).get("excluded", {})
+    return frozenset(op for family in excluded.values() for op in family["ops"]) - pure_ops()["aten"]
+
+
+@functools.lru_cache(maxsize=1)
 def pure_ops() -> dict[str, frozenset[str]]:
     """``{"aten": names, "prim": names, "quantized": names}``: the allowed ops of ``ops.toml``."""
     return {namespace: frozenset(op for family in table.get("allowed", {}).values() for op in family["ops"])
@@ -87,27 +104,74 @@ def scan_torchscript_code(archive) -> list[str]:
             trees[inner] = ast.parse(text)
         except (SyntaxError, ValueError):
             problems.append(f"unreadable program source ({inner})")
-    defined, methods = _definitions(trees)
+    trees = {inner: _ConstantGetattr().visit(tree) for inner, tree in trees.items()}
+    defined, classes = _definitions(trees)
+    problems += [f"method {name} defined in the archive's code ({qualname}) shadows the excluded aten op {name}"
+                 for qualname, (_, methods) in sorted(classes.items())
+                 for name in sorted(methods & unsafe_aten_names())]
     shadows = sorted(name for name in defined if name.startswith(CUSTOM_CLASS_PREFIX))
     problems += [f"{name} defined in the archive's code (torch resolves that name to its registered C++ class, "
                  "not to this code)" for name in shadows]
     defined -= set(shadows)
     for inner, tree in trees.items():
-        problems += _ProgramVisitor(inner, defined, methods).run(tree)
+        problems += _ProgramVisitor(inner, defined, classes).run(tree)
     return list(dict.fromkeys(problems))
 
 
-def _definitions(trees: dict[str, ast.Module]) -> tuple[set[str], set[str]]:
-    """Qualified names (``__torch__.a.b.Name``) and method names the archive defines."""
-    defined, methods = set(), set()
+#: ``{qualified class name: (attribute name -> archive class it is annotated with, method names)}``.
+Classes = dict[str, tuple[dict[str, str], set[str]]]
+
+
+def _definitions(trees: dict[str, ast.Module]) -> tuple[set[str], Classes]:
+    """Qualified names (``__torch__.a.b.Name``) the archive defines, and its classes."""
+    defined, classes = set(), {}
     for inner, tree in trees.items():
         module = inner[len("code/"):-len(".py")].replace("/", ".")
         for node in tree.body:
             if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
                 defined.add(f"{module}.{node.name}")
             if isinstance(node, ast.ClassDef):
-                methods.update(n.name for n in node.body if isinstance(n, ast.FunctionDef))
-    return defined, methods
+                classes[f"{module}.{node.name}"] = (_attribute_classes(node),
+                                                    {n.name for n in node.body if isinstance(n, ast.FunctionDef)})
+    return defined, classes
+
+
+def _archive_class(annotation: ast.AST | None) -> str | None:
+    """The archive class an annotation names (``__torch__.a.B``), else None."""
+    dotted = _dotted(annotation) if annotation is not None else None
+    if dotted and dotted.startswith("__torch__.") and not dotted.startswith(CUSTOM_CLASS_PREFIX):
+        return dotted
+    return None
+
+
+def _attribute_classes(node: ast.ClassDef) -> dict[str, str]:
+    """Attributes the class body annotates with an archive class (``lin : __torch__.Linear`` or
+    ``__annotations__["0"] = __torch__.ReLU``)."""
+    found = {}
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+            name, annotation = item.target.id, item.annotation
+        elif (isinstance(item, ast.Assign) and len(item.targets) == 1 and isinstance(item.targets[0], ast.Subscript)
+              and _dotted(item.targets[0].value) == "__annotations__"
+              and isinstance(item.targets[0].slice, ast.Constant)):
+            name, annotation = str(item.targets[0].slice.value), item.value
+        else:
+            continue
+        if (cls := _archive_class(annotation)) is not None:
+            found[name] = cls
+    return found
+
+
+class _ConstantGetattr(ast.NodeTransformer):
+    """``getattr(obj, "name")`` is ``obj.name`` (TorchScript resolves it the same way)."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if (isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) == 2
+                and not node.keywords and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)):
+            return ast.copy_location(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()), node)
+        return node
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -121,10 +185,52 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _local_classes(node: ast.FunctionDef, classes: Classes) -> dict[str, str]:
+    """Locals of a function that are provably archive-class instances: parameters annotated with an
+    archive class, and names only ever bound by ``name = <provable archive-class value>``."""
+    known = {a.arg: cls for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+             if (cls := _archive_class(a.annotation)) is not None}
+    params = {a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs}
+    assigned: dict[str, list[ast.AST]] = {}
+    plain = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Assign) and len(sub.targets) == 1 and isinstance(sub.targets[0], ast.Name):
+            assigned.setdefault(sub.targets[0].id, []).append(sub.value)
+            plain.add(id(sub.targets[0]))
+    # Names bound any other way (tuple unpacking, for, with, augmented assignment, nested
+    # parameters...) are never proven.
+    other = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+             and isinstance(n.ctx, (ast.Store, ast.Del)) and id(n) not in plain}
+    other |= {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)} - params
+    changed = True
+    while changed:
+        changed = False
+        for name, values in assigned.items():
+            if name in known or name in other or name in params:
+                continue
+            types = {_value_class(v, known, classes) for v in values}
+            if len(types) == 1 and None not in types:
+                known[name] = types.pop()
+                changed = True
+    return known
+
+
+def _value_class(node: ast.AST, known: dict[str, str], classes: Classes) -> str | None:
+    """The archive class of an expression, where the scan can prove it; else None."""
+    if isinstance(node, ast.Name):
+        return known.get(node.id)
+    if isinstance(node, ast.Attribute):
+        owner = _value_class(node.value, known, classes)
+        if owner is not None and owner in classes:
+            return classes[owner][0].get(node.attr)
+    return None
+
+
 class _ProgramVisitor(ast.NodeVisitor):
-    def __init__(self, member: str, defined: set[str], methods: set[str]):
-        self.member, self.defined, self.methods = member, defined, methods
+    def __init__(self, member: str, defined: set[str], classes: Classes):
+        self.member, self.defined, self.classes = member, defined, classes
         self.where = member
+        self.locals: dict[str, str] = {}
         self.problems: list[str] = []
 
     def run(self, tree: ast.Module) -> list[str]:
@@ -148,8 +254,9 @@ class _ProgramVisitor(ast.NodeVisitor):
         self.where = f"{outer}.{node.name}" if ":" in outer else f"{self.member}:{node.name}"
         if node.decorator_list:
             self.report("decorated function")
+        outer_locals, self.locals = self.locals, _local_classes(node, self.classes)
         self.generic_visit(node)
-        self.where = outer
+        self.where, self.locals = outer, outer_locals
 
     def _check_state_method(self, node: ast.FunctionDef) -> None:
         for statement in node.body:
@@ -171,20 +278,34 @@ class _ProgramVisitor(ast.NodeVisitor):
         elif isinstance(func, ast.Attribute):
             dotted = _dotted(func)
             if dotted is None or dotted.split(".")[0] not in ("torch", "ops", "__torch__"):
-                self._check_method(func.attr)
+                self._check_method(func)
+        else:
+            self.report("call of a computed value")
         self.generic_visit(node)
 
-    def _check_method(self, name: str) -> None:
-        if not (is_pure_op("aten", name) or name in self.methods or name in _CONTAINER_METHODS):
+    def _check_method(self, func: ast.Attribute) -> None:
+        name = func.attr
+        owner = _value_class(func.value, self.locals, self.classes)
+        if owner is not None and owner in self.classes:
+            if name not in self.classes[owner][1]:
+                self.report(f"method {name}() (not defined by {owner})")
+            return
+        # Receiver not provably an archive class: TorchScript resolves the name as the op of that name.
+        if name in unsafe_aten_names() and name not in _CONTAINER_ONLY:
+            self.report(f"method {name}() (the aten op {name} is not on the allowed list)")
+        elif not (is_pure_op("aten", name) or name in _CONTAINER_METHODS):
             self.report(f"method {name}()")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         dotted = _dotted(node)
+        root = dotted.split(".")[0] if dotted else None
+        if (root not in ("torch", "ops", "__torch__") and node.attr in unsafe_aten_names()
+                and node.attr not in _CONTAINER_ONLY and _value_class(node.value, self.locals, self.classes) is None):
+            self.report(f"{node.attr} (the aten op {node.attr} is not on the allowed list)")
         if dotted is None:
             self.generic_visit(node)
             return
         parts = dotted.split(".")
-        root = parts[0]
         if root == "torch":
             self._check_torch(parts)
         elif root == "ops":
@@ -198,10 +319,11 @@ class _ProgramVisitor(ast.NodeVisitor):
                 self.report(f"{dotted} (not defined in the archive)")
         elif len(parts) >= 2 and parts[-1] in ("from_file", "_new_shared_filename", "_share_filename_"):
             self.report(f"{parts[-1]}")
-        # plain attribute reads (self.weight, x.shape) are data
+        # other plain attribute reads (self.weight, x.shape) are data
 
     def _check_torch(self, parts: list[str]) -> None:
-        if len(parts) == 2 and (is_pure_op("aten", parts[1]) or parts[1] in _TORCH_VALUES):
+        if len(parts) == 2 and (is_pure_op("aten", parts[1]) or parts[1] in _TORCH_VALUES
+                                or parts[1] in _CONTAINER_ONLY):   # dict.values() is torch.values(d)
             return
         if parts[:2] == ["torch", "jit"] and parts[-1] in ("_unwrap_optional", "annotate", "is_scripting"):
             return
