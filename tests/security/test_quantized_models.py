@@ -85,3 +85,16 @@ def test_non_module_objects_of_the_quantized_packages_stay_refused():
     assert AllowList().decide(ref).status == UNSAFE
     ref = GlobalRef("torch.ao.nn.quantized.dynamic.modules.linear", "torch")   # the module object
     assert AllowList().decide(ref).status == UNSAFE
+
+
+def test_traced_int8_model_audits_with_the_int8_judgements(tmp_path, run_cli):
+    """A traced ``quantize_dynamic`` model is dynamically quantized too: the int8 batch budget and
+    the stated ONNX skip apply (the red team's benign traced int8 file got EG104 and EG402)."""
+    model = quantized("int8-linear")
+    path = tmp_path / "int8_traced.pt"
+    torch.jit.trace(model, torch.randn(2, 8)).save(str(path))
+    code, out, err = run_cli("check", path, "--input-shape", "2x8", "--format", "json")
+    report = json.loads(out)
+    assert report["targets"][0]["status"] == "audited", err[-400:]
+    assert [f["rule"] for f in report["findings"]] == []
+    assert "dynamically quantized" in report["targets"][0]["coverage"]["EG401"]["reason"]
