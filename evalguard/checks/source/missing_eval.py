@@ -63,7 +63,8 @@ GRAD_OFF = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
             "torch.autograd.inference_mode", "torch.autograd.grad_mode.no_grad",
             "torch.autograd.grad_mode.inference_mode"}
 GRAD_TOGGLE = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"}
-INFERENCE_NAME = re.compile(r"^_*(predict|infer|inference|serve|serving|handle)(_|$)|_(predict|inference|infer)$")
+INFERENCE_NAME = re.compile(r"^_*(predict|infer|inference|serve|serving|handle)(_|$)|_(predict|inference|infer)$"
+                            r"|(^|_)(embed|embedding|embeddings)(_|$)")
 EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|validation|valid|val|detect)(_|$)"
                        r"|_(test|eval|evaluate|evaluation|validate|validation)$")
 #: Identifiers of evaluation data: test_loader, testdataloader, val_loader, x_test, images_val, ...
@@ -155,6 +156,31 @@ def _inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str
             found += [(n, "inference") for n in walk_scope(node.body) if isinstance(n, ast.Call)]
     for region in _eval_regions(scope.body if not scope.is_module else scope.node.body):
         found += [(n, "evaluation") for n in walk_scope(region) if isinstance(n, ast.Call)]
+    return found + _runs_after_loading(index, scope)
+
+
+def _runs_after_loading(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
+    """Code that loads trained weights into a network (``net.load_state_dict(...)``) and then runs it,
+    with no ``backward()`` or optimizer ``step()`` anywhere in it, is inference (a predict script's
+    ``main()``), whatever its name."""
+    calls = scope.calls()
+    if _is_pytest_file(index.path) or has_backward(calls) or any(
+            isinstance(c.func, ast.Attribute) and c.func.attr == "step" for c in calls):
+        return []
+    selves = scope.self_names()
+    loaded = {}
+    for call in calls:
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "load_state_dict":
+            key = key_of(call.func.value, selves)
+            if key is not None:
+                loaded.setdefault(key, position(call))
+    found = []
+    for call in calls:
+        func = call.func.value if isinstance(call.func, ast.Attribute) and call.func.attr in MODEL_METHODS \
+            else call.func
+        key = key_of(func, selves)
+        if key in loaded and position(call) > loaded[key]:
+            found.append((call, "inference"))
     return found
 
 

@@ -18,6 +18,7 @@ from evalguard.checks.source.index import (
     call_arg,
     calls_in,
     item_name,
+    module_like,
     spelled,
 )
 
@@ -50,7 +51,14 @@ HOLDER_CLASS = re.compile(r"(Predictor|Evaluator|Tester|Trainer|Runner|Engine|In
 #: Functions whose whole job is evaluation or inference (a plain no_grad block is not enough).
 INFERENCE_FUNCTION = re.compile(r"^_*(predict|infer|inference|evaluate|evaluation|validate|validation|test|"
                                 r"eval|run_eval|run_test|run_inference)(_|$)|_(predict|inference|evaluate|"
-                                r"evaluation|validate|validation|test|eval)$", re.IGNORECASE)
+                                r"evaluation|validate|validation|test|eval)$|(^|_)(embed|embedding|embeddings)(_|$)",
+                                re.IGNORECASE)
+#: Functions a library offers for prediction (its callers are its users, outside the project).
+PREDICTION_FUNCTION = re.compile(r"^(predict|infer|inference|run_inference)(_|$)|_(predict|inference)$"
+                                 r"|(^|_)(embed|embedding|embeddings)(_|$)", re.IGNORECASE)
+#: Attributes of a holder class named like the network it holds (``self._model``, skorch's ``self.module_``).
+HELD_NETWORK = re.compile(r"^_*(model|net|network|classifier|encoder|backbone|module)_?$|_(model|net)$",
+                          re.IGNORECASE)
 SELF_CALL = ("self", "__call__")
 MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector|generator|discriminator|"
                         r"segment|cnn|rnn|lstm|vae|unet|resnet|bert|transformer", re.IGNORECASE)
@@ -298,8 +306,26 @@ class Tracer:
             reason = (f"{scope.name}() is called with a model for {use.key[1]} elsewhere in the project and runs it "
                       "on its data")
         if reason is None:
+            reason = self._library_entry(scope, use)
+        if reason is None:
             return UNKNOWN_ORIGIN
         return Origin("train", None, reason, "medium")
+
+    def _library_entry(self, scope: Scope, use: Use) -> str | None:
+        """A public prediction entry point (``predict_instance``, ``get_embedding``) of a library that
+        runs the network it was handed -- a parameter, or an attribute a holder class received -- and
+        never puts it in eval mode: its callers are the library's users, so the function itself is the
+        inference context."""
+        if scope.name.startswith("_") or not PREDICTION_FUNCTION.search(scope.name):
+            return None
+        kind, name = use.key
+        if kind == "name" and _is_param(scope, name) and STRICT_MODEL_NAME.search(name):
+            return f"{scope.name}() is a prediction entry point that runs the {name} it is handed"
+        if kind == "self" and HELD_NETWORK.search(name) and class_of(scope) is not None \
+                and not module_like(self.index, class_of(scope)):
+            return (f"{scope.name}() is a prediction entry point of {class_of(scope).name}, which runs the "
+                    f"network it holds in self.{name}")
+        return None
 
     def _network_methods(self, scope: Scope, key) -> str | None:
         if key[0] == "name" and key[1].endswith('"]'):
@@ -600,12 +626,28 @@ class Tracer:
                 found += Tracer.of(base.index)._class_methods(base.node, depth + 1)
         return found
 
+    def _subclass_methods(self, cls: ast.ClassDef) -> list[tuple[Tracer, Scope]]:
+        """Methods of the classes of the project derived from ``cls`` (a subclass's ``select()`` that
+        calls ``self.model.eval()`` before the base's ``get_embedding()`` handles the mode)."""
+        memo_key = ("subclasses", id(cls))
+        if memo_key not in self._memo:
+            found = []
+            for other in project.files_naming(self.index, cls.name):
+                tracer = Tracer.of(other)
+                for node in other.classes.values():
+                    if node is not cls and any(base.node is cls or (
+                            base.index.path == self.index.path and base.node.lineno == cls.lineno)
+                            for base in project.base_symbols(project.Symbol(other, node))):
+                        found += [(tracer, m) for m in tracer._methods.get(id(node), [])]
+            self._memo[memo_key] = found
+        return self._memo[memo_key]
+
     def _origin_of_attr(self, scope: Scope, attr: str, depth: int) -> Origin:
         cls = class_of(scope)
         if cls is None:
             return UNKNOWN_ORIGIN
         methods = self._class_methods(cls)
-        if any(tracer._evaluated_in(m, ("self", attr)) for tracer, m in methods):
+        if any(tracer._evaluated_in(m, ("self", attr)) for tracer, m in [*methods, *self._subclass_methods(cls)]):
             return EVAL_ORIGIN
         origins = []
         for tracer, method in methods:

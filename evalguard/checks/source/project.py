@@ -363,6 +363,18 @@ def _texts(root: str) -> list[tuple[str, str]]:
     return _WORDS[root]
 
 
+def files_naming(index: FileIndex, name: str) -> list[FileIndex]:
+    """This file and the other files of the project whose text mentions ``name`` (at most
+    ``MAX_CALLER_FILES`` others: a name used everywhere is not followed)."""
+    if not index.path:
+        return [index]
+    here = os.path.abspath(index.path)
+    others = [f for f, text in _texts(project_root(here)) if name in text and f != here]
+    if len(others) > MAX_CALLER_FILES:
+        return [index]
+    return [index, *(other for other in map(file_index, others) if other is not None)]
+
+
 def callers(index: FileIndex, target: ast.AST, name: str) -> list[tuple[FileIndex, Scope, ast.Call]]:
     """Calls in other files of the project that resolve to ``target`` (a function or class named
     ``name`` defined at the top level of ``index``'s file). A name called from more than
