@@ -412,3 +412,120 @@ def test_fix_writes_the_notebook_back_unchanged_outside_the_edit(tmp_path):
     expected = json.loads(raw)
     expected["cells"][4]["source"] = cells[4]["source"]
     assert after == json.dumps(expected, indent=1)                    # byte for byte elsewhere
+
+
+# -- round 2: library entry points, inherited inference context, loaded trained weights -----------
+
+def test_a_library_predict_function_is_its_own_inference_context():
+    source = textwrap.dedent("""\
+        import torch
+        def predict(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    assert eg106(source.replace("    with torch.no_grad():", "    model.eval()\n    with torch.no_grad():")) == []
+    # a helper that is not offered for prediction says nothing about its callers' intent
+    assert eg106(source.replace("def predict(", "def apply(")) == []
+
+
+PREDICTOR = textwrap.dedent("""\
+    import torch
+    class Predictor:
+        def __init__(self, model, reader):
+            self._model = model
+            self._reader = reader
+
+        def predict_instance(self, text):
+            with torch.no_grad():
+                return self._run(self._reader(text))
+
+        def _run(self, tokens):
+            return self._model(tokens)
+    """)
+
+
+def test_a_predictor_holding_a_model_it_was_handed_is_medium():
+    assert eg106(PREDICTOR) == [(9, "self._model", "medium")]
+    fixed = PREDICTOR.replace("        self._model = model\n", "        model.eval()\n        self._model = model\n")
+    assert eg106(fixed) == []
+    # a tokenizer or reader it holds is no network
+    assert eg106(PREDICTOR.replace("self._model", "self._tokenize")) == []
+
+
+def test_a_subclass_that_evaluates_the_held_model_handles_the_mode(tmp_path):
+    write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/base.py": """\
+            import torch
+            class Strategy:
+                def __init__(self, net):
+                    self.model = net
+                def get_embedding(self, xs):
+                    with torch.no_grad():
+                        return [self.model(x) for x in xs]
+            """,
+        "pkg/smi.py": """\
+            from pkg.base import Strategy
+            class SMI(Strategy):
+                def select(self, xs):
+                    self.model.eval()
+                    return self.get_embedding(xs)
+            """,
+    })
+    assert eg106_in(tmp_path, "pkg/base.py") == []
+    (tmp_path / "pkg" / "smi.py").write_text((tmp_path / "pkg" / "smi.py").read_text().replace(
+        "        self.model.eval()\n", ""))
+    assert eg106_in(tmp_path, "pkg/base.py") == [(7, "self.model", "medium")]
+
+
+LOADED = textwrap.dedent("""\
+    import torch
+    from torch import nn
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.Dropout(0.5))
+        def forward(self, x):
+            return self.body(x)
+    def main(loader):
+        cnn = CNN()
+        cnn.load_state_dict(torch.load("cnn.pt", weights_only=True))
+        for images, _ in loader:
+            print(cnn(images).argmax(1))
+    """)
+
+
+def test_trained_weights_loaded_and_run_with_no_training_is_inference():
+    assert eg106(LOADED) == [(13, "cnn", "high")]
+    assert eg106(LOADED.replace("weights_only=True))", "weights_only=True))\n    cnn.eval()")) == []
+    # fine-tuning from a checkpoint is training, not inference
+    trains = LOADED.replace("print(cnn(images).argmax(1))", "cnn(images).sum().backward()")
+    assert eg106(trains) == []
+
+
+def test_inference_reaches_an_engine_through_an_instance_and_a_worker_function():
+    source = textwrap.dedent("""\
+        import torch
+        class Engine:
+            def __init__(self, model):
+                self.model = model
+            def run(self, batch):
+                return self.model(batch)
+        class Service:
+            def __init__(self, model):
+                self.engine = Engine(model)
+            def predict(self, batch):
+                with torch.no_grad():
+                    return self.engine.run(batch)
+        def _worker(net, batch):
+            return net(batch)
+        def predict_all(net, batches):
+            return [_worker(net, b) for b in batches]
+        """)
+    assert sorted(eg106(source)) == [(6, "self.model", "medium"), (14, "net", "medium")]
+    # the same engine run only by training code is not inference
+    training = source.replace("def predict(self, batch):\n        with torch.no_grad():\n            return self.engine.run(batch)",
+                              "def fit(self, batch):\n        self.engine.run(batch).sum().backward()")
+    assert training != source
+    assert (6, "self.model", "medium") not in eg106(training)

@@ -131,7 +131,67 @@ def _is_pytest_file(path: str | None) -> bool:
 
 
 def _inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
-    """Calls that run under inference or evaluation, with their kind."""
+    """Calls that run under inference or evaluation, with their kind (memoised per scope)."""
+    memo = index.__dict__.setdefault("_inference_memo", {})
+    if id(scope) not in memo:
+        memo[id(scope)] = []                        # a recursive call chain is no inference by itself
+        found = _own_inference_calls(index, scope)
+        if not found and not scope.is_module and not scope.is_class_body and _called_from_inference(index, scope):
+            found = [(c, "inference") for c in scope.calls()]
+        memo[id(scope)] = found
+    return memo[id(scope)]
+
+
+def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
+    """A function with no training in it that inference code of this file calls -- by name, through
+    ``self.helper(...)``, or through an instance held in an attribute (``self.engine.run(batch)``) --
+    runs in inference too: a module-level worker, an engine's ``run()``, a notebook's helper."""
+    if scope.name.startswith("__") or has_backward(scope.calls()) or scope.name.endswith(("_step", "_end", "_start")):
+        return False
+    if scope.parent is not index.module or (scope.cls is not None and module_like(index, scope.cls)):
+        return False     # a closure is its caller's business; a module's own helpers follow its mode
+    tracer = Tracer.of(index)
+    # self.helper(...) is followed from the caller (``_through_helper``): only calls by name here
+    sites = [(caller, call) for caller, call in tracer._call_sites(scope) if isinstance(call.func, ast.Name)]
+    if scope.cls is not None:
+        sites += _instance_call_sites(index, scope)
+    for caller, call in sites:
+        if caller is scope:
+            continue
+        if any(c is call for c, _ in _inference_calls(index, caller)):
+            index.__dict__.setdefault("_inherited", set()).add(id(scope))
+            return True
+    return False
+
+
+def _instance_call_sites(index: FileIndex, method: Scope) -> list[tuple[Scope, ast.Call]]:
+    """``self.<attr>.<method>(...)`` in this file where ``self.<attr>`` holds an instance of the
+    method's class (``self.engine = Engine(model)``)."""
+    cls = method.cls
+    holders = set()
+    for scope in index.scopes:
+        selves = scope.self_names()
+        for node in scope.nodes():
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                    and isinstance(node.value.func, ast.Name) and node.value.func.id == cls.name:
+                holders |= {key_of(t, selves) for t in node.targets} - {None}
+    found = []
+    if not holders:
+        return found
+    for scope in index.scopes:
+        selves = scope.self_names()
+        for call in scope.calls():
+            func = call.func
+            if isinstance(func, ast.Attribute) and func.attr == method.name and key_of(func.value, selves) in holders:
+                found.append((scope, call))
+    return found
+
+
+def inherits_inference(index: FileIndex, scope: Scope) -> bool:
+    return id(scope) in index.__dict__.get("_inherited", ())
+
+
+def _own_inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
     if scope.is_class_body:
         return []
     found: list[tuple[ast.Call, str]] = []

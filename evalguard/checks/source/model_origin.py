@@ -316,15 +316,18 @@ class Tracer:
         runs the network it was handed -- a parameter, or an attribute a holder class received -- and
         never puts it in eval mode: its callers are the library's users, so the function itself is the
         inference context."""
-        if scope.name.startswith("_") or not PREDICTION_FUNCTION.search(scope.name):
+        inherited = id(scope) in self.index.__dict__.get("_inherited", ())
+        if not inherited and (scope.name.startswith("_") or not PREDICTION_FUNCTION.search(scope.name)):
             return None
         kind, name = use.key
-        if kind == "name" and _is_param(scope, name) and STRICT_MODEL_NAME.search(name):
-            return f"{scope.name}() is a prediction entry point that runs the {name} it is handed"
+        where = f"{scope.name}() is called from inference code" if inherited else \
+            f"{scope.name}() is a prediction entry point"
+        if kind == "name" and _is_param(scope, name) and STRICT_MODEL_NAME.search(name) \
+                and not self._loader_evaluates():
+            return f"{where} and runs the {name} it is handed"
         if kind == "self" and HELD_NETWORK.search(name) and class_of(scope) is not None \
                 and not module_like(self.index, class_of(scope)):
-            return (f"{scope.name}() is a prediction entry point of {class_of(scope).name}, which runs the "
-                    f"network it holds in self.{name}")
+            return f"{where} and runs the network {class_of(scope).name} holds in self.{name}"
         return None
 
     def _network_methods(self, scope: Scope, key) -> str | None:
@@ -364,6 +367,22 @@ class Tracer:
                 if func.attr in NETWORK_METHODS | {"to", "cuda"}:
                     found = f"{spelled(func)}() is called on the same entry"
         return found
+
+    def _loader_evaluates(self) -> bool:
+        """A function of this file returns a model it put in eval mode (``return torch.load(p).eval()``,
+        or ``model.eval(); return model``): the file's own loading path handles the mode."""
+        if "loader_evaluates" not in self._memo:
+            found = False
+            for scope in self.index.scopes:
+                selves = scope.self_names()
+                for node in scope.nodes():
+                    if isinstance(node, ast.Return) and node.value is not None and (
+                            _chain_has_eval(self.index, node.value, scope) or (
+                                key_of(node.value, selves) is not None
+                                and self._evaluated_in(scope, key_of(node.value, selves)))):
+                        found = True
+            self._memo["loader_evaluates"] = found
+        return self._memo["loader_evaluates"]
 
     def _self_call(self, scope: Scope) -> Origin:
         cls = class_of(scope)
