@@ -529,3 +529,81 @@ def test_inference_reaches_an_engine_through_an_instance_and_a_worker_function()
                               "def fit(self, batch):\n        self.engine.run(batch).sum().backward()")
     assert training != source
     assert (6, "self.model", "medium") not in eg106(training)
+
+
+def test_an_assert_on_the_mode_is_mode_handling():
+    source = textwrap.dedent("""\
+        import torch
+        def predict(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    assert eg106(source.replace("    with torch.no_grad():", "    assert not model.training\n    with torch.no_grad():")) == []
+
+
+def test_a_hook_wrapper_reads_the_network_it_holds():
+    source = textwrap.dedent("""\
+        import torch
+        class FeatureExtractor:
+            def __init__(self, model, layer):
+                self.model = model
+                self.features = None
+                self.model.get_submodule(layer).register_forward_hook(self._keep)
+            def _keep(self, module, inputs, output):
+                self.features = output
+            def __call__(self, x):
+                with torch.no_grad():
+                    self.model(x)
+                return self.features
+        """)
+    assert eg106(source) == [(11, "self.model", "medium")]
+    assert eg106(source.replace("        self.model = model\n", "        self.model = model.eval()\n")) == []
+
+
+def test_a_registry_builder_returns_a_network():
+    source = textwrap.dedent("""\
+        import torch
+        from mmdet.registry import MODELS
+        detector = MODELS.build(cfg.model)
+        with torch.no_grad():
+            out = detector(images)
+        """)
+    assert eg106(source) == [(5, "detector", "medium")]
+    assert eg106(source.replace("out = detector(images)", "detector.eval()\n    out = detector(images)")) == []
+
+
+LIT = textwrap.dedent("""\
+    import torch
+    import lightning as L
+    class Classifier(L.LightningModule):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+        def training_step(self, batch, idx):
+            return self.model(batch[0]).sum()
+        def predict_proba(self, x):
+            with torch.no_grad():
+                return self.model(x).softmax(-1)
+    """)
+
+
+def test_a_lightning_modules_own_predict_running_its_wrapped_model():
+    assert eg106(LIT) == [(11, "self", "medium")]
+    assert eg106(LIT.replace("        with torch.no_grad():", "        self.eval()\n        with torch.no_grad():")) == []
+    assert eg106(LIT.replace("        with torch.no_grad():", "        self.model.eval()\n        with torch.no_grad():")) == []
+
+
+def test_an_eval_step_of_a_plain_trainer_is_evaluation_but_lightnings_is_not():
+    source = textwrap.dedent("""\
+        import torch
+        import torchvision
+        class Trainer:
+            def __init__(self):
+                self.model = torchvision.models.resnet18()
+            def eval_step(self, batch):
+                with torch.no_grad():
+                    return self.model(batch)
+        """)
+    assert eg106(source) == [(8, "self.model", "high")]
+    assert eg106(source.replace("class Trainer:", "class Trainer(torch.nn.Module):")) == []

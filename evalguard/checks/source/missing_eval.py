@@ -37,6 +37,7 @@ import os
 import re
 from collections.abc import Iterator
 
+from evalguard.checks.source import project
 from evalguard.checks.source.index import (
     FUNCTION_NODES,
     FileIndex,
@@ -71,6 +72,8 @@ EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|vali
 EVAL_DATA = re.compile(r"(?:^|_)(?:test|val|valid|validation|eval|evaluation|dev|testing)"
                        r"(?:_|$|loader|dataloader|data|dataset|set|iter|images|imgs|x|y)", re.IGNORECASE)
 BUILTINS = frozenset(dir(builtins))
+#: The network a module wraps (``self.model``, ``self.net``, ``self.backbone``).
+MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", re.IGNORECASE)
 
 
 def check(index: FileIndex) -> Iterator[Hit]:
@@ -148,13 +151,15 @@ def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
     runs in inference too: a module-level worker, an engine's ``run()``, a notebook's helper."""
     if scope.name.startswith("__") or has_backward(scope.calls()) or scope.name.endswith(("_step", "_end", "_start")):
         return False
-    if scope.parent is not index.module or (scope.cls is not None and module_like(index, scope.cls)):
-        return False     # a closure is its caller's business; a module's own helpers follow its mode
+    if scope.parent is not index.module:
+        return False     # a closure is its caller's business
     tracer = Tracer.of(index)
     # self.helper(...) is followed from the caller (``_through_helper``): only calls by name here
     sites = [(caller, call) for caller, call in tracer._call_sites(scope) if isinstance(call.func, ast.Name)]
     if scope.cls is not None:
         sites += _instance_call_sites(index, scope)
+    if not sites or (scope.cls is not None and module_like(index, scope.cls)):
+        return False     # a module's own helpers follow its mode
     for caller, call in sites:
         if caller is scope:
             continue
@@ -167,24 +172,33 @@ def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
 def _instance_call_sites(index: FileIndex, method: Scope) -> list[tuple[Scope, ast.Call]]:
     """``self.<attr>.<method>(...)`` in this file where ``self.<attr>`` holds an instance of the
     method's class (``self.engine = Engine(model)``)."""
-    cls = method.cls
-    holders = set()
-    for scope in index.scopes:
-        selves = scope.self_names()
-        for node in scope.nodes():
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
-                    and isinstance(node.value.func, ast.Name) and node.value.func.id == cls.name:
-                holders |= {key_of(t, selves) for t in node.targets} - {None}
-    found = []
-    if not holders:
-        return found
-    for scope in index.scopes:
-        selves = scope.self_names()
-        for call in scope.calls():
-            func = call.func
-            if isinstance(func, ast.Attribute) and func.attr == method.name and key_of(func.value, selves) in holders:
-                found.append((scope, call))
-    return found
+    holders, calls = _instances(index)
+    keys = holders.get(method.cls.name, set())
+    return [(scope, call) for scope, call, key in calls.get(method.name, []) if key in keys]
+
+
+def _instances(index: FileIndex):
+    """Once per file: class name -> keys that hold an instance (``self.engine = Engine(...)``), and
+    method name -> ``<key>.<method>(...)`` calls with their scope and key."""
+    cached = index.__dict__.get("_instances")
+    if cached is None:
+        holders: dict[str, set] = {}
+        calls: dict[str, list] = {}
+        for scope in index.scopes:
+            selves = scope.self_names()
+            for node in scope.nodes():
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                        and isinstance(node.value.func, ast.Name):
+                    holders.setdefault(node.value.func.id, set()).update(
+                        k for k in (key_of(t, selves) for t in node.targets) if k is not None)
+            for call in scope.calls():
+                func = call.func
+                if isinstance(func, ast.Attribute):
+                    key = key_of(func.value, selves)
+                    if key is not None:
+                        calls.setdefault(func.attr, []).append((scope, call, key))
+        cached = index.__dict__["_instances"] = (holders, calls)
+    return cached
 
 
 def inherits_inference(index: FileIndex, scope: Scope) -> bool:
@@ -197,9 +211,9 @@ def _own_inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call,
     found: list[tuple[ast.Call, str]] = []
     if not scope.is_module:
         name = scope.name
-        if name.endswith(("_step", "_end", "_start")):
-            return []
         cls = class_of(scope)
+        if name.endswith(("_end", "_start")) or (name.endswith("_step") and (cls is None or module_like(index, cls))):
+            return []            # Lightning hooks: the framework switches the mode around them
         wrapper_call = name in ("forward", "__call__") and cls is not None and not module_like(index, cls)
         if name == "forward" and not wrapper_call:
             return []
@@ -305,9 +319,16 @@ def _uses(index: FileIndex, scope: Scope) -> Iterator[Use]:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:
             func = func.value
-        if submodules and isinstance(func, ast.Name) and func.id in selves and scope.cls is cls \
-                and (INFERENCE_NAME.search(scope.name) or EVAL_NAME.search(scope.name)):
+        own_entry = submodules and scope.cls is cls and bool(INFERENCE_NAME.search(scope.name) or
+                                                             EVAL_NAME.search(scope.name))
+        if own_entry and isinstance(func, ast.Name) and func.id in selves:
             yield Use(call, SELF_CALL, kind)       # self(x) in a module's own predict()
+            continue
+        if own_entry and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and func.value.id in selves and not _is_method(scope, func.attr) and MODEL_ATTR.search(func.attr) \
+                and not _attr_evaluated(index, cls, func.attr) \
+                and project.has_module_base(project.Symbol(index, cls)):
+            yield Use(call, SELF_CALL, kind)       # self.model(x) in a LightningModule's own predict()
             continue
         key = key_of(func, selves)
         if key is not None and key[0] == "self" and not submodules and _is_method(scope, key[1]):
@@ -337,6 +358,11 @@ def _through_helper(index: FileIndex, scope: Scope, call: ast.Call, name: str, k
             if key is None or key[0] != "self" or _is_method(helper, key[1]) or tracer._events(helper, key):
                 continue
             yield Use(call, key, kind)
+
+
+def _attr_evaluated(index: FileIndex, cls: ast.ClassDef, attr: str) -> bool:
+    tracer = Tracer.of(index)
+    return any(t._evaluated_in(m, ("self", attr)) for t, m in tracer._class_methods(cls))
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:

@@ -75,6 +75,9 @@ NETWORK_PACKAGES = ("torchvision.models.", "timm.", "open_clip.", "segmentation_
 NETWORK_METHODS = frozenset({"parameters", "named_parameters", "load_state_dict", "state_dict", "named_modules",
                              "modules", "children", "named_children", "register_forward_hook",
                              "register_forward_pre_hook", "zero_grad", "buffers", "named_buffers"})
+#: Module methods that wrappers call on a layer of the network (``self.model.layer4.register_forward_hook``).
+HOOK_METHODS = frozenset({"register_forward_hook", "register_forward_pre_hook", "named_modules", "modules",
+                          "parameters", "named_parameters"})
 #: A container of network constructors: ``models.__dict__[name](...)``, ``MODELS[name](...)``.
 REGISTRY_NAME = re.compile(r"models?$|archs?$|networks?$|nets?$|registry$|backbones?$", re.IGNORECASE)
 
@@ -167,6 +170,20 @@ def _chain_has_eval(index: FileIndex, value: ast.AST, scope: Scope) -> bool:
         else:
             node = node.value
     return False
+
+
+def _asserts_eval(test: ast.AST, key, selves: set[str]) -> bool:
+    """``assert not model.training`` / ``assert model.training is False``: the mode is checked."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        target = test.operand
+    elif isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.comparators[0], ast.Constant) \
+            and test.comparators[0].value is False and isinstance(test.ops[0], (ast.Is, ast.Eq)):
+        target = test.left
+    else:
+        return False
+    return isinstance(target, ast.Attribute) and target.attr == "training" and (
+        key_of(target.value, selves) == key or (key == SELF_CALL and isinstance(target.value, ast.Name)
+                                                 and target.value.id in selves))
 
 
 def position(node: ast.AST) -> tuple[int, int]:
@@ -347,7 +364,8 @@ class Tracer:
             selves = where.self_names()
             for call in where.calls():
                 func = call.func
-                if isinstance(func, ast.Attribute) and key_of(func.value, selves) == key and \
+                if isinstance(func, ast.Attribute) and (key_of(func.value, selves) == key or (
+                        func.attr in HOOK_METHODS and _receiver_key(func.value, selves) == key)) and \
                         func.attr in NETWORK_METHODS | {"to", "cuda"}:
                     # a tensor moves too, but is never called: a called object with .to() is a module
                     return f"{key_name(key) if key[0] == 'name' else 'self.' + key[1]}.{func.attr}() is called on it"
@@ -445,6 +463,8 @@ class Tracer:
         if memo_key not in self._memo:
             self._memo[memo_key] = []            # recursion through helpers: none (yet)
             found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            found += [(position(n), "eval", n) for n in scope.nodes()
+                      if isinstance(n, ast.Assert) and _asserts_eval(n.test, key, scope.self_names())]
             self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
         return self._memo[memo_key]
 
@@ -756,6 +776,10 @@ class Tracer:
             if REGISTRY_NAME.search(label) or (qualified + ".").startswith(NETWORK_PACKAGES):
                 return f"{spelled(call.func)}(...), a network registry entry"
             return None
+        if isinstance(func, ast.Attribute) and func.attr in ("build", "build_from_cfg", "create", "instantiate") \
+                and REGISTRY_NAME.search(spelled(func.value).rsplit(".", 1)[-1]) \
+                and project.resolve(self.index, func) is None:
+            return f"{spelled(func)}(...), a network registry's builder"   # MODELS.build(cfg.model)
         full = self.index.qualname(func) or ""
         imported = self.index.imports.get(func.value.id if isinstance(func, ast.Attribute) and isinstance(
             func.value, ast.Name) else func.id if isinstance(func, ast.Name) else "")

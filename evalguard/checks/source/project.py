@@ -184,6 +184,20 @@ def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> 
     return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
 
 
+def has_module_base(symbol: Symbol, depth: int = 0) -> bool:
+    """Whether a base class, followed across files, is ``nn.Module`` itself (or named ``...Module``):
+    stricter than ``is_module_class``, for which a ``forward`` of a base is enough."""
+    for base in symbol.node.bases:
+        name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
+        if name.endswith("Module") or (symbol.index.qualname(base) or "").startswith("torch.nn."):
+            return True
+        parent = resolve(symbol.index, base) if depth < MAX_DEPTH else None
+        if parent is not None and parent.is_class and parent.node is not symbol.node \
+                and has_module_base(parent, depth + 1):
+            return True
+    return False
+
+
 def _builds_layers(symbol: Symbol) -> bool:
     """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module."""
     index = symbol.index
