@@ -153,11 +153,13 @@ def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
         return False
     if scope.parent is not index.module:
         return False     # a closure is its caller's business
-    tracer = Tracer.of(index)
-    # self.helper(...) is followed from the caller (``_through_helper``): only calls by name here
-    sites = [(caller, call) for caller, call in tracer._call_sites(scope) if isinstance(call.func, ast.Name)]
+    # self.helper(...) is followed from the caller (``_through_helper``): only calls by name here,
+    # of a function of this file that the name is not rebound from
     if scope.cls is not None:
-        sites += _instance_call_sites(index, scope)
+        sites = _instance_call_sites(index, scope)
+    else:
+        sites = [(caller, call) for caller, call in _instances(index)[2].get(scope.name, [])
+                 if scope.name not in caller.assigns and scope.name not in caller.params]
     if not sites or (scope.cls is not None and module_like(index, scope.cls)):
         return False     # a module's own helpers follow its mode
     for caller, call in sites:
@@ -172,18 +174,20 @@ def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
 def _instance_call_sites(index: FileIndex, method: Scope) -> list[tuple[Scope, ast.Call]]:
     """``self.<attr>.<method>(...)`` in this file where ``self.<attr>`` holds an instance of the
     method's class (``self.engine = Engine(model)``)."""
-    holders, calls = _instances(index)
+    holders, calls, _ = _instances(index)
     keys = holders.get(method.cls.name, set())
     return [(scope, call) for scope, call, key in calls.get(method.name, []) if key in keys]
 
 
 def _instances(index: FileIndex):
-    """Once per file: class name -> keys that hold an instance (``self.engine = Engine(...)``), and
-    method name -> ``<key>.<method>(...)`` calls with their scope and key."""
+    """Once per file: class name -> keys that hold an instance (``self.engine = Engine(...)``),
+    method name -> ``<key>.<method>(...)`` calls with their scope and key, and function name -> calls
+    by that name with their scope."""
     cached = index.__dict__.get("_instances")
     if cached is None:
         holders: dict[str, set] = {}
         calls: dict[str, list] = {}
+        by_name: dict[str, list] = {}
         for scope in index.scopes:
             selves = scope.self_names()
             for node in scope.nodes():
@@ -193,11 +197,13 @@ def _instances(index: FileIndex):
                         k for k in (key_of(t, selves) for t in node.targets) if k is not None)
             for call in scope.calls():
                 func = call.func
-                if isinstance(func, ast.Attribute):
+                if isinstance(func, ast.Name):
+                    by_name.setdefault(func.id, []).append((scope, call))
+                elif isinstance(func, ast.Attribute):
                     key = key_of(func.value, selves)
                     if key is not None:
                         calls.setdefault(func.attr, []).append((scope, call, key))
-        cached = index.__dict__["_instances"] = (holders, calls)
+        cached = index.__dict__["_instances"] = (holders, calls, by_name)
     return cached
 
 

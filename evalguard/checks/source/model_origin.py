@@ -263,6 +263,9 @@ class Tracer:
             origin = self._assumed(use)
         if origin.state == "unknown":
             origin = self._used_as_network(scope, use)
+        if origin.state == "train" and use.key[0] == "self" and class_of(scope) is not None and any(
+                tracer._evaluated_in(m, use.key) for tracer, m in self._subclass_methods(class_of(scope))):
+            return EVAL_ORIGIN        # read last: a subclass's select() evaluates the model before using it
         return origin
 
     def _explicit_train(self, scope: Scope, use: Use, node: ast.Call) -> Origin:
@@ -686,7 +689,7 @@ class Tracer:
         if cls is None:
             return UNKNOWN_ORIGIN
         methods = self._class_methods(cls)
-        if any(tracer._evaluated_in(m, ("self", attr)) for tracer, m in [*methods, *self._subclass_methods(cls)]):
+        if any(tracer._evaluated_in(m, ("self", attr)) for tracer, m in methods):
             return EVAL_ORIGIN
         origins = []
         for tracer, method in methods:

@@ -198,8 +198,19 @@ def has_module_base(symbol: Symbol, depth: int = 0) -> bool:
     return False
 
 
+_BUILDS: dict[int, tuple[ast.AST, bool]] = {}
+
+
 def _builds_layers(symbol: Symbol) -> bool:
-    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module."""
+    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module
+    (memoised per class node; the node is kept with the answer so that its id is not reused)."""
+    cached = _BUILDS.get(id(symbol.node))
+    if cached is None or cached[0] is not symbol.node:
+        cached = _BUILDS[id(symbol.node)] = (symbol.node, _scan_builds(symbol))
+    return cached[1]
+
+
+def _scan_builds(symbol: Symbol) -> bool:
     index = symbol.index
     return any(isinstance(n, ast.Call) and (index.qualname(n.func) or "").startswith("torch.nn.")
                and not (index.qualname(n.func) or "").startswith("torch.nn.functional.")
