@@ -607,3 +607,33 @@ def test_an_eval_step_of_a_plain_trainer_is_evaluation_but_lightnings_is_not():
         """)
     assert eg106(source) == [(8, "self.model", "high")]
     assert eg106(source.replace("class Trainer:", "class Trainer(torch.nn.Module):")) == []
+
+
+def test_a_pretrained_network_run_by_a_script_that_never_trains():
+    source = textwrap.dedent("""\
+        import torchvision
+        from PIL import Image
+        net = torchvision.models.resnet50(weights="IMAGENET1K_V2")
+        for path in paths:
+            print(net(load(path)).argmax(1))
+        """)
+    assert eg106(source) == [(5, "net", "high")]
+    assert eg106(source.replace('weights="IMAGENET1K_V2")', 'weights="IMAGENET1K_V2").eval()')) == []
+    # fine-tuning the same network is training
+    assert eg106(source.replace("print(net(load(path)).argmax(1))", "net(load(path)).sum().backward()")) == []
+
+
+NOTEBOOK_HELPER = textwrap.dedent("""\
+    import torch.nn as nn
+    net = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2))
+    def show(x):
+        print(net(x))
+    show(batch)
+    """)
+
+
+def test_a_notebook_helper_running_the_global_network():
+    assert eg106(NOTEBOOK_HELPER) == [(4, "net", "high")]
+    assert eg106(NOTEBOOK_HELPER.replace("nn.Dropout(0.2))", "nn.Dropout(0.2)).eval()")) == []
+    trains = NOTEBOOK_HELPER.replace("show(batch)", "net(batch).sum().backward()\nopt.step()")
+    assert eg106(trains) == []

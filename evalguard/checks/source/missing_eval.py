@@ -171,6 +171,46 @@ def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
     return False
 
 
+LOADERS = {"torch.load", "torch.jit.load", "torch.hub.load"}
+
+
+def _loads_trained(index: FileIndex, value: ast.AST) -> bool:
+    """A value that is trained weights: ``torch.load``/``torch.jit.load``/``torch.hub.load``, or a
+    constructor asked for pretrained weights (``resnet50(pretrained=True)``, ``weights="DEFAULT"``)."""
+    while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in SAME_MODULE:
+        value = value.func.value
+    if not isinstance(value, ast.Call):
+        return False
+    if index.qualname(value.func) in LOADERS:
+        return True
+    for keyword in value.keywords:
+        if keyword.arg == "pretrained" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
+            return True
+        if keyword.arg == "weights" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None):
+            return True
+    return False
+
+
+def _global_network_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
+    """A script that never trains (no ``backward()`` or ``step()`` in the file) and keeps its network in
+    a module-level variable: the functions that run it are its inference (a notebook's helpers)."""
+    if scope.parent is not index.module or scope.cls is not None or _is_pytest_file(index.path) \
+            or Tracer.of(index).file_trains() or _file_steps(index):
+        return []
+    globals_ = index.module.assigns
+    return [(call, "inference") for call in scope.calls()
+            if isinstance(call.func, ast.Name) and call.func.id in globals_
+            and call.func.id not in scope.assigns and call.func.id not in scope.params]
+
+
+def _file_steps(index: FileIndex) -> bool:
+    memo = index.__dict__.setdefault("_inference_memo", {})
+    if "steps" not in memo:
+        memo["steps"] = any(isinstance(c.func, ast.Attribute) and c.func.attr == "step"
+                            for s in index.scopes for c in s.calls())
+    return memo["steps"]
+
+
 def _instance_call_sites(index: FileIndex, method: Scope) -> list[tuple[Scope, ast.Call]]:
     """``self.<attr>.<method>(...)`` in this file where ``self.<attr>`` holds an instance of the
     method's class (``self.engine = Engine(model)``)."""
@@ -236,7 +276,7 @@ def _own_inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call,
             found += [(n, "inference") for n in walk_scope(node.body) if isinstance(n, ast.Call)]
     for region in _eval_regions(scope.body if not scope.is_module else scope.node.body):
         found += [(n, "evaluation") for n in walk_scope(region) if isinstance(n, ast.Call)]
-    return found + _runs_after_loading(index, scope)
+    return found + _runs_after_loading(index, scope) + _global_network_calls(index, scope)
 
 
 def _runs_after_loading(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
@@ -254,6 +294,11 @@ def _runs_after_loading(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, 
             key = key_of(call.func.value, selves)
             if key is not None:
                 loaded.setdefault(key, position(call))
+    for node in scope.nodes():
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and _loads_trained(index, node.value):
+            key = key_of(node.targets[0], selves)
+            if key is not None:
+                loaded.setdefault(key, position(node))
     found = []
     for call in calls:
         func = call.func.value if isinstance(call.func, ast.Attribute) and call.func.attr in MODEL_METHODS \
