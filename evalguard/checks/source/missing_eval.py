@@ -9,7 +9,12 @@ The heuristic (documented for users in rules/EG106.toml):
    model). *Evaluation* calls: in functions named like evaluation (test, evaluate*, validate*, val*,
    detect*, *_test, *_eval, ...) that do not call ``backward()``, and in *evaluation regions*: a
    loop over a test/validation loader, or the statements from a use of test/validation data to the
-   end of their block, with no ``backward()`` inside. Lightning ``*_step`` methods are skipped.
+   end of their block, with no ``backward()`` inside. ``*_step`` methods of nn.Modules (Lightning)
+   are skipped. Also inference: embedding functions (embed*, get_embedding*), runs of a network after
+   trained weights were loaded into it in code that never trains (``_runs_after_loading``), a
+   module-level network run by the functions of a file that never trains, and functions with no
+   training that inference code calls by name or through an instance (``self.engine.run(batch)``):
+   they inherit the context (``_called_from_inference``).
 2. The model's mode at that call. Inside the function, the last ``.eval()`` / ``.train()`` on the
    model *before* the call decides (order matters: a ``.train()`` earlier in a training function
    means the evaluation runs in training mode; in a function with no ``backward()`` it means the mode
