@@ -637,3 +637,15 @@ def test_a_notebook_helper_running_the_global_network():
     assert eg106(NOTEBOOK_HELPER.replace("nn.Dropout(0.2))", "nn.Dropout(0.2)).eval()")) == []
     trains = NOTEBOOK_HELPER.replace("show(batch)", "net(batch).sum().backward()\nopt.step()")
     assert eg106(trains) == []
+
+
+def test_prediction_named_functions_and_framework_step_hooks():
+    source = textwrap.dedent("""\
+        import torch
+        def make_prediction(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    # a trainer's prediction_step is called by its loop, which switches the mode
+    assert eg106(source.replace("make_prediction", "prediction_step")) == []

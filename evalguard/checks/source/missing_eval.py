@@ -70,7 +70,7 @@ GRAD_OFF = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
             "torch.autograd.grad_mode.inference_mode"}
 GRAD_TOGGLE = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"}
 INFERENCE_NAME = re.compile(r"^_*(predict|infer|inference|serve|serving|handle)(_|$)|_(predict|inference|infer)$"
-                            r"|(^|_)(embed|embedding|embeddings)(_|$)")
+                            r"|(^|_)(embed|embedding|embeddings|prediction|predictions|classify)(_|$)")
 EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|validation|valid|val|detect)(_|$)"
                        r"|_(test|eval|evaluate|evaluation|validate|validation)$")
 #: Identifiers of evaluation data: test_loader, testdataloader, val_loader, x_test, images_val, ...

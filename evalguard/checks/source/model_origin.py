@@ -51,11 +51,12 @@ HOLDER_CLASS = re.compile(r"(Predictor|Evaluator|Tester|Trainer|Runner|Engine|In
 #: Functions whose whole job is evaluation or inference (a plain no_grad block is not enough).
 INFERENCE_FUNCTION = re.compile(r"^_*(predict|infer|inference|evaluate|evaluation|validate|validation|test|"
                                 r"eval|run_eval|run_test|run_inference)(_|$)|_(predict|inference|evaluate|"
-                                r"evaluation|validate|validation|test|eval)$|(^|_)(embed|embedding|embeddings)(_|$)",
+                                r"evaluation|validate|validation|test|eval)$"
+                                r"|(^|_)(embed|embedding|embeddings|prediction|predictions)(_|$)",
                                 re.IGNORECASE)
 #: Functions a library offers for prediction (its callers are its users, outside the project).
-PREDICTION_FUNCTION = re.compile(r"^(predict|infer|inference|run_inference)(_|$)|_(predict|inference)$"
-                                 r"|(^|_)(embed|embedding|embeddings)(_|$)", re.IGNORECASE)
+PREDICTION_FUNCTION = re.compile(r"^(predict|infer|inference|run_inference|classify)(_|$)|_(predict|inference)$"
+                                 r"|(^|_)(embed|embedding|embeddings|prediction|predictions)(_|$)", re.IGNORECASE)
 #: Attributes of a holder class named like the network it holds (``self._model``, skorch's ``self.module_``).
 HELD_NETWORK = re.compile(r"^_*(model|net|network|classifier|encoder|backbone|module)_?$|_(model|net)$",
                           re.IGNORECASE)
@@ -339,6 +340,8 @@ class Tracer:
         inherited = id(scope) in self.index.__dict__.get("_inherited", ())
         if not inherited and (scope.name.startswith("_") or not PREDICTION_FUNCTION.search(scope.name)):
             return None
+        if scope.name.endswith("_step"):
+            return None          # a framework's hook (a trainer's prediction_step): its loop sets the mode
         kind, name = use.key
         where = f"{scope.name}() is called from inference code" if inherited else \
             f"{scope.name}() is a prediction entry point"
