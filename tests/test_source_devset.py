@@ -19,9 +19,11 @@ DEVSET = Path(__file__).resolve().parent / "devset" / "source"
 BUGS = tomllib.loads((DEVSET / "manifest.toml").read_text())["bug"]
 SOURCE_RULES = frozenset({"EG105", "EG106", "EG201", "EG301", "EG903"})
 #: Lowest recall accepted per rule on this set, and over all rules together. This is the *tuning*
-#: set (issue 27: 26 EG106 bugs, all caught when written); the held-out recall is measured elsewhere.
-MIN_RECALL = {"EG106": 24 / 26, "EG105": 1.0, "EG201": 1.0, "EG301": 1.0, "EG903": 1.0}
-MIN_TOTAL_RECALL = 32 / 34
+#: set (issue 27: 26 EG106 bugs, all caught when written; round 2 added 5 tuning bugs, all caught, and
+#: 3 bugs written before tuning and measured once at the end, 2 caught where the manifest expects
+#: them); the held-out recall is measured elsewhere.
+MIN_RECALL = {"EG106": 32 / 34, "EG105": 1.0, "EG201": 1.0, "EG301": 1.0, "EG903": 1.0}
+MIN_TOTAL_RECALL = 40 / 42
 
 
 def findings_in(tmp_path: Path, entry: str, variant: str) -> dict[str, set[str]]:

@@ -188,11 +188,11 @@ GOOD = {
         with torch.no_grad():
             model(**batch)
         """,
-    "parameter-without-callers-is-unknown": """\
+    "utility-parameter-without-callers-is-unknown": """\
         import torch
-        def predict(model, x):
+        def apply_all(model, xs):
             with torch.no_grad():
-                return model(x)
+                return [model(x) for x in xs]
         """,
     "batchnorm-recalibration": """\
         import torch

@@ -412,3 +412,240 @@ def test_fix_writes_the_notebook_back_unchanged_outside_the_edit(tmp_path):
     expected = json.loads(raw)
     expected["cells"][4]["source"] = cells[4]["source"]
     assert after == json.dumps(expected, indent=1)                    # byte for byte elsewhere
+
+
+# -- round 2: library entry points, inherited inference context, loaded trained weights -----------
+
+def test_a_library_predict_function_is_its_own_inference_context():
+    source = textwrap.dedent("""\
+        import torch
+        def predict(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    assert eg106(source.replace("    with torch.no_grad():", "    model.eval()\n    with torch.no_grad():")) == []
+    # a helper that is not offered for prediction says nothing about its callers' intent
+    assert eg106(source.replace("def predict(", "def apply(")) == []
+
+
+PREDICTOR = textwrap.dedent("""\
+    import torch
+    class Predictor:
+        def __init__(self, model, reader):
+            self._model = model
+            self._reader = reader
+
+        def predict_instance(self, text):
+            with torch.no_grad():
+                return self._run(self._reader(text))
+
+        def _run(self, tokens):
+            return self._model(tokens)
+    """)
+
+
+def test_a_predictor_holding_a_model_it_was_handed_is_medium():
+    assert eg106(PREDICTOR) == [(9, "self._model", "medium")]
+    fixed = PREDICTOR.replace("        self._model = model\n", "        model.eval()\n        self._model = model\n")
+    assert eg106(fixed) == []
+    # a tokenizer or reader it holds is no network
+    assert eg106(PREDICTOR.replace("self._model", "self._tokenize")) == []
+
+
+def test_a_subclass_that_evaluates_the_held_model_handles_the_mode(tmp_path):
+    write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/base.py": """\
+            import torch
+            class Strategy:
+                def __init__(self, net):
+                    self.model = net
+                def get_embedding(self, xs):
+                    with torch.no_grad():
+                        return [self.model(x) for x in xs]
+            """,
+        "pkg/smi.py": """\
+            from pkg.base import Strategy
+            class SMI(Strategy):
+                def select(self, xs):
+                    self.model.eval()
+                    return self.get_embedding(xs)
+            """,
+    })
+    assert eg106_in(tmp_path, "pkg/base.py") == []
+    (tmp_path / "pkg" / "smi.py").write_text((tmp_path / "pkg" / "smi.py").read_text().replace(
+        "        self.model.eval()\n", ""))
+    assert eg106_in(tmp_path, "pkg/base.py") == [(7, "self.model", "medium")]
+
+
+LOADED = textwrap.dedent("""\
+    import torch
+    from torch import nn
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.Dropout(0.5))
+        def forward(self, x):
+            return self.body(x)
+    def main(loader):
+        cnn = CNN()
+        cnn.load_state_dict(torch.load("cnn.pt", weights_only=True))
+        for images, _ in loader:
+            print(cnn(images).argmax(1))
+    """)
+
+
+def test_trained_weights_loaded_and_run_with_no_training_is_inference():
+    assert eg106(LOADED) == [(13, "cnn", "high")]
+    assert eg106(LOADED.replace("weights_only=True))", "weights_only=True))\n    cnn.eval()")) == []
+    # fine-tuning from a checkpoint is training, not inference
+    trains = LOADED.replace("print(cnn(images).argmax(1))", "cnn(images).sum().backward()")
+    assert eg106(trains) == []
+
+
+def test_inference_reaches_an_engine_through_an_instance_and_a_worker_function():
+    source = textwrap.dedent("""\
+        import torch
+        class Engine:
+            def __init__(self, model):
+                self.model = model
+            def run(self, batch):
+                return self.model(batch)
+        class Service:
+            def __init__(self, model):
+                self.engine = Engine(model)
+            def predict(self, batch):
+                with torch.no_grad():
+                    return self.engine.run(batch)
+        def _worker(net, batch):
+            return net(batch)
+        def predict_all(net, batches):
+            return [_worker(net, b) for b in batches]
+        """)
+    assert sorted(eg106(source)) == [(6, "self.model", "medium"), (14, "net", "medium")]
+    # the same engine run only by training code is not inference
+    training = source.replace("def predict(self, batch):\n        with torch.no_grad():\n            return self.engine.run(batch)",
+                              "def fit(self, batch):\n        self.engine.run(batch).sum().backward()")
+    assert training != source
+    assert (6, "self.model", "medium") not in eg106(training)
+
+
+def test_an_assert_on_the_mode_is_mode_handling():
+    source = textwrap.dedent("""\
+        import torch
+        def predict(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    assert eg106(source.replace("    with torch.no_grad():", "    assert not model.training\n    with torch.no_grad():")) == []
+
+
+def test_a_hook_wrapper_reads_the_network_it_holds():
+    source = textwrap.dedent("""\
+        import torch
+        class FeatureExtractor:
+            def __init__(self, model, layer):
+                self.model = model
+                self.features = None
+                self.model.get_submodule(layer).register_forward_hook(self._keep)
+            def _keep(self, module, inputs, output):
+                self.features = output
+            def __call__(self, x):
+                with torch.no_grad():
+                    self.model(x)
+                return self.features
+        """)
+    assert eg106(source) == [(11, "self.model", "medium")]
+    assert eg106(source.replace("        self.model = model\n", "        self.model = model.eval()\n")) == []
+
+
+def test_a_registry_builder_returns_a_network():
+    source = textwrap.dedent("""\
+        import torch
+        from mmdet.registry import MODELS
+        detector = MODELS.build(cfg.model)
+        with torch.no_grad():
+            out = detector(images)
+        """)
+    assert eg106(source) == [(5, "detector", "medium")]
+    assert eg106(source.replace("out = detector(images)", "detector.eval()\n    out = detector(images)")) == []
+
+
+LIT = textwrap.dedent("""\
+    import torch
+    import lightning as L
+    class Classifier(L.LightningModule):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+        def training_step(self, batch, idx):
+            return self.model(batch[0]).sum()
+        def predict_proba(self, x):
+            with torch.no_grad():
+                return self.model(x).softmax(-1)
+    """)
+
+
+def test_a_lightning_modules_own_predict_running_its_wrapped_model():
+    assert eg106(LIT) == [(11, "self", "medium")]
+    assert eg106(LIT.replace("        with torch.no_grad():", "        self.eval()\n        with torch.no_grad():")) == []
+    assert eg106(LIT.replace("        with torch.no_grad():", "        self.model.eval()\n        with torch.no_grad():")) == []
+
+
+def test_an_eval_step_of_a_plain_trainer_is_evaluation_but_lightnings_is_not():
+    source = textwrap.dedent("""\
+        import torch
+        import torchvision
+        class Trainer:
+            def __init__(self):
+                self.model = torchvision.models.resnet18()
+            def eval_step(self, batch):
+                with torch.no_grad():
+                    return self.model(batch)
+        """)
+    assert eg106(source) == [(8, "self.model", "high")]
+    assert eg106(source.replace("class Trainer:", "class Trainer(torch.nn.Module):")) == []
+
+
+def test_a_pretrained_network_run_by_a_script_that_never_trains():
+    source = textwrap.dedent("""\
+        import torchvision
+        from PIL import Image
+        net = torchvision.models.resnet50(weights="IMAGENET1K_V2")
+        for path in paths:
+            print(net(load(path)).argmax(1))
+        """)
+    assert eg106(source) == [(5, "net", "high")]
+    assert eg106(source.replace('weights="IMAGENET1K_V2")', 'weights="IMAGENET1K_V2").eval()')) == []
+    # fine-tuning the same network is training
+    assert eg106(source.replace("print(net(load(path)).argmax(1))", "net(load(path)).sum().backward()")) == []
+
+
+NOTEBOOK_HELPER = textwrap.dedent("""\
+    import torch.nn as nn
+    net = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2))
+    def show(x):
+        print(net(x))
+    show(batch)
+    """)
+
+
+def test_a_notebook_helper_running_the_global_network():
+    assert eg106(NOTEBOOK_HELPER) == [(4, "net", "high")]
+    assert eg106(NOTEBOOK_HELPER.replace("nn.Dropout(0.2))", "nn.Dropout(0.2)).eval()")) == []
+    trains = NOTEBOOK_HELPER.replace("show(batch)", "net(batch).sum().backward()\nopt.step()")
+    assert eg106(trains) == []
+
+
+def test_prediction_named_functions_and_framework_step_hooks():
+    source = textwrap.dedent("""\
+        import torch
+        def make_prediction(model, x):
+            with torch.no_grad():
+                return model(x)
+        """)
+    assert eg106(source) == [(4, "model", "medium")]
+    # a trainer's prediction_step is called by its loop, which switches the mode
+    assert eg106(source.replace("make_prediction", "prediction_step")) == []

@@ -31,7 +31,7 @@ RULE_MODULES = {
 TRIGGERS = {
     "EG105": re.compile(r"[Dd]ropout|scaled_dot_product_attention"),   # dropout_p= contains "dropout"
     "EG106": re.compile(r"no_grad|inference_mode|set_grad_enabled|predict|infer|serv|handle|test|val|eval|"
-                        r"detect|__call__|forward"),
+                        r"detect|__call__|forward|load|pretrained|weights|embed|nn\.|build"),
     "EG201": re.compile(r"Dropout"),
     "EG301": re.compile(r"Adam"),
     "EG903": re.compile(r"load"),

@@ -9,7 +9,12 @@ The heuristic (documented for users in rules/EG106.toml):
    model). *Evaluation* calls: in functions named like evaluation (test, evaluate*, validate*, val*,
    detect*, *_test, *_eval, ...) that do not call ``backward()``, and in *evaluation regions*: a
    loop over a test/validation loader, or the statements from a use of test/validation data to the
-   end of their block, with no ``backward()`` inside. Lightning ``*_step`` methods are skipped.
+   end of their block, with no ``backward()`` inside. ``*_step`` methods of nn.Modules (Lightning)
+   are skipped. Also inference: embedding functions (embed*, get_embedding*), runs of a network after
+   trained weights were loaded into it in code that never trains (``_runs_after_loading``), a
+   module-level network run by the functions of a file that never trains, and functions with no
+   training that inference code calls by name or through an instance (``self.engine.run(batch)``):
+   they inherit the context (``_called_from_inference``).
 2. The model's mode at that call. Inside the function, the last ``.eval()`` / ``.train()`` on the
    model *before* the call decides (order matters: a ``.train()`` earlier in a training function
    means the evaluation runs in training mode; in a function with no ``backward()`` it means the mode
@@ -37,6 +42,7 @@ import os
 import re
 from collections.abc import Iterator
 
+from evalguard.checks.source import project
 from evalguard.checks.source.index import (
     FUNCTION_NODES,
     FileIndex,
@@ -63,13 +69,16 @@ GRAD_OFF = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
             "torch.autograd.inference_mode", "torch.autograd.grad_mode.no_grad",
             "torch.autograd.grad_mode.inference_mode"}
 GRAD_TOGGLE = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled"}
-INFERENCE_NAME = re.compile(r"^_*(predict|infer|inference|serve|serving|handle)(_|$)|_(predict|inference|infer)$")
+INFERENCE_NAME = re.compile(r"^_*(predict|infer|inference|serve|serving|handle)(_|$)|_(predict|inference|infer)$"
+                            r"|(^|_)(embed|embedding|embeddings|prediction|predictions|classify)(_|$)")
 EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|validation|valid|val|detect)(_|$)"
                        r"|_(test|eval|evaluate|evaluation|validate|validation)$")
 #: Identifiers of evaluation data: test_loader, testdataloader, val_loader, x_test, images_val, ...
 EVAL_DATA = re.compile(r"(?:^|_)(?:test|val|valid|validation|eval|evaluation|dev|testing)"
                        r"(?:_|$|loader|dataloader|data|dataset|set|iter|images|imgs|x|y)", re.IGNORECASE)
 BUILTINS = frozenset(dir(builtins))
+#: The network a module wraps (``self.model``, ``self.net``, ``self.backbone``).
+MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", re.IGNORECASE)
 
 
 def check(index: FileIndex) -> Iterator[Hit]:
@@ -130,15 +139,132 @@ def _is_pytest_file(path: str | None) -> bool:
 
 
 def _inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
-    """Calls that run under inference or evaluation, with their kind."""
+    """Calls that run under inference or evaluation, with their kind (memoised per scope)."""
+    memo = index.__dict__.setdefault("_inference_memo", {})
+    if id(scope) not in memo:
+        memo[id(scope)] = []                        # a recursive call chain is no inference by itself
+        found = _own_inference_calls(index, scope)
+        if not found and not scope.is_module and not scope.is_class_body and _called_from_inference(index, scope):
+            found = [(c, "inference") for c in scope.calls()]
+        memo[id(scope)] = found
+    return memo[id(scope)]
+
+
+def _called_from_inference(index: FileIndex, scope: Scope) -> bool:
+    """A function with no training in it that inference code of this file calls -- by name, through
+    ``self.helper(...)``, or through an instance held in an attribute (``self.engine.run(batch)``) --
+    runs in inference too: a module-level worker, an engine's ``run()``, a notebook's helper."""
+    if scope.name.startswith("__") or has_backward(scope.calls()) or scope.name.endswith(("_step", "_end", "_start")):
+        return False
+    if scope.parent is not index.module:
+        return False     # a closure is its caller's business
+    # self.helper(...) is followed from the caller (``_through_helper``): only calls by name here,
+    # of a function of this file that the name is not rebound from
+    if scope.cls is not None:
+        sites = _instance_call_sites(index, scope)
+    else:
+        sites = [(caller, call) for caller, call in _instances(index)[2].get(scope.name, [])
+                 if scope.name not in caller.assigns and scope.name not in caller.params]
+    if not sites or (scope.cls is not None and module_like(index, scope.cls)):
+        return False     # a module's own helpers follow its mode
+    for caller, call in sites:
+        if caller is scope:
+            continue
+        if any(c is call for c, _ in _inference_calls(index, caller)):
+            index.__dict__.setdefault("_inherited", set()).add(id(scope))
+            return True
+    return False
+
+
+LOADERS = {"torch.load", "torch.jit.load", "torch.hub.load"}
+
+
+def _loads_trained(index: FileIndex, value: ast.AST) -> bool:
+    """A value that is trained weights: ``torch.load``/``torch.jit.load``/``torch.hub.load``, or a
+    constructor asked for pretrained weights (``resnet50(pretrained=True)``, ``weights="DEFAULT"``)."""
+    while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in SAME_MODULE:
+        value = value.func.value
+    if not isinstance(value, ast.Call):
+        return False
+    if index.qualname(value.func) in LOADERS:
+        return True
+    for keyword in value.keywords:
+        if keyword.arg == "pretrained" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
+            return True
+        if keyword.arg == "weights" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None):
+            return True
+    return False
+
+
+def _global_network_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
+    """A script that never trains (no ``backward()`` or ``step()`` in the file) and keeps its network in
+    a module-level variable: the functions that run it are its inference (a notebook's helpers)."""
+    if scope.parent is not index.module or scope.cls is not None or _is_pytest_file(index.path) \
+            or Tracer.of(index).file_trains() or _file_steps(index):
+        return []
+    globals_ = index.module.assigns
+    return [(call, "inference") for call in scope.calls()
+            if isinstance(call.func, ast.Name) and call.func.id in globals_
+            and call.func.id not in scope.assigns and call.func.id not in scope.params]
+
+
+def _file_steps(index: FileIndex) -> bool:
+    memo = index.__dict__.setdefault("_inference_memo", {})
+    if "steps" not in memo:
+        memo["steps"] = any(isinstance(c.func, ast.Attribute) and c.func.attr == "step"
+                            for s in index.scopes for c in s.calls())
+    return memo["steps"]
+
+
+def _instance_call_sites(index: FileIndex, method: Scope) -> list[tuple[Scope, ast.Call]]:
+    """``self.<attr>.<method>(...)`` in this file where ``self.<attr>`` holds an instance of the
+    method's class (``self.engine = Engine(model)``)."""
+    holders, calls, _ = _instances(index)
+    keys = holders.get(method.cls.name, set())
+    return [(scope, call) for scope, call, key in calls.get(method.name, []) if key in keys]
+
+
+def _instances(index: FileIndex):
+    """Once per file: class name -> keys that hold an instance (``self.engine = Engine(...)``),
+    method name -> ``<key>.<method>(...)`` calls with their scope and key, and function name -> calls
+    by that name with their scope."""
+    cached = index.__dict__.get("_instances")
+    if cached is None:
+        holders: dict[str, set] = {}
+        calls: dict[str, list] = {}
+        by_name: dict[str, list] = {}
+        for scope in index.scopes:
+            selves = scope.self_names()
+            for node in scope.nodes():
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                        and isinstance(node.value.func, ast.Name):
+                    holders.setdefault(node.value.func.id, set()).update(
+                        k for k in (key_of(t, selves) for t in node.targets) if k is not None)
+            for call in scope.calls():
+                func = call.func
+                if isinstance(func, ast.Name):
+                    by_name.setdefault(func.id, []).append((scope, call))
+                elif isinstance(func, ast.Attribute):
+                    key = key_of(func.value, selves)
+                    if key is not None:
+                        calls.setdefault(func.attr, []).append((scope, call, key))
+        cached = index.__dict__["_instances"] = (holders, calls, by_name)
+    return cached
+
+
+def inherits_inference(index: FileIndex, scope: Scope) -> bool:
+    return id(scope) in index.__dict__.get("_inherited", ())
+
+
+def _own_inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
     if scope.is_class_body:
         return []
     found: list[tuple[ast.Call, str]] = []
     if not scope.is_module:
         name = scope.name
-        if name.endswith(("_step", "_end", "_start")):
-            return []
         cls = class_of(scope)
+        if name.endswith(("_end", "_start")) or (name.endswith("_step") and (cls is None or module_like(index, cls))):
+            return []            # Lightning hooks: the framework switches the mode around them
         wrapper_call = name in ("forward", "__call__") and cls is not None and not module_like(index, cls)
         if name == "forward" and not wrapper_call:
             return []
@@ -155,6 +281,36 @@ def _inference_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str
             found += [(n, "inference") for n in walk_scope(node.body) if isinstance(n, ast.Call)]
     for region in _eval_regions(scope.body if not scope.is_module else scope.node.body):
         found += [(n, "evaluation") for n in walk_scope(region) if isinstance(n, ast.Call)]
+    return found + _runs_after_loading(index, scope) + _global_network_calls(index, scope)
+
+
+def _runs_after_loading(index: FileIndex, scope: Scope) -> list[tuple[ast.Call, str]]:
+    """Code that loads trained weights into a network (``net.load_state_dict(...)``) and then runs it,
+    with no ``backward()`` or optimizer ``step()`` anywhere in it, is inference (a predict script's
+    ``main()``), whatever its name."""
+    calls = scope.calls()
+    if _is_pytest_file(index.path) or has_backward(calls) or any(
+            isinstance(c.func, ast.Attribute) and c.func.attr == "step" for c in calls):
+        return []
+    selves = scope.self_names()
+    loaded = {}
+    for call in calls:
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "load_state_dict":
+            key = key_of(call.func.value, selves)
+            if key is not None:
+                loaded.setdefault(key, position(call))
+    for node in scope.nodes():
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and _loads_trained(index, node.value):
+            key = key_of(node.targets[0], selves)
+            if key is not None:
+                loaded.setdefault(key, position(node))
+    found = []
+    for call in calls:
+        func = call.func.value if isinstance(call.func, ast.Attribute) and call.func.attr in MODEL_METHODS \
+            else call.func
+        key = key_of(func, selves)
+        if key in loaded and position(call) > loaded[key]:
+            found.append((call, "inference"))
     return found
 
 
@@ -219,9 +375,16 @@ def _uses(index: FileIndex, scope: Scope) -> Iterator[Use]:
         func = call.func
         if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:
             func = func.value
-        if submodules and isinstance(func, ast.Name) and func.id in selves and scope.cls is cls \
-                and (INFERENCE_NAME.search(scope.name) or EVAL_NAME.search(scope.name)):
+        own_entry = submodules and scope.cls is cls and bool(INFERENCE_NAME.search(scope.name) or
+                                                             EVAL_NAME.search(scope.name))
+        if own_entry and isinstance(func, ast.Name) and func.id in selves:
             yield Use(call, SELF_CALL, kind)       # self(x) in a module's own predict()
+            continue
+        if own_entry and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and func.value.id in selves and not _is_method(scope, func.attr) and MODEL_ATTR.search(func.attr) \
+                and not _attr_evaluated(index, cls, func.attr) \
+                and project.has_module_base(project.Symbol(index, cls)):
+            yield Use(call, SELF_CALL, kind)       # self.model(x) in a LightningModule's own predict()
             continue
         key = key_of(func, selves)
         if key is not None and key[0] == "self" and not submodules and _is_method(scope, key[1]):
@@ -251,6 +414,11 @@ def _through_helper(index: FileIndex, scope: Scope, call: ast.Call, name: str, k
             if key is None or key[0] != "self" or _is_method(helper, key[1]) or tracer._events(helper, key):
                 continue
             yield Use(call, key, kind)
+
+
+def _attr_evaluated(index: FileIndex, cls: ast.ClassDef, attr: str) -> bool:
+    tracer = Tracer.of(index)
+    return any(t._evaluated_in(m, ("self", attr)) for t, m in tracer._class_methods(cls))
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:

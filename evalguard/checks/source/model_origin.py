@@ -18,6 +18,7 @@ from evalguard.checks.source.index import (
     call_arg,
     calls_in,
     item_name,
+    module_like,
     spelled,
 )
 
@@ -50,7 +51,15 @@ HOLDER_CLASS = re.compile(r"(Predictor|Evaluator|Tester|Trainer|Runner|Engine|In
 #: Functions whose whole job is evaluation or inference (a plain no_grad block is not enough).
 INFERENCE_FUNCTION = re.compile(r"^_*(predict|infer|inference|evaluate|evaluation|validate|validation|test|"
                                 r"eval|run_eval|run_test|run_inference)(_|$)|_(predict|inference|evaluate|"
-                                r"evaluation|validate|validation|test|eval)$", re.IGNORECASE)
+                                r"evaluation|validate|validation|test|eval)$"
+                                r"|(^|_)(embed|embedding|embeddings|prediction|predictions)(_|$)",
+                                re.IGNORECASE)
+#: Functions a library offers for prediction (its callers are its users, outside the project).
+PREDICTION_FUNCTION = re.compile(r"^(predict|infer|inference|run_inference|classify)(_|$)|_(predict|inference)$"
+                                 r"|(^|_)(embed|embedding|embeddings|prediction|predictions)(_|$)", re.IGNORECASE)
+#: Attributes of a holder class named like the network it holds (``self._model``, skorch's ``self.module_``).
+HELD_NETWORK = re.compile(r"^_*(model|net|network|classifier|encoder|backbone|module)_?$|_(model|net)$",
+                          re.IGNORECASE)
 SELF_CALL = ("self", "__call__")
 MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector|generator|discriminator|"
                         r"segment|cnn|rnn|lstm|vae|unet|resnet|bert|transformer", re.IGNORECASE)
@@ -67,6 +76,9 @@ NETWORK_PACKAGES = ("torchvision.models.", "timm.", "open_clip.", "segmentation_
 NETWORK_METHODS = frozenset({"parameters", "named_parameters", "load_state_dict", "state_dict", "named_modules",
                              "modules", "children", "named_children", "register_forward_hook",
                              "register_forward_pre_hook", "zero_grad", "buffers", "named_buffers"})
+#: Module methods that wrappers call on a layer of the network (``self.model.layer4.register_forward_hook``).
+HOOK_METHODS = frozenset({"register_forward_hook", "register_forward_pre_hook", "named_modules", "modules",
+                          "parameters", "named_parameters"})
 #: A container of network constructors: ``models.__dict__[name](...)``, ``MODELS[name](...)``.
 REGISTRY_NAME = re.compile(r"models?$|archs?$|networks?$|nets?$|registry$|backbones?$", re.IGNORECASE)
 
@@ -161,6 +173,20 @@ def _chain_has_eval(index: FileIndex, value: ast.AST, scope: Scope) -> bool:
     return False
 
 
+def _asserts_eval(test: ast.AST, key, selves: set[str]) -> bool:
+    """``assert not model.training`` / ``assert model.training is False``: the mode is checked."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        target = test.operand
+    elif isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.comparators[0], ast.Constant) \
+            and test.comparators[0].value is False and isinstance(test.ops[0], (ast.Is, ast.Eq)):
+        target = test.left
+    else:
+        return False
+    return isinstance(target, ast.Attribute) and target.attr == "training" and (
+        key_of(target.value, selves) == key or (key == SELF_CALL and isinstance(target.value, ast.Name)
+                                                 and target.value.id in selves))
+
+
 def position(node: ast.AST) -> tuple[int, int]:
     return node.lineno, node.col_offset
 
@@ -238,6 +264,9 @@ class Tracer:
             origin = self._assumed(use)
         if origin.state == "unknown":
             origin = self._used_as_network(scope, use)
+        if origin.state == "train" and use.key[0] == "self" and class_of(scope) is not None and any(
+                tracer._evaluated_in(m, use.key) for tracer, m in self._subclass_methods(class_of(scope))):
+            return EVAL_ORIGIN        # read last: a subclass's select() evaluates the model before using it
         return origin
 
     def _explicit_train(self, scope: Scope, use: Use, node: ast.Call) -> Origin:
@@ -298,8 +327,31 @@ class Tracer:
             reason = (f"{scope.name}() is called with a model for {use.key[1]} elsewhere in the project and runs it "
                       "on its data")
         if reason is None:
+            reason = self._library_entry(scope, use)
+        if reason is None:
             return UNKNOWN_ORIGIN
         return Origin("train", None, reason, "medium")
+
+    def _library_entry(self, scope: Scope, use: Use) -> str | None:
+        """A public prediction entry point (``predict_instance``, ``get_embedding``) of a library that
+        runs the network it was handed -- a parameter, or an attribute a holder class received -- and
+        never puts it in eval mode: its callers are the library's users, so the function itself is the
+        inference context."""
+        inherited = id(scope) in self.index.__dict__.get("_inherited", ())
+        if not inherited and (scope.name.startswith("_") or not PREDICTION_FUNCTION.search(scope.name)):
+            return None
+        if scope.name.endswith("_step"):
+            return None          # a framework's hook (a trainer's prediction_step): its loop sets the mode
+        kind, name = use.key
+        where = f"{scope.name}() is called from inference code" if inherited else \
+            f"{scope.name}() is a prediction entry point"
+        if kind == "name" and _is_param(scope, name) and STRICT_MODEL_NAME.search(name) \
+                and not self._loader_evaluates():
+            return f"{where} and runs the {name} it is handed"
+        if kind == "self" and HELD_NETWORK.search(name) and class_of(scope) is not None \
+                and not module_like(self.index, class_of(scope)):
+            return f"{where} and runs the network {class_of(scope).name} holds in self.{name}"
+        return None
 
     def _network_methods(self, scope: Scope, key) -> str | None:
         if key[0] == "name" and key[1].endswith('"]'):
@@ -318,7 +370,8 @@ class Tracer:
             selves = where.self_names()
             for call in where.calls():
                 func = call.func
-                if isinstance(func, ast.Attribute) and key_of(func.value, selves) == key and \
+                if isinstance(func, ast.Attribute) and (key_of(func.value, selves) == key or (
+                        func.attr in HOOK_METHODS and _receiver_key(func.value, selves) == key)) and \
                         func.attr in NETWORK_METHODS | {"to", "cuda"}:
                     # a tensor moves too, but is never called: a called object with .to() is a module
                     return f"{key_name(key) if key[0] == 'name' else 'self.' + key[1]}.{func.attr}() is called on it"
@@ -338,6 +391,22 @@ class Tracer:
                 if func.attr in NETWORK_METHODS | {"to", "cuda"}:
                     found = f"{spelled(func)}() is called on the same entry"
         return found
+
+    def _loader_evaluates(self) -> bool:
+        """A function of this file returns a model it put in eval mode (``return torch.load(p).eval()``,
+        or ``model.eval(); return model``): the file's own loading path handles the mode."""
+        if "loader_evaluates" not in self._memo:
+            found = False
+            for scope in self.index.scopes:
+                selves = scope.self_names()
+                for node in scope.nodes():
+                    if isinstance(node, ast.Return) and node.value is not None and (
+                            _chain_has_eval(self.index, node.value, scope) or (
+                                key_of(node.value, selves) is not None
+                                and self._evaluated_in(scope, key_of(node.value, selves)))):
+                        found = True
+            self._memo["loader_evaluates"] = found
+        return self._memo["loader_evaluates"]
 
     def _self_call(self, scope: Scope) -> Origin:
         cls = class_of(scope)
@@ -400,6 +469,8 @@ class Tracer:
         if memo_key not in self._memo:
             self._memo[memo_key] = []            # recursion through helpers: none (yet)
             found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            found += [(position(n), "eval", n) for n in scope.nodes()
+                      if isinstance(n, ast.Assert) and _asserts_eval(n.test, key, scope.self_names())]
             self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
         return self._memo[memo_key]
 
@@ -600,6 +671,22 @@ class Tracer:
                 found += Tracer.of(base.index)._class_methods(base.node, depth + 1)
         return found
 
+    def _subclass_methods(self, cls: ast.ClassDef) -> list[tuple[Tracer, Scope]]:
+        """Methods of the classes of the project derived from ``cls`` (a subclass's ``select()`` that
+        calls ``self.model.eval()`` before the base's ``get_embedding()`` handles the mode)."""
+        memo_key = ("subclasses", id(cls))
+        if memo_key not in self._memo:
+            found = []
+            for other in project.files_naming(self.index, cls.name):
+                tracer = Tracer.of(other)
+                for node in other.classes.values():
+                    if node is not cls and any(base.node is cls or (
+                            base.index.path == self.index.path and base.node.lineno == cls.lineno)
+                            for base in project.base_symbols(project.Symbol(other, node))):
+                        found += [(tracer, m) for m in tracer._methods.get(id(node), [])]
+            self._memo[memo_key] = found
+        return self._memo[memo_key]
+
     def _origin_of_attr(self, scope: Scope, attr: str, depth: int) -> Origin:
         cls = class_of(scope)
         if cls is None:
@@ -695,6 +782,10 @@ class Tracer:
             if REGISTRY_NAME.search(label) or (qualified + ".").startswith(NETWORK_PACKAGES):
                 return f"{spelled(call.func)}(...), a network registry entry"
             return None
+        if isinstance(func, ast.Attribute) and func.attr in ("build", "build_from_cfg", "create", "instantiate") \
+                and REGISTRY_NAME.search(spelled(func.value).rsplit(".", 1)[-1]) \
+                and project.resolve(self.index, func) is None:
+            return f"{spelled(func)}(...), a network registry's builder"   # MODELS.build(cfg.model)
         full = self.index.qualname(func) or ""
         imported = self.index.imports.get(func.value.id if isinstance(func, ast.Attribute) and isinstance(
             func.value, ast.Name) else func.id if isinstance(func, ast.Name) else "")

@@ -184,8 +184,33 @@ def is_module_class(symbol: Symbol, depth: int = 0, by_forward: bool = True) -> 
     return by_forward and any(isinstance(s, FUNCTION_NODES) and s.name == "forward" for s in cls.body)
 
 
+def has_module_base(symbol: Symbol, depth: int = 0) -> bool:
+    """Whether a base class, followed across files, is ``nn.Module`` itself (or named ``...Module``):
+    stricter than ``is_module_class``, for which a ``forward`` of a base is enough."""
+    for base in symbol.node.bases:
+        name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
+        if name.endswith("Module") or (symbol.index.qualname(base) or "").startswith("torch.nn."):
+            return True
+        parent = resolve(symbol.index, base) if depth < MAX_DEPTH else None
+        if parent is not None and parent.is_class and parent.node is not symbol.node \
+                and has_module_base(parent, depth + 1):
+            return True
+    return False
+
+
+_BUILDS: dict[int, tuple[ast.AST, bool]] = {}
+
+
 def _builds_layers(symbol: Symbol) -> bool:
-    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module."""
+    """A mixin that builds ``torch.nn`` layers (``self.dropout = nn.Dropout(p)``) is mixed into a module
+    (memoised per class node; the node is kept with the answer so that its id is not reused)."""
+    cached = _BUILDS.get(id(symbol.node))
+    if cached is None or cached[0] is not symbol.node:
+        cached = _BUILDS[id(symbol.node)] = (symbol.node, _scan_builds(symbol))
+    return cached[1]
+
+
+def _scan_builds(symbol: Symbol) -> bool:
     index = symbol.index
     return any(isinstance(n, ast.Call) and (index.qualname(n.func) or "").startswith("torch.nn.")
                and not (index.qualname(n.func) or "").startswith("torch.nn.functional.")
@@ -361,6 +386,18 @@ def _texts(root: str) -> list[tuple[str, str]]:
                 continue
         _WORDS[root] = texts
     return _WORDS[root]
+
+
+def files_naming(index: FileIndex, name: str) -> list[FileIndex]:
+    """This file and the other files of the project whose text mentions ``name`` (at most
+    ``MAX_CALLER_FILES`` others: a name used everywhere is not followed)."""
+    if not index.path:
+        return [index]
+    here = os.path.abspath(index.path)
+    others = [f for f, text in _texts(project_root(here)) if name in text and f != here]
+    if len(others) > MAX_CALLER_FILES:
+        return [index]
+    return [index, *(other for other in map(file_index, others) if other is not None)]
 
 
 def callers(index: FileIndex, target: ast.AST, name: str) -> list[tuple[FileIndex, Scope, ast.Call]]:
