@@ -27,10 +27,8 @@ travels as the ``runtime_env`` ``working_dir`` (model files left out) so ``--mod
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
@@ -66,38 +64,28 @@ def _import_ray():
 
 # ------------------------------------------------------------------ inside the actor
 def _read_child(fd: int, timeout: float | None, state: dict, on_step=None) -> bool:
-    """JSON lines from the child until it closes the pipe; False when ``timeout`` (counted from
-    its ``ready``) passed. ``state`` collects the last step and the final message."""
-    buffer, deadline = b"", None
-    startup_deadline = time.monotonic() + 300.0
-    while True:
-        now = time.monotonic()
-        limit = deadline if deadline is not None else (startup_deadline if timeout is not None else None)
-        if limit is not None and now >= limit:
-            return False
-        ready, _, _ = select.select([fd], [], [], None if limit is None else limit - now)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return True
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if "ready" in message:
-                state["started"] = time.monotonic()
-                if timeout is not None:
-                    deadline = state["started"] + timeout
-            elif "step" in message:
-                state["step"] = message["step"]
-                if on_step is not None:
-                    on_step(message["step"])
-            else:
-                state["message"] = message
+    """JSON lines from the child until it closes the pipe (the sandbox's one protocol, which
+    closes ``fd``); False when ``timeout`` (counted from its ``ready``) passed. ``state``
+    collects the last step and the final message."""
+    from evalguard import sandbox
+
+    startup_deadline = time.monotonic() + 300.0 if timeout is not None else None
+
+    def deadline():
+        started = state.get("started")
+        return startup_deadline if started is None else (None if timeout is None else started + timeout)
+
+    def on_message(message: dict) -> None:
+        if "ready" in message:
+            state["started"] = time.monotonic()
+        elif "step" in message:
+            state["step"] = message["step"]
+            if on_step is not None:
+                on_step(message["step"])
+        else:
+            state["message"] = message
+
+    return sandbox.read_messages(fd, deadline, on_message)
 
 
 def _detach_from_actor(keep_fd: int) -> None:
@@ -130,10 +118,7 @@ def _run_child(job: dict, timeout: float | None, on_step=None) -> dict:
             os._exit(code)
     os.close(write_fd)
     state: dict = {"step": "starting the worker"}
-    try:
-        finished = _read_child(read_fd, timeout, state, on_step)
-    finally:
-        os.close(read_fd)
+    finished = _read_child(read_fd, timeout, state, on_step)   # closes read_fd
     if not finished:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
