@@ -649,3 +649,60 @@ def test_prediction_named_functions_and_framework_step_hooks():
     assert eg106(source) == [(4, "model", "medium")]
     # a trainer's prediction_step is called by its loop, which switches the mode
     assert eg106(source.replace("make_prediction", "prediction_step")) == []
+
+
+ADAPTER = """\
+    import abc
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.drop(self.fc(x))
+
+
+    class Adapter(abc.ABC):
+        def __init__(self, net):
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, x):
+            return x * self.k
+
+
+    def predict(x):
+        adapter = Adapter(Net())
+        with torch.no_grad():
+            return adapter.forward(x)
+
+
+    def predict_scaled(x):
+        scale = Scaler(2)
+        with torch.no_grad():
+            return scale(x)
+    """
+
+
+def test_a_plain_adapter_is_no_network_but_the_network_it_holds_is(tmp_path):
+    """An abc.ABC adapter with its own forward() has no eval(): the finding names the network it holds
+    (adapter.net, which has eval()); a plain class holding no network stays silent."""
+    assert eg106(ADAPTER) == [(35, "adapter.net", "high")]
+    fixed = ADAPTER.replace("            return adapter.forward(x)",
+                            "            adapter.net.eval()\n            return adapter.forward(x)")
+    assert eg106(fixed) == []
+    evaluated_first = ADAPTER.replace("        adapter = Adapter(Net())",
+                                      "        net = Net().eval()\n        adapter = Adapter(net)")
+    assert eg106(evaluated_first) == []

@@ -100,6 +100,8 @@ def check(index: FileIndex) -> Iterator[Hit]:
 
 def _hit(scope: Scope, use: Use, origin: Origin) -> Hit:
     model = "self" if use.key == SELF_CALL else use.key[1] if use.key[0] == "name" else f"self.{use.key[1]}"
+    if origin.held:                 # a plain wrapper runs the network it holds: that one has eval()
+        model = f"{model}.{origin.held}"
     where = "module-level code" if scope.is_module else f"{scope.name}()"
     created = f"{origin.text} at line {origin.node.lineno}" if origin.node is not None else origin.text
     doing = "evaluates" if use.kind == "evaluation" else "runs"

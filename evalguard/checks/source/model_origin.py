@@ -90,9 +90,11 @@ class Origin:
     text: str = ""
     #: "high": the class is resolved and holds mode-dependent layers; "medium": a network of unresolved class
     confidence: str = "high"
+    #: the attribute of a plain (non-Module) wrapper that holds the network: the finding names ``obj.<held>``
+    held: str = ""
 
     def unsure(self) -> Origin:
-        return Origin(self.state, self.node, self.text, "medium") if self.state == "train" else self
+        return Origin(self.state, self.node, self.text, "medium", self.held) if self.state == "train" else self
 
     @staticmethod
     def combine(origins: list[Origin]) -> Origin:
@@ -762,7 +764,7 @@ class Tracer:
         outside = self._network_source(call, name)
         if outside is not None:
             return Origin("train", call, outside, "medium")
-        return self._instantiated(call, name, text)
+        return self._instantiated(call, name, text, depth, scope)
 
     def _network_source(self, call: ast.Call, qualname: str) -> str | None:
         """A network built outside the project: a model package's constructor, a builder or loader
@@ -801,14 +803,16 @@ class Tracer:
             return f"{spelled(func)}(...), a model builder outside this project"
         return None
 
-    def _instantiated(self, call: ast.Call, qualname: str, text: str) -> Origin:
+    def _instantiated(self, call: ast.Call, qualname: str, text: str, depth: int = 0,
+                      scope: Scope | None = None) -> Origin:
         """Building a class: a module in training mode, unless it has no mode-dependent layer."""
         func = call.func
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
             if not project.is_module_class(symbol) or project.has_no_mode(symbol):
-                return NOT_A_NETWORK
+                return self._held_network(scope, call, symbol) if scope is not None and depth < MAX_DEPTH \
+                    else NOT_A_NETWORK
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
         if not short[:1].isupper():
             return UNKNOWN_ORIGIN
@@ -819,3 +823,33 @@ class Tracer:
         if qualname.startswith("torch."):
             return Origin("train", call, text) if qualname in TORCH_NN_MODE_DEPENDENT else UNKNOWN_ORIGIN
         return Origin("train", call, text) if MODEL_CLASS_NAME.search(short) else UNKNOWN_ORIGIN
+
+    def _held_network(self, scope: Scope, call: ast.Call, symbol: project.Symbol) -> Origin:
+        """A plain class (no nn.Module, no ``eval``) is no network, but it may hold one: an attribute
+        named like a network that ``__init__`` sets from a parameter or builds. Running the wrapper runs
+        that network, so the finding is about ``wrapper.<attr>``, the object that has ``eval()``."""
+        tracer = Tracer.of(symbol.index)
+        for owner, init in tracer._class_methods(symbol.node):
+            if init.name != "__init__":
+                continue
+            selves = init.self_names()
+            for node in init.nodes():
+                if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+                    continue
+                key = key_of(node.targets[0], selves)
+                if key is None or key[0] != "self" or not HELD_NETWORK.search(key[1]):
+                    continue
+                origin = self._held_value(scope, call, owner, init, node.value)
+                if origin.state == "train":
+                    return Origin("train", origin.node, f"{origin.text}, held by {spelled(call.func)}(...) as "
+                                  f".{key[1]}", origin.confidence, key[1])
+                if origin.state == "eval":
+                    return origin
+        return NOT_A_NETWORK
+
+    def _held_value(self, scope: Scope, call: ast.Call, owner: Tracer, init: Scope, value: ast.AST) -> Origin:
+        if isinstance(value, ast.Name) and value.id in init.params:      # self.net = net: the caller's argument
+            arg = call_arg(call, init.params.index(value.id) - 1, value.id)
+            return self._origin_of_value(scope, arg, MAX_DEPTH - 3) if arg is not None \
+                else UNKNOWN_ORIGIN
+        return owner._origin_of_value(init, value, MAX_DEPTH - 3)       # self.net = Net(): built inside
