@@ -706,3 +706,98 @@ def test_a_plain_adapter_is_no_network_but_the_network_it_holds_is(tmp_path):
     evaluated_first = ADAPTER.replace("        adapter = Adapter(Net())",
                                       "        net = Net().eval()\n        adapter = Adapter(net)")
     assert eg106(evaluated_first) == []
+
+
+BUILDERS = """\
+    import torch
+    import hydra
+    import open_clip
+    from torchvision import models
+
+    MODELS = {}
+
+
+    def predict_from_config(cfg, x):
+        model = hydra.utils.instantiate(cfg.model)
+        with torch.no_grad():
+            return model(x)
+
+
+    def embed_images(x):
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+        with torch.no_grad():
+            return model.encode_image(preprocess(x))
+
+
+    def predict_registered(cfg, x):
+        model_cls = MODELS[cfg.name]
+        model = model_cls(**cfg.kwargs)
+        with torch.no_grad():
+            return model(x)
+
+
+    def predict_by_name(name, x):
+        model = getattr(models, name)(weights="DEFAULT")
+        with torch.no_grad():
+            return model(x)
+    """
+
+
+def test_networks_from_config_systems_registries_and_model_packages():
+    """hydra's instantiate, open_clip's builder (first element of its tuple), a class taken from a
+    registry dict and called with the config, a torchvision model found by name: all networks in
+    training mode. The registry's class itself is built, not run: the finding is on the model call."""
+    assert eg106(BUILDERS) == [(12, "model", "medium"), (18, "model", "medium"), (25, "model", "medium"),
+                               (31, "model", "medium")]
+    fixed = BUILDERS.replace("        with torch.no_grad():", "        model.eval()\n        with torch.no_grad():")
+    assert eg106(fixed) == []
+
+
+WRAPPED = """\
+    import torch
+    from torch import nn
+    from accelerate import Accelerator
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.drop(self.fc(x))
+
+
+    def predict_compiled(x):
+        net = Net()
+        fast = torch.compile(net)
+        with torch.no_grad():
+            return fast(x)
+
+
+    def predict_prepared(x, loader):
+        net = Net()
+        net, loader = Accelerator().prepare(net, loader)
+        with torch.no_grad():
+            return net(x)
+
+
+    def predict_parallel(x):
+        net = Net()
+        parallel = nn.DataParallel(net)
+        with torch.no_grad():
+            return net(x)
+    """
+
+
+def test_a_wrapped_network_is_the_same_network():
+    """torch.compile, accelerator.prepare, nn.DataParallel return the network they wrap: eval() on the
+    wrapper or on the wrapped one counts for both; a missing eval on both is a finding."""
+    assert eg106(WRAPPED) == [(20, "fast", "high"), (27, "net", "high"), (34, "net", "high")]
+    on_wrapper = WRAPPED.replace("        parallel = nn.DataParallel(net)\n",
+                                    "        parallel = nn.DataParallel(net)\n        parallel.eval()\n")
+    assert eg106(on_wrapper) == [(20, "fast", "high"), (27, "net", "high")]
+    on_wrapped = WRAPPED.replace("        fast = torch.compile(net)\n",
+                                 "        fast = torch.compile(net)\n        net.eval()\n")
+    assert eg106(on_wrapped) == [(28, "net", "high"), (35, "net", "high")]

@@ -77,6 +77,9 @@ EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|vali
 EVAL_DATA = re.compile(r"(?:^|_)(?:test|val|valid|validation|eval|evaluation|dev|testing)"
                        r"(?:_|$|loader|dataloader|data|dataset|set|iter|images|imgs|x|y)", re.IGNORECASE)
 BUILTINS = frozenset(dir(builtins))
+#: Names of a class or constructor taken from a registry: calling one builds a network.
+CONSTRUCTOR_NAME = re.compile(r"^_*(cls|klass|clazz|ctor|constructor|factory|builder)$|_(cls|class|klass|ctor|"
+                              r"constructor|factory|builder)$", re.IGNORECASE)
 #: The network a module wraps (``self.model``, ``self.net``, ``self.backbone``).
 MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", re.IGNORECASE)
 
@@ -424,9 +427,10 @@ def _attr_evaluated(index: FileIndex, cls: ast.ClassDef, attr: str) -> bool:
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:
-    """Builtins, imported names, and functions or classes defined in the file are not models."""
+    """Builtins, imported names, functions or classes defined in the file, and names of a class
+    (``cls = MODELS[name]; model = cls(**cfg)``: calling it builds a network, it runs none) are not models."""
     return (name in BUILTINS or name in index.aliases or name in index.imports or name in index.classes
-            or bool(index.functions_named(name)))
+            or bool(index.functions_named(name)) or bool(CONSTRUCTOR_NAME.search(name)))
 
 
 def _returns(scope: Scope, key) -> bool:

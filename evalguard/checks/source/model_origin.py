@@ -28,10 +28,13 @@ MODEL_CLASS_NAME = re.compile(r"(Net|Network|Model|Classifier|Regressor|Encoder|
 # Methods that return the same module (or one in the same mode).
 SAME_MODULE = {"to", "cuda", "cpu", "half", "float", "double", "bfloat16", "requires_grad_",
                "share_memory", "to_empty", "type", "apply", "zero_grad"}
-MODEL_METHODS = {"forward", "generate"}
+MODEL_METHODS = {"forward", "generate", "encode_image", "encode_text"}     # CLIP's encoders run the network
 #: Calls that return their first argument's module (or a wrapper running it in its mode).
 WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
             "torch.nn.parallel.DistributedDataParallel", "copy.deepcopy", "copy.copy"}
+#: Calls (by their last name) that return a wrapper running the module passed first.
+WRAPPER_CALLS = {"prepare", "prepare_model", "get_peft_model", "wrap", "compile", "DataParallel",
+                 "DistributedDataParallel"}
 #: torch.nn classes whose output depends on the mode (a Linear or a loss does not).
 TORCH_NN_MODE_DEPENDENT = project.MODE_LAYERS | {"torch.nn.Sequential", "torch.nn.ModuleDict"}
 MAX_DEPTH = 10
@@ -69,6 +72,9 @@ MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector
 NETWORK_FACTORY = re.compile(r"^_*(build|load|create|get|make|init|instantiate|construct)(_\w*)?_?(model|net|network|"
                              r"backbone|encoder|detector|classifier|segmentor|arch)s?(_\w*)?$|^instantiate$",
                              re.IGNORECASE)
+#: Config systems that build whatever class the config names (a network, in model code).
+CONFIG_BUILDERS = frozenset({"hydra.utils.instantiate", "hydra.utils.call", "mmengine.registry.build_from_cfg",
+                             "mmcv.utils.build_from_cfg", "detectron2.config.instantiate"})
 #: Packages outside the project whose constructors return networks (in training mode).
 NETWORK_PACKAGES = ("torchvision.models.", "timm.", "open_clip.", "segmentation_models_pytorch.", "torch.hub.",
                     "pretrainedmodels.", "efficientnet_pytorch.", "monai.networks.", "torchaudio.models.")
@@ -470,11 +476,32 @@ class Tracer:
         memo_key = ("events", id(scope), key)
         if memo_key not in self._memo:
             self._memo[memo_key] = []            # recursion through helpers: none (yet)
-            found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            keys = [key] + self._wrapping_aliases(scope, key)
+            found = [(position(n), self._mode_event(scope, n, k), n) for n in scope.calls() for k in keys]
             found += [(position(n), "eval", n) for n in scope.nodes()
                       if isinstance(n, ast.Assert) and _asserts_eval(n.test, key, scope.self_names())]
             self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
         return self._memo[memo_key]
+
+    def _wrapping_aliases(self, scope: Scope, key) -> list:
+        """Names bound in ``scope`` to a wrapper of the model (``wrapped = torch.compile(net)``,
+        ``nn.DataParallel(net)``, ``accelerator.prepare(net)``, ``get_peft_model(net, cfg)``): the same
+        network, so ``wrapped.eval()`` puts ``net`` in eval mode too."""
+        if key[0] != "name":
+            return []
+        aliases = []
+        for name, values in scope.assigns.items():
+            if name != key[1] and any(self._wraps(v, key[1]) for v in values):
+                aliases.append(("name", name))
+        return aliases
+
+    def _wraps(self, value: ast.AST, name: str) -> bool:
+        if not isinstance(value, ast.Call) or not value.args or not isinstance(value.args[0], ast.Name) \
+                or value.args[0].id != name:
+            return False
+        func = value.func
+        short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return (self.index.qualname(func) or "") in WRAPPERS or short in WRAPPER_CALLS or short[:1].isupper()
 
     def _mode_event(self, scope: Scope, node: ast.Call, key) -> str | None:
         selves = scope.self_names()
@@ -761,10 +788,22 @@ class Tracer:
                     if isinstance(node, ast.Return) and node.value is not None:
                         origins.append(tracer._origin_of_value(factory, node.value, depth + 1))
             return Origin.combine(origins)
-        outside = self._network_source(call, name)
+        outside = self._network_source(self._through_alias(scope, call), name)
         if outside is not None:
             return Origin("train", call, outside, "medium")
         return self._instantiated(call, name, text, depth, scope)
+
+    @staticmethod
+    def _through_alias(scope: Scope, call: ast.Call) -> ast.Call:
+        """``cls = MODELS[name]; cls(**cfg)``: the call of a name bound only to a registry lookup
+        (a subscript or ``getattr(module, name)``) is read as the call of that lookup."""
+        func = call.func
+        values = scope.assigns.get(func.id, []) if isinstance(func, ast.Name) else []
+        if len(values) != 1 or not (isinstance(values[0], ast.Subscript) or (
+                isinstance(values[0], ast.Call) and isinstance(values[0].func, ast.Name)
+                and values[0].func.id == "getattr")):
+            return call
+        return ast.copy_location(ast.Call(func=values[0], args=call.args, keywords=call.keywords), call)
 
     def _network_source(self, call: ast.Call, qualname: str) -> str | None:
         """A network built outside the project: a model package's constructor, a builder or loader
@@ -799,6 +838,8 @@ class Tracer:
         # a builder function (imported or a module's), not an accessor on an object (x.get_encoder())
         function = isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
                                                   and func.value.id in self.index.imports)
+        if full in CONFIG_BUILDERS:
+            return f"{spelled(func)}(...), a network built from a config"
         if function and NETWORK_FACTORY.search(short) and project.resolve(self.index, func) is None:
             return f"{spelled(func)}(...), a model builder outside this project"
         return None
