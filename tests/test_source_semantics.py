@@ -801,3 +801,34 @@ def test_a_wrapped_network_is_the_same_network():
     on_wrapped = WRAPPED.replace("        fast = torch.compile(net)\n",
                                  "        fast = torch.compile(net)\n        net.eval()\n")
     assert eg106(on_wrapped) == [(28, "net", "high"), (35, "net", "high")]
+
+
+GLOBAL_CLIP = """\
+    import sys
+    import torch
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+
+
+    def image_vectors(images):
+        return model.encode_image(torch.stack([preprocess(i) for i in images]))
+
+
+    def text_vectors(tokens):
+        return model.forward(tokens)
+
+
+    if __name__ == "__main__":
+        print(image_vectors(sys.argv[1:]))
+    """
+
+
+def test_a_script_global_network_run_through_its_methods():
+    """A script that never trains keeps its network at module level; its functions run it through
+    encode_image()/forward(): inference, whatever the functions are called. A training function in
+    the file makes them ambiguous again (silent)."""
+    assert eg106(GLOBAL_CLIP) == [(9, "model", "medium"), (13, "model", "medium")]
+    assert eg106(GLOBAL_CLIP.replace('"ViT-B-32")\n', '"ViT-B-32")\n    model.eval()\n')) == []
+    trains = GLOBAL_CLIP.replace("    if __name__", "    def fit(loss):\n        loss.backward()\n\n\n    if __name__")
+    assert eg106(trains) == []

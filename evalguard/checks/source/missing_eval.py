@@ -208,9 +208,15 @@ def _global_network_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call
             or Tracer.of(index).file_trains() or _file_steps(index):
         return []
     globals_ = index.module.assigns
-    return [(call, "inference") for call in scope.calls()
-            if isinstance(call.func, ast.Name) and call.func.id in globals_
-            and call.func.id not in scope.assigns and call.func.id not in scope.params]
+    found = []
+    for call in scope.calls():
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:      # net.forward(x), clip.encode_image(x)
+            func = func.value
+        if isinstance(func, ast.Name) and func.id in globals_ and func.id not in scope.assigns \
+                and func.id not in scope.params:
+            found.append((call, "inference"))
+    return found
 
 
 def _file_steps(index: FileIndex) -> bool:
