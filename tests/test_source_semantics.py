@@ -832,3 +832,12 @@ def test_a_script_global_network_run_through_its_methods():
     assert eg106(GLOBAL_CLIP.replace('"ViT-B-32")\n', '"ViT-B-32")\n    model.eval()\n')) == []
     trains = GLOBAL_CLIP.replace("    if __name__", "    def fit(loss):\n        loss.backward()\n\n\n    if __name__")
     assert eg106(trains) == []
+
+
+def test_a_runner_derived_from_a_plain_interface_is_no_network():
+    """A class whose only base is a plain abstract interface of the project is plain too: the advice
+    names the network it holds (runner.model), never runner.eval(), which does not exist."""
+    source = ADAPTER.replace("class Adapter(abc.ABC):", "class Base(abc.ABC):\n        pass\n\n\n    class Adapter(Base):")
+    found = eg106(source)
+    assert (39, "adapter.net", "high") in found
+    assert all(model != "adapter" for _, model, _ in found)

@@ -851,7 +851,7 @@ class Tracer:
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
-            if not project.is_module_class(symbol) or project.has_no_mode(symbol):
+            if not project.is_module_class(symbol) or project.has_no_mode(symbol, parents=True):
                 return self._held_network(scope, call, symbol) if scope is not None and depth < MAX_DEPTH \
                     else NOT_A_NETWORK
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
