@@ -841,3 +841,30 @@ def test_a_runner_derived_from_a_plain_interface_is_no_network():
     found = eg106(source)
     assert (39, "adapter.net", "high") in found
     assert all(model != "adapter" for _, model, _ in found)
+
+
+def test_classes_looked_up_in_a_registry_then_called():
+    """``arch = getattr(models, name)`` / ``builder = MODEL_REGISTRY.get(name)`` then ``arch(...)``:
+    the call builds a network (no finding on it); running the result without eval() is the finding."""
+    source = """\
+        import torch
+        import torchvision.models as models
+        from mylib import MODEL_REGISTRY
+
+
+        def predict_by_name(name, x):
+            arch = getattr(models, name)
+            model = arch(weights="DEFAULT")
+            with torch.no_grad():
+                return model(x)
+
+
+        def predict_registered(cfg, x):
+            builder = MODEL_REGISTRY.get(cfg.name)
+            model = builder(**cfg.kwargs)
+            with torch.no_grad():
+                return model(x)
+        """
+    assert eg106(source) == [(10, "model", "medium"), (17, "model", "medium")]
+    fixed = source.replace("    with torch.no_grad():", "    model.eval()\n            with torch.no_grad():")
+    assert eg106(fixed) == []

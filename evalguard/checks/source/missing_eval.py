@@ -53,6 +53,7 @@ from evalguard.checks.source.index import (
     walk_scope,
 )
 from evalguard.checks.source.model_origin import (
+    CONSTRUCTOR_NAME,
     MODEL_METHODS,
     SAME_MODULE,
     SELF_CALL,
@@ -77,9 +78,6 @@ EVAL_NAME = re.compile(r"^_*(test|testing|evaluate|evaluation|eval|validate|vali
 EVAL_DATA = re.compile(r"(?:^|_)(?:test|val|valid|validation|eval|evaluation|dev|testing)"
                        r"(?:_|$|loader|dataloader|data|dataset|set|iter|images|imgs|x|y)", re.IGNORECASE)
 BUILTINS = frozenset(dir(builtins))
-#: Names of a class or constructor taken from a registry: calling one builds a network.
-CONSTRUCTOR_NAME = re.compile(r"^_*(cls|klass|clazz|ctor|constructor|factory|builder)$|_(cls|class|klass|ctor|"
-                              r"constructor|factory|builder)$", re.IGNORECASE)
 #: The network a module wraps (``self.model``, ``self.net``, ``self.backbone``).
 MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", re.IGNORECASE)
 

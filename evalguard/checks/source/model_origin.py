@@ -72,6 +72,9 @@ MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector
 NETWORK_FACTORY = re.compile(r"^_*(build|load|create|get|make|init|instantiate|construct)(_\w*)?_?(model|net|network|"
                              r"backbone|encoder|detector|classifier|segmentor|arch)s?(_\w*)?$|^instantiate$",
                              re.IGNORECASE)
+#: Names of a class or constructor taken from a registry: calling one builds a network, it runs none.
+CONSTRUCTOR_NAME = re.compile(r"^_*(cls|klass|clazz|ctor|constructor|factory|builder|arch)$|_(cls|class|klass|ctor|"
+                              r"constructor|factory|builder)$", re.IGNORECASE)
 #: Config systems that build whatever class the config names (a network, in model code).
 CONFIG_BUILDERS = frozenset({"hydra.utils.instantiate", "hydra.utils.call", "mmengine.registry.build_from_cfg",
                              "mmcv.utils.build_from_cfg", "detectron2.config.instantiate"})
@@ -193,6 +196,12 @@ def _asserts_eval(test: ast.AST, key, selves: set[str]) -> bool:
     return isinstance(target, ast.Attribute) and target.attr == "training" and (
         key_of(target.value, selves) == key or (key == SELF_CALL and isinstance(target.value, ast.Name)
                                                  and target.value.id in selves))
+
+
+def _registry_get(node: ast.AST) -> bool:
+    """``MODEL_REGISTRY.get(name)``: a lookup in a container named like a registry of networks."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+        and bool(node.args) and bool(REGISTRY_NAME.search(spelled(node.func.value).rsplit(".", 1)[-1]))
 
 
 def position(node: ast.AST) -> tuple[int, int]:
@@ -795,11 +804,12 @@ class Tracer:
 
     @staticmethod
     def _through_alias(scope: Scope, call: ast.Call) -> ast.Call:
-        """``cls = MODELS[name]; cls(**cfg)``: the call of a name bound only to a registry lookup
-        (a subscript or ``getattr(module, name)``) is read as the call of that lookup."""
+        """``cls = MODELS[name]; cls(**cfg)``: the call of a class-named name bound only to a registry
+        lookup (a subscript, ``REGISTRY.get(name)``, ``getattr(module, name)``) is that lookup's call."""
         func = call.func
-        values = scope.assigns.get(func.id, []) if isinstance(func, ast.Name) else []
-        if len(values) != 1 or not (isinstance(values[0], ast.Subscript) or (
+        values = scope.assigns.get(func.id, []) if isinstance(func, ast.Name) and CONSTRUCTOR_NAME.search(func.id) \
+            else []
+        if len(values) != 1 or not (isinstance(values[0], ast.Subscript) or _registry_get(values[0]) or (
                 isinstance(values[0], ast.Call) and isinstance(values[0].func, ast.Name)
                 and values[0].func.id == "getattr")):
             return call
@@ -814,6 +824,8 @@ class Tracer:
                 and func.args:                  # getattr(torchvision.models, name)(...)
             func = ast.Subscript(value=func.args[0], slice=func.args[1] if len(func.args) > 1 else func.args[0])
             ast.copy_location(func, call)
+        if _registry_get(func):                 # MODEL_REGISTRY.get(name)(**cfg)
+            func = ast.copy_location(ast.Subscript(value=func.func.value, slice=func.args[0]), call)
         if isinstance(func, ast.Subscript):
             container = func.value
             if isinstance(container, ast.Attribute) and container.attr == "__dict__":
