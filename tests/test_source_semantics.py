@@ -868,3 +868,13 @@ def test_classes_looked_up_in_a_registry_then_called():
     assert eg106(source) == [(10, "model", "medium"), (17, "model", "medium")]
     fixed = source.replace("    with torch.no_grad():", "    model.eval()\n            with torch.no_grad():")
     assert eg106(fixed) == []
+
+
+def test_a_plain_wrapper_that_evaluates_what_it_holds_is_silent():
+    """The wrapper moves the network to a device and puts it in eval mode itself (in __init__ or in a
+    method): nothing to report; moving it without eval still leaves it in training mode."""
+    moved = ADAPTER.replace("            self.net = net\n", "            self.net = net.to('cpu')\n")
+    assert eg106(moved) == [(35, "adapter.net", "high")]
+    assert eg106(ADAPTER.replace("            self.net = net\n", "            self.net = net.to('cpu').eval()\n")) == []
+    assert eg106(ADAPTER.replace("            self.net = net\n",
+                                 "            self.net = net\n            self.net.eval()\n")) == []

@@ -892,6 +892,8 @@ class Tracer:
                 key = key_of(node.targets[0], selves)
                 if key is None or key[0] != "self" or not HELD_NETWORK.search(key[1]):
                     continue
+                if any(t._evaluated_in(m, key) for t, m in tracer._class_methods(symbol.node)):
+                    return EVAL_ORIGIN             # the wrapper puts what it holds in eval mode itself
                 origin = self._held_value(scope, call, owner, init, node.value)
                 if origin.state == "train":
                     return Origin("train", origin.node, f"{origin.text}, held by {spelled(call.func)}(...) as "
@@ -901,6 +903,11 @@ class Tracer:
         return NOT_A_NETWORK
 
     def _held_value(self, scope: Scope, call: ast.Call, owner: Tracer, init: Scope, value: ast.AST) -> Origin:
+        if _chain_has_eval(owner.index, value, init):                   # self.net = net.to(d).eval()
+            return EVAL_ORIGIN
+        while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                and value.func.attr in SAME_MODULE:                      # self.net = net.to(device)
+            value = value.func.value
         if isinstance(value, ast.Name) and value.id in init.params:      # self.net = net: the caller's argument
             arg = call_arg(call, init.params.index(value.id) - 1, value.id)
             return self._origin_of_value(scope, arg, MAX_DEPTH - 3) if arg is not None \
