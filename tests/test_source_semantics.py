@@ -878,3 +878,41 @@ def test_a_plain_wrapper_that_evaluates_what_it_holds_is_silent():
     assert eg106(ADAPTER.replace("            self.net = net\n", "            self.net = net.to('cpu').eval()\n")) == []
     assert eg106(ADAPTER.replace("            self.net = net\n",
                                  "            self.net = net\n            self.net.eval()\n")) == []
+
+
+def test_a_held_network_is_reported_once():
+    """A plain runner's own ``self.net(x)`` and a service calling the runner run the same network
+    built in one place: one finding, naming an object that has eval()."""
+    source = """\
+        import torch
+        from torch import nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.drop = nn.Dropout(0.5)
+
+            def forward(self, x):
+                return self.drop(x)
+
+
+        class Runner:
+            def __init__(self, net):
+                self.net = net
+
+            def __call__(self, x):
+                return self.net(x)
+
+
+        class Service:
+            def __init__(self):
+                self.runner = Runner(Net())
+
+            def predict(self, x):
+                with torch.no_grad():
+                    return self.runner(x)
+        """
+    found = eg106(source)
+    assert len(found) == 1 and found[0][1] in ("self.net", "self.runner.net"), found
+    assert eg106(source.replace("Runner(Net())", "Runner(Net().eval())")) == []

@@ -84,6 +84,7 @@ MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", 
 
 def check(index: FileIndex) -> Iterator[Hit]:
     tracer = Tracer.of(index)
+    reported: dict[int, bool] = {}     # network creation -> reported through a plain wrapper holding it
     for scope in index.scopes:
         seen = set()
         for use in _uses(index, scope):
@@ -96,7 +97,21 @@ def check(index: FileIndex) -> Iterator[Hit]:
             if origin.state == "train" and origin.confidence == "medium" and _is_pytest_file(index.path):
                 continue         # test suites build modules of every kind and compare them: too weak there
             if origin.state == "train":
+                if _reported_twice(reported, origin):
+                    continue     # the wrapper's own method and its caller run the same held network
                 yield _hit(scope, use, origin)
+
+
+def _reported_twice(reported: dict[int, bool], origin: Origin) -> bool:
+    """One finding per held network: a plain wrapper's ``self.net(x)`` and ``wrapper(x)`` in its
+    caller are the same bug, reported where it is met first."""
+    if origin.node is None:
+        return False
+    node = id(origin.node)
+    if node in reported and (reported[node] or origin.held):
+        return True
+    reported[node] = reported.get(node, False) or bool(origin.held)
+    return False
 
 
 def _hit(scope: Scope, use: Use, origin: Origin) -> Hit:
