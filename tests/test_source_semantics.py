@@ -649,3 +649,270 @@ def test_prediction_named_functions_and_framework_step_hooks():
     assert eg106(source) == [(4, "model", "medium")]
     # a trainer's prediction_step is called by its loop, which switches the mode
     assert eg106(source.replace("make_prediction", "prediction_step")) == []
+
+
+ADAPTER = """\
+    import abc
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.drop(self.fc(x))
+
+
+    class Adapter(abc.ABC):
+        def __init__(self, net):
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, x):
+            return x * self.k
+
+
+    def predict(x):
+        adapter = Adapter(Net())
+        with torch.no_grad():
+            return adapter.forward(x)
+
+
+    def predict_scaled(x):
+        scale = Scaler(2)
+        with torch.no_grad():
+            return scale(x)
+    """
+
+
+def test_a_plain_adapter_is_no_network_but_the_network_it_holds_is(tmp_path):
+    """An abc.ABC adapter with its own forward() has no eval(): the finding names the network it holds
+    (adapter.net, which has eval()); a plain class holding no network stays silent."""
+    assert eg106(ADAPTER) == [(35, "adapter.net", "high")]
+    fixed = ADAPTER.replace("            return adapter.forward(x)",
+                            "            adapter.net.eval()\n            return adapter.forward(x)")
+    assert eg106(fixed) == []
+    evaluated_first = ADAPTER.replace("        adapter = Adapter(Net())",
+                                      "        net = Net().eval()\n        adapter = Adapter(net)")
+    assert eg106(evaluated_first) == []
+
+
+BUILDERS = """\
+    import torch
+    import hydra
+    import open_clip
+    from torchvision import models
+
+    MODELS = {}
+
+
+    def predict_from_config(cfg, x):
+        model = hydra.utils.instantiate(cfg.model)
+        with torch.no_grad():
+            return model(x)
+
+
+    def embed_images(x):
+        model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+        with torch.no_grad():
+            return model.encode_image(preprocess(x))
+
+
+    def predict_registered(cfg, x):
+        model_cls = MODELS[cfg.name]
+        model = model_cls(**cfg.kwargs)
+        with torch.no_grad():
+            return model(x)
+
+
+    def predict_by_name(name, x):
+        model = getattr(models, name)(weights="DEFAULT")
+        with torch.no_grad():
+            return model(x)
+    """
+
+
+def test_networks_from_config_systems_registries_and_model_packages():
+    """hydra's instantiate, open_clip's builder (first element of its tuple), a class taken from a
+    registry dict and called with the config, a torchvision model found by name: all networks in
+    training mode. The registry's class itself is built, not run: the finding is on the model call."""
+    assert eg106(BUILDERS) == [(12, "model", "medium"), (18, "model", "medium"), (25, "model", "medium"),
+                               (31, "model", "medium")]
+    fixed = BUILDERS.replace("        with torch.no_grad():", "        model.eval()\n        with torch.no_grad():")
+    assert eg106(fixed) == []
+
+
+WRAPPED = """\
+    import torch
+    from torch import nn
+    from accelerate import Accelerator
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.drop(self.fc(x))
+
+
+    def predict_compiled(x):
+        net = Net()
+        fast = torch.compile(net)
+        with torch.no_grad():
+            return fast(x)
+
+
+    def predict_prepared(x, loader):
+        net = Net()
+        net, loader = Accelerator().prepare(net, loader)
+        with torch.no_grad():
+            return net(x)
+
+
+    def predict_parallel(x):
+        net = Net()
+        parallel = nn.DataParallel(net)
+        with torch.no_grad():
+            return net(x)
+    """
+
+
+def test_a_wrapped_network_is_the_same_network():
+    """torch.compile, accelerator.prepare, nn.DataParallel return the network they wrap: eval() on the
+    wrapper or on the wrapped one counts for both; a missing eval on both is a finding."""
+    assert eg106(WRAPPED) == [(20, "fast", "high"), (27, "net", "high"), (34, "net", "high")]
+    on_wrapper = WRAPPED.replace("        parallel = nn.DataParallel(net)\n",
+                                    "        parallel = nn.DataParallel(net)\n        parallel.eval()\n")
+    assert eg106(on_wrapper) == [(20, "fast", "high"), (27, "net", "high")]
+    on_wrapped = WRAPPED.replace("        fast = torch.compile(net)\n",
+                                 "        fast = torch.compile(net)\n        net.eval()\n")
+    assert eg106(on_wrapped) == [(28, "net", "high"), (35, "net", "high")]
+
+
+GLOBAL_CLIP = """\
+    import sys
+    import torch
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32")
+
+
+    def image_vectors(images):
+        return model.encode_image(torch.stack([preprocess(i) for i in images]))
+
+
+    def text_vectors(tokens):
+        return model.forward(tokens)
+
+
+    if __name__ == "__main__":
+        print(image_vectors(sys.argv[1:]))
+    """
+
+
+def test_a_script_global_network_run_through_its_methods():
+    """A script that never trains keeps its network at module level; its functions run it through
+    encode_image()/forward(): inference, whatever the functions are called. A training function in
+    the file makes them ambiguous again (silent)."""
+    assert eg106(GLOBAL_CLIP) == [(9, "model", "medium"), (13, "model", "medium")]
+    assert eg106(GLOBAL_CLIP.replace('"ViT-B-32")\n', '"ViT-B-32")\n    model.eval()\n')) == []
+    trains = GLOBAL_CLIP.replace("    if __name__", "    def fit(loss):\n        loss.backward()\n\n\n    if __name__")
+    assert eg106(trains) == []
+
+
+def test_a_runner_derived_from_a_plain_interface_is_no_network():
+    """A class whose only base is a plain abstract interface of the project is plain too: the advice
+    names the network it holds (runner.model), never runner.eval(), which does not exist."""
+    source = ADAPTER.replace("class Adapter(abc.ABC):", "class Base(abc.ABC):\n        pass\n\n\n    class Adapter(Base):")
+    found = eg106(source)
+    assert (39, "adapter.net", "high") in found
+    assert all(model != "adapter" for _, model, _ in found)
+
+
+def test_classes_looked_up_in_a_registry_then_called():
+    """``arch = getattr(models, name)`` / ``builder = MODEL_REGISTRY.get(name)`` then ``arch(...)``:
+    the call builds a network (no finding on it); running the result without eval() is the finding."""
+    source = """\
+        import torch
+        import torchvision.models as models
+        from mylib import MODEL_REGISTRY
+
+
+        def predict_by_name(name, x):
+            arch = getattr(models, name)
+            model = arch(weights="DEFAULT")
+            with torch.no_grad():
+                return model(x)
+
+
+        def predict_registered(cfg, x):
+            builder = MODEL_REGISTRY.get(cfg.name)
+            model = builder(**cfg.kwargs)
+            with torch.no_grad():
+                return model(x)
+        """
+    assert eg106(source) == [(10, "model", "medium"), (17, "model", "medium")]
+    fixed = source.replace("    with torch.no_grad():", "    model.eval()\n            with torch.no_grad():")
+    assert eg106(fixed) == []
+
+
+def test_a_plain_wrapper_that_evaluates_what_it_holds_is_silent():
+    """The wrapper moves the network to a device and puts it in eval mode itself (in __init__ or in a
+    method): nothing to report; moving it without eval still leaves it in training mode."""
+    moved = ADAPTER.replace("            self.net = net\n", "            self.net = net.to('cpu')\n")
+    assert eg106(moved) == [(35, "adapter.net", "high")]
+    assert eg106(ADAPTER.replace("            self.net = net\n", "            self.net = net.to('cpu').eval()\n")) == []
+    assert eg106(ADAPTER.replace("            self.net = net\n",
+                                 "            self.net = net\n            self.net.eval()\n")) == []
+
+
+def test_a_held_network_is_reported_once():
+    """A plain runner's own ``self.net(x)`` and a service calling the runner run the same network
+    built in one place: one finding, naming an object that has eval()."""
+    source = """\
+        import torch
+        from torch import nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.drop = nn.Dropout(0.5)
+
+            def forward(self, x):
+                return self.drop(x)
+
+
+        class Runner:
+            def __init__(self, net):
+                self.net = net
+
+            def __call__(self, x):
+                return self.net(x)
+
+
+        class Service:
+            def __init__(self):
+                self.runner = Runner(Net())
+
+            def predict(self, x):
+                with torch.no_grad():
+                    return self.runner(x)
+        """
+    found = eg106(source)
+    assert len(found) == 1 and found[0][1] in ("self.net", "self.runner.net"), found
+    assert eg106(source.replace("Runner(Net())", "Runner(Net().eval())")) == []

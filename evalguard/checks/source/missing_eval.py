@@ -53,6 +53,7 @@ from evalguard.checks.source.index import (
     walk_scope,
 )
 from evalguard.checks.source.model_origin import (
+    CONSTRUCTOR_NAME,
     MODEL_METHODS,
     SAME_MODULE,
     SELF_CALL,
@@ -83,6 +84,7 @@ MODEL_ATTR = re.compile(r"^_*(model|net|network|backbone|encoder|classifier)$", 
 
 def check(index: FileIndex) -> Iterator[Hit]:
     tracer = Tracer.of(index)
+    reported: dict[int, bool] = {}     # network creation -> reported through a plain wrapper holding it
     for scope in index.scopes:
         seen = set()
         for use in _uses(index, scope):
@@ -95,11 +97,27 @@ def check(index: FileIndex) -> Iterator[Hit]:
             if origin.state == "train" and origin.confidence == "medium" and _is_pytest_file(index.path):
                 continue         # test suites build modules of every kind and compare them: too weak there
             if origin.state == "train":
+                if _reported_twice(reported, origin):
+                    continue     # the wrapper's own method and its caller run the same held network
                 yield _hit(scope, use, origin)
+
+
+def _reported_twice(reported: dict[int, bool], origin: Origin) -> bool:
+    """One finding per held network: a plain wrapper's ``self.net(x)`` and ``wrapper(x)`` in its
+    caller are the same bug, reported where it is met first."""
+    if origin.node is None:
+        return False
+    node = id(origin.node)
+    if node in reported and (reported[node] or origin.held):
+        return True
+    reported[node] = reported.get(node, False) or bool(origin.held)
+    return False
 
 
 def _hit(scope: Scope, use: Use, origin: Origin) -> Hit:
     model = "self" if use.key == SELF_CALL else use.key[1] if use.key[0] == "name" else f"self.{use.key[1]}"
+    if origin.held:                 # a plain wrapper runs the network it holds: that one has eval()
+        model = f"{model}.{origin.held}"
     where = "module-level code" if scope.is_module else f"{scope.name}()"
     created = f"{origin.text} at line {origin.node.lineno}" if origin.node is not None else origin.text
     doing = "evaluates" if use.kind == "evaluation" else "runs"
@@ -203,9 +221,15 @@ def _global_network_calls(index: FileIndex, scope: Scope) -> list[tuple[ast.Call
             or Tracer.of(index).file_trains() or _file_steps(index):
         return []
     globals_ = index.module.assigns
-    return [(call, "inference") for call in scope.calls()
-            if isinstance(call.func, ast.Name) and call.func.id in globals_
-            and call.func.id not in scope.assigns and call.func.id not in scope.params]
+    found = []
+    for call in scope.calls():
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in MODEL_METHODS:      # net.forward(x), clip.encode_image(x)
+            func = func.value
+        if isinstance(func, ast.Name) and func.id in globals_ and func.id not in scope.assigns \
+                and func.id not in scope.params:
+            found.append((call, "inference"))
+    return found
 
 
 def _file_steps(index: FileIndex) -> bool:
@@ -422,9 +446,10 @@ def _attr_evaluated(index: FileIndex, cls: ast.ClassDef, attr: str) -> bool:
 
 
 def _never_a_model(index: FileIndex, name: str) -> bool:
-    """Builtins, imported names, and functions or classes defined in the file are not models."""
+    """Builtins, imported names, functions or classes defined in the file, and names of a class
+    (``cls = MODELS[name]; model = cls(**cfg)``: calling it builds a network, it runs none) are not models."""
     return (name in BUILTINS or name in index.aliases or name in index.imports or name in index.classes
-            or bool(index.functions_named(name)))
+            or bool(index.functions_named(name)) or bool(CONSTRUCTOR_NAME.search(name)))
 
 
 def _returns(scope: Scope, key) -> bool:

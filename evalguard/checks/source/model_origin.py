@@ -28,10 +28,13 @@ MODEL_CLASS_NAME = re.compile(r"(Net|Network|Model|Classifier|Regressor|Encoder|
 # Methods that return the same module (or one in the same mode).
 SAME_MODULE = {"to", "cuda", "cpu", "half", "float", "double", "bfloat16", "requires_grad_",
                "share_memory", "to_empty", "type", "apply", "zero_grad"}
-MODEL_METHODS = {"forward", "generate"}
+MODEL_METHODS = {"forward", "generate", "encode_image", "encode_text"}     # CLIP's encoders run the network
 #: Calls that return their first argument's module (or a wrapper running it in its mode).
 WRAPPERS = {"torch.compile", "torch.jit.script", "torch.jit.trace", "torch.nn.DataParallel",
             "torch.nn.parallel.DistributedDataParallel", "copy.deepcopy", "copy.copy"}
+#: Calls (by their last name) that return a wrapper running the module passed first.
+WRAPPER_CALLS = {"prepare", "prepare_model", "get_peft_model", "wrap", "compile", "DataParallel",
+                 "DistributedDataParallel"}
 #: torch.nn classes whose output depends on the mode (a Linear or a loss does not).
 TORCH_NN_MODE_DEPENDENT = project.MODE_LAYERS | {"torch.nn.Sequential", "torch.nn.ModuleDict"}
 MAX_DEPTH = 10
@@ -69,6 +72,12 @@ MODEL_NAME = re.compile(r"model|net|classifier|encoder|decoder|backbone|detector
 NETWORK_FACTORY = re.compile(r"^_*(build|load|create|get|make|init|instantiate|construct)(_\w*)?_?(model|net|network|"
                              r"backbone|encoder|detector|classifier|segmentor|arch)s?(_\w*)?$|^instantiate$",
                              re.IGNORECASE)
+#: Names of a class or constructor taken from a registry: calling one builds a network, it runs none.
+CONSTRUCTOR_NAME = re.compile(r"^_*(cls|klass|clazz|ctor|constructor|factory|builder|arch)$|_(cls|class|klass|ctor|"
+                              r"constructor|factory|builder)$", re.IGNORECASE)
+#: Config systems that build whatever class the config names (a network, in model code).
+CONFIG_BUILDERS = frozenset({"hydra.utils.instantiate", "hydra.utils.call", "mmengine.registry.build_from_cfg",
+                             "mmcv.utils.build_from_cfg", "detectron2.config.instantiate"})
 #: Packages outside the project whose constructors return networks (in training mode).
 NETWORK_PACKAGES = ("torchvision.models.", "timm.", "open_clip.", "segmentation_models_pytorch.", "torch.hub.",
                     "pretrainedmodels.", "efficientnet_pytorch.", "monai.networks.", "torchaudio.models.")
@@ -90,9 +99,11 @@ class Origin:
     text: str = ""
     #: "high": the class is resolved and holds mode-dependent layers; "medium": a network of unresolved class
     confidence: str = "high"
+    #: the attribute of a plain (non-Module) wrapper that holds the network: the finding names ``obj.<held>``
+    held: str = ""
 
     def unsure(self) -> Origin:
-        return Origin(self.state, self.node, self.text, "medium") if self.state == "train" else self
+        return Origin(self.state, self.node, self.text, "medium", self.held) if self.state == "train" else self
 
     @staticmethod
     def combine(origins: list[Origin]) -> Origin:
@@ -185,6 +196,12 @@ def _asserts_eval(test: ast.AST, key, selves: set[str]) -> bool:
     return isinstance(target, ast.Attribute) and target.attr == "training" and (
         key_of(target.value, selves) == key or (key == SELF_CALL and isinstance(target.value, ast.Name)
                                                  and target.value.id in selves))
+
+
+def _registry_get(node: ast.AST) -> bool:
+    """``MODEL_REGISTRY.get(name)``: a lookup in a container named like a registry of networks."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+        and bool(node.args) and bool(REGISTRY_NAME.search(spelled(node.func.value).rsplit(".", 1)[-1]))
 
 
 def position(node: ast.AST) -> tuple[int, int]:
@@ -468,11 +485,32 @@ class Tracer:
         memo_key = ("events", id(scope), key)
         if memo_key not in self._memo:
             self._memo[memo_key] = []            # recursion through helpers: none (yet)
-            found = [(position(n), self._mode_event(scope, n, key), n) for n in scope.calls()]
+            keys = [key] + self._wrapping_aliases(scope, key)
+            found = [(position(n), self._mode_event(scope, n, k), n) for n in scope.calls() for k in keys]
             found += [(position(n), "eval", n) for n in scope.nodes()
                       if isinstance(n, ast.Assert) and _asserts_eval(n.test, key, scope.self_names())]
             self._memo[memo_key] = sorted((e for e in found if e[1] is not None), key=lambda e: e[0])
         return self._memo[memo_key]
+
+    def _wrapping_aliases(self, scope: Scope, key) -> list:
+        """Names bound in ``scope`` to a wrapper of the model (``wrapped = torch.compile(net)``,
+        ``nn.DataParallel(net)``, ``accelerator.prepare(net)``, ``get_peft_model(net, cfg)``): the same
+        network, so ``wrapped.eval()`` puts ``net`` in eval mode too."""
+        if key[0] != "name":
+            return []
+        aliases = []
+        for name, values in scope.assigns.items():
+            if name != key[1] and any(self._wraps(v, key[1]) for v in values):
+                aliases.append(("name", name))
+        return aliases
+
+    def _wraps(self, value: ast.AST, name: str) -> bool:
+        if not isinstance(value, ast.Call) or not value.args or not isinstance(value.args[0], ast.Name) \
+                or value.args[0].id != name:
+            return False
+        func = value.func
+        short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        return (self.index.qualname(func) or "") in WRAPPERS or short in WRAPPER_CALLS or short[:1].isupper()
 
     def _mode_event(self, scope: Scope, node: ast.Call, key) -> str | None:
         selves = scope.self_names()
@@ -759,10 +797,23 @@ class Tracer:
                     if isinstance(node, ast.Return) and node.value is not None:
                         origins.append(tracer._origin_of_value(factory, node.value, depth + 1))
             return Origin.combine(origins)
-        outside = self._network_source(call, name)
+        outside = self._network_source(self._through_alias(scope, call), name)
         if outside is not None:
             return Origin("train", call, outside, "medium")
-        return self._instantiated(call, name, text)
+        return self._instantiated(call, name, text, depth, scope)
+
+    @staticmethod
+    def _through_alias(scope: Scope, call: ast.Call) -> ast.Call:
+        """``cls = MODELS[name]; cls(**cfg)``: the call of a class-named name bound only to a registry
+        lookup (a subscript, ``REGISTRY.get(name)``, ``getattr(module, name)``) is that lookup's call."""
+        func = call.func
+        values = scope.assigns.get(func.id, []) if isinstance(func, ast.Name) and CONSTRUCTOR_NAME.search(func.id) \
+            else []
+        if len(values) != 1 or not (isinstance(values[0], ast.Subscript) or _registry_get(values[0]) or (
+                isinstance(values[0], ast.Call) and isinstance(values[0].func, ast.Name)
+                and values[0].func.id == "getattr")):
+            return call
+        return ast.copy_location(ast.Call(func=values[0], args=call.args, keywords=call.keywords), call)
 
     def _network_source(self, call: ast.Call, qualname: str) -> str | None:
         """A network built outside the project: a model package's constructor, a builder or loader
@@ -773,6 +824,8 @@ class Tracer:
                 and func.args:                  # getattr(torchvision.models, name)(...)
             func = ast.Subscript(value=func.args[0], slice=func.args[1] if len(func.args) > 1 else func.args[0])
             ast.copy_location(func, call)
+        if _registry_get(func):                 # MODEL_REGISTRY.get(name)(**cfg)
+            func = ast.copy_location(ast.Subscript(value=func.func.value, slice=func.args[0]), call)
         if isinstance(func, ast.Subscript):
             container = func.value
             if isinstance(container, ast.Attribute) and container.attr == "__dict__":
@@ -797,18 +850,22 @@ class Tracer:
         # a builder function (imported or a module's), not an accessor on an object (x.get_encoder())
         function = isinstance(func, ast.Name) or (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
                                                   and func.value.id in self.index.imports)
+        if full in CONFIG_BUILDERS:
+            return f"{spelled(func)}(...), a network built from a config"
         if function and NETWORK_FACTORY.search(short) and project.resolve(self.index, func) is None:
             return f"{spelled(func)}(...), a model builder outside this project"
         return None
 
-    def _instantiated(self, call: ast.Call, qualname: str, text: str) -> Origin:
+    def _instantiated(self, call: ast.Call, qualname: str, text: str, depth: int = 0,
+                      scope: Scope | None = None) -> Origin:
         """Building a class: a module in training mode, unless it has no mode-dependent layer."""
         func = call.func
         short = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         symbol = project.resolve(self.index, func) if short else None
         if symbol is not None and symbol.is_class:
-            if not project.is_module_class(symbol) or project.has_no_mode(symbol):
-                return NOT_A_NETWORK
+            if not project.is_module_class(symbol) or project.has_no_mode(symbol, parents=True):
+                return self._held_network(scope, call, symbol) if scope is not None and depth < MAX_DEPTH \
+                    else NOT_A_NETWORK
             return STATIC_ORIGIN if project.mode_dependent(symbol) is False else Origin("train", call, text)
         if not short[:1].isupper():
             return UNKNOWN_ORIGIN
@@ -819,3 +876,40 @@ class Tracer:
         if qualname.startswith("torch."):
             return Origin("train", call, text) if qualname in TORCH_NN_MODE_DEPENDENT else UNKNOWN_ORIGIN
         return Origin("train", call, text) if MODEL_CLASS_NAME.search(short) else UNKNOWN_ORIGIN
+
+    def _held_network(self, scope: Scope, call: ast.Call, symbol: project.Symbol) -> Origin:
+        """A plain class (no nn.Module, no ``eval``) is no network, but it may hold one: an attribute
+        named like a network that ``__init__`` sets from a parameter or builds. Running the wrapper runs
+        that network, so the finding is about ``wrapper.<attr>``, the object that has ``eval()``."""
+        tracer = Tracer.of(symbol.index)
+        for owner, init in tracer._class_methods(symbol.node):
+            if init.name != "__init__":
+                continue
+            selves = init.self_names()
+            for node in init.nodes():
+                if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+                    continue
+                key = key_of(node.targets[0], selves)
+                if key is None or key[0] != "self" or not HELD_NETWORK.search(key[1]):
+                    continue
+                if any(t._evaluated_in(m, key) for t, m in tracer._class_methods(symbol.node)):
+                    return EVAL_ORIGIN             # the wrapper puts what it holds in eval mode itself
+                origin = self._held_value(scope, call, owner, init, node.value)
+                if origin.state == "train":
+                    return Origin("train", origin.node, f"{origin.text}, held by {spelled(call.func)}(...) as "
+                                  f".{key[1]}", origin.confidence, key[1])
+                if origin.state == "eval":
+                    return origin
+        return NOT_A_NETWORK
+
+    def _held_value(self, scope: Scope, call: ast.Call, owner: Tracer, init: Scope, value: ast.AST) -> Origin:
+        if _chain_has_eval(owner.index, value, init):                   # self.net = net.to(d).eval()
+            return EVAL_ORIGIN
+        while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                and value.func.attr in SAME_MODULE:                      # self.net = net.to(device)
+            value = value.func.value
+        if isinstance(value, ast.Name) and value.id in init.params:      # self.net = net: the caller's argument
+            arg = call_arg(call, init.params.index(value.id) - 1, value.id)
+            return self._origin_of_value(scope, arg, MAX_DEPTH - 3) if arg is not None \
+                else UNKNOWN_ORIGIN
+        return owner._origin_of_value(init, value, MAX_DEPTH - 3)       # self.net = Net(): built inside

@@ -217,14 +217,34 @@ def _scan_builds(symbol: Symbol) -> bool:
                for n in ast.walk(symbol.node))
 
 
-def has_no_mode(symbol: Symbol) -> bool:
-    """A class with no base (or only ``object``) and no ``eval``/``train`` of its own: whatever its
-    ``forward`` looks like, it is no nn.Module and its instances have no mode to switch (a wrapper
-    around a compiled module, such as ``torch.jit.mobile.LiteScriptModule``)."""
+def has_no_mode(symbol: Symbol, depth: int = 0, parents: bool = False) -> bool:
+    """A class with no base (or only ``object``, ``abc.ABC``, ``Generic``, or with ``parents`` plain
+    classes of the project) and no ``eval``/``train`` of its own: whatever its ``forward`` looks like, it is no
+    nn.Module and its instances have no mode to switch (a wrapper around a compiled module, such as
+    ``torch.jit.mobile.LiteScriptModule``)."""
     cls = symbol.node
-    if any(not (isinstance(b, ast.Name) and b.id == "object") for b in cls.bases):
+    if not all(_plain_base(b) or (parents and _plain_parent(symbol.index, b, depth)) for b in cls.bases):
         return False
     return not any(isinstance(s, FUNCTION_NODES) and s.name in ("eval", "train") for s in cls.body)
+
+
+#: Bases that give a class no module behaviour: an abstract adapter (``abc.ABC``) is still a plain class.
+PLAIN_BASES = frozenset({"object", "ABC", "Generic", "Protocol"})
+
+
+def _plain_base(base: ast.AST) -> bool:
+    if isinstance(base, ast.Subscript):             # Generic[T]
+        base = base.value
+    name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
+    return name in PLAIN_BASES
+
+
+def _plain_parent(index: FileIndex, base: ast.AST, depth: int) -> bool:
+    """A base defined in the project that is itself a plain class (an abstract runner interface)."""
+    if depth >= MAX_DEPTH:
+        return False
+    parent = resolve(index, base)
+    return parent is not None and parent.is_class and parent.node is not base and has_no_mode(parent, depth + 1, True)
 
 
 def _base_is_module(index: FileIndex, base: ast.AST, depth: int) -> bool:
