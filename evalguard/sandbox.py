@@ -157,13 +157,7 @@ def _forked_child(request: dict, write: int, log_fd: int) -> None:
         os.dup2(log_fd, 2)
         # fresh stream objects: a lock another thread held at the fork stays held in this copy
         sys.stdout = sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - lives until os._exit
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2 and fd != write:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_inherited_fds(keep=write)
         send(write, _call(request))
         code = 0
     finally:
@@ -285,6 +279,13 @@ def read_messages(fd: int, deadline, on_message) -> bool:
                         pass   # a torn line from a dying child; the exit status says what happened
     finally:
         os.close(fd)
+
+
+def close_inherited_fds(keep: int) -> None:
+    """In a forked child: close every descriptor inherited from the parent but stdio and ``keep``
+    (the result pipe), so the child cannot reach the parent's files and sockets."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
 
 
 _PR_SET_PDEATHSIG = 1

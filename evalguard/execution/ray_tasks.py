@@ -88,15 +88,13 @@ def _read_child(fd: int, timeout: float | None, state: dict, on_step=None) -> bo
     return sandbox.read_messages(fd, deadline, on_message)
 
 
-def _detach_from_actor(keep_fd: int) -> None:
+def _detach_from_actor(keep_fd: int, actor_pid: int) -> None:
     """In the child: die with the actor (a lost actor must not leave its child running) and close
     the actor's sockets, so Ray sees the actor's death when it happens, not when the child ends."""
-    with contextlib.suppress(Exception):
-        import ctypes
+    from evalguard import sandbox
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG (Linux)
-    os.closerange(3, keep_fd)
-    os.closerange(keep_fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+    sandbox.die_with_parent(actor_pid)
+    sandbox.close_inherited_fds(keep=keep_fd)
 
 
 def _run_child(job: dict, timeout: float | None, on_step=None) -> dict:
@@ -104,12 +102,13 @@ def _run_child(job: dict, timeout: float | None, on_step=None) -> dict:
     from evalguard.execution import worker
 
     read_fd, write_fd = os.pipe()
+    actor_pid = os.getpid()
     pid = os.fork()
     if pid == 0:                               # the child: audit, report, never return
         code = 1
         try:
             os.close(read_fd)
-            _detach_from_actor(write_fd)
+            _detach_from_actor(write_fd, actor_pid)
             os.setsid()
             os.dup2(2, 1)                     # the audited code's prints: stderr, forwarded by Ray
             worker.serve_job(job, write_fd)
